@@ -1,0 +1,269 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::ProviderError;
+
+/// How a key is sent in the `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthScheme {
+    /// `Authorization: Bearer <key>` (the router, and most providers).
+    Bearer,
+    /// `Authorization: Key <key>` (fal-ai's own API).
+    Key,
+}
+
+/// Polling settings of asynchronous providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollConfig {
+    /// Pause between two status requests.
+    pub interval: Duration,
+    /// The longest a job may stay pending before it is a [`ProviderError::Timeout`].
+    pub deadline: Duration,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            interval: Duration::from_millis(500),
+            deadline: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A provider's own report on a pending job (queued, position, in progress).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderStatus {
+    /// The provider's job or request id.
+    pub job_id: Option<String>,
+    /// `queued`, `in_progress`, or the provider's own word for other states.
+    pub state: String,
+    /// Place in the provider's queue, when it says.
+    pub queue_position: Option<u64>,
+}
+
+impl ProviderStatus {
+    /// A status with only a state.
+    pub fn new(state: impl Into<String>) -> Self {
+        ProviderStatus {
+            job_id: None,
+            state: state.into(),
+            queue_position: None,
+        }
+    }
+}
+
+/// Receives [`ProviderStatus`] reports while a provider waits on a job.
+pub type StatusReporter = Arc<dyn Fn(ProviderStatus) + Send + Sync>;
+
+/// Everything a provider needs to make one call: where, with which key, how to poll, whom to tell.
+///
+/// Cheap to clone. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct ProviderContext {
+    provider: String,
+    http: reqwest::Client,
+    base_url: Url,
+    routed: bool,
+    key: Option<SecretString>,
+    auth: AuthScheme,
+    hub_url: Url,
+    poll: PollConfig,
+    reporter: Option<StatusReporter>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl fmt::Debug for ProviderContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderContext")
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url.as_str())
+            .field("routed", &self.routed)
+            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("auth", &self.auth)
+            .field("poll", &self.poll)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_hub() -> Url {
+    Url::parse(hf_media_mapping::DEFAULT_HUB_URL).unwrap_or_else(|_| unreachable!("constant URL parses"))
+}
+
+impl ProviderContext {
+    /// A context for calls through the Hugging Face router: the base is `{router}/{provider}` and the HF
+    /// token is sent as `Authorization: Bearer …`.
+    pub fn routed(http: reqwest::Client, router_url: &Url, provider: &str, token: Option<SecretString>) -> Self {
+        let base = format!("{}/{provider}", router_url.as_str().trim_end_matches('/'));
+        ProviderContext {
+            provider: provider.to_owned(),
+            http,
+            base_url: Url::parse(&base).unwrap_or_else(|_| router_url.clone()),
+            routed: true,
+            key: token,
+            auth: AuthScheme::Bearer,
+            hub_url: default_hub(),
+            poll: PollConfig::default(),
+            reporter: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A context for calls to the provider's own API with the provider's own key.
+    pub fn direct(http: reqwest::Client, base_url: Url, provider: &str, key: Option<SecretString>, auth: AuthScheme) -> Self {
+        ProviderContext {
+            provider: provider.to_owned(),
+            http,
+            base_url,
+            routed: false,
+            key,
+            auth,
+            hub_url: default_hub(),
+            poll: PollConfig::default(),
+            reporter: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Sets the Hub URL used to build adapter (LoRA) weight URLs.
+    pub fn with_hub_url(mut self, hub_url: Url) -> Self {
+        self.hub_url = hub_url;
+        self
+    }
+
+    /// Sets the polling settings.
+    pub fn with_poll(mut self, poll: PollConfig) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Sets who receives job status reports.
+    pub fn with_reporter(mut self, reporter: StatusReporter) -> Self {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    /// Adds a header sent on every call of this context (for example `X-HF-Bill-To`).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The provider's Hub name.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The shared HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The base every route is appended to.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// Whether calls go through the Hugging Face router (rather than the provider's own API).
+    pub fn is_routed(&self) -> bool {
+        self.routed
+    }
+
+    /// The Hub's base URL.
+    pub fn hub_url(&self) -> &Url {
+        &self.hub_url
+    }
+
+    /// The polling settings.
+    pub fn poll(&self) -> PollConfig {
+        self.poll
+    }
+
+    /// Tells the caller about a pending job.
+    pub fn report(&self, status: ProviderStatus) {
+        if let Some(reporter) = &self.reporter {
+            reporter(status);
+        }
+    }
+
+    /// `{base}{path_and_query}`: every route of a provider is built here, so the same code runs against
+    /// the router, the provider's API, a proxy or an emulator. `path_and_query` starts with `/`.
+    pub fn url(&self, path_and_query: &str) -> Result<Url, ProviderError> {
+        let joined = format!("{}{path_and_query}", self.base_url.as_str().trim_end_matches('/'));
+        Url::parse(&joined).map_err(|e| ProviderError::InvalidRequest {
+            provider: self.provider.clone(),
+            reason: format!("`{joined}` is not a valid URL: {e}"),
+        })
+    }
+
+    /// Rebuilds a URL that the provider returned (a status or result URL on its own host) on this
+    /// context's base: `{base}{path of absolute}{query}`. This is how polling works through the router
+    /// without knowing the router's host name.
+    pub fn url_for_path_of(&self, absolute: &str, query: Option<&str>) -> Result<Url, ProviderError> {
+        let parsed = Url::parse(absolute).map_err(|e| ProviderError::InvalidResponse {
+            provider: self.provider.clone(),
+            reason: format!("`{absolute}` is not a URL: {e}"),
+        })?;
+        let mut path = parsed.path().to_owned();
+        if let Some(query) = query {
+            path.push('?');
+            path.push_str(query);
+        }
+        self.url(&path)
+    }
+
+    /// A request with this context's authorization and headers.
+    pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        let mut builder = self.http.request(method, url);
+        if let Some(key) = &self.key {
+            let value = match self.auth {
+                AuthScheme::Bearer => format!("Bearer {}", key.expose_secret()),
+                AuthScheme::Key => format!("Key {}", key.expose_secret()),
+            };
+            if let Ok(mut value) = HeaderValue::from_str(&value) {
+                value.set_sensitive(true);
+                builder = builder.header(reqwest::header::AUTHORIZATION, value);
+            }
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        builder
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_appended_to_the_configured_base() {
+        let router = Url::parse("http://127.0.0.1:8080/proxy/").unwrap();
+        let ctx = ProviderContext::routed(reqwest::Client::new(), &router, "fal-ai", None);
+        assert_eq!(
+            ctx.url("/fal-ai/flux/dev?_subdomain=queue").unwrap().as_str(),
+            "http://127.0.0.1:8080/proxy/fal-ai/fal-ai/flux/dev?_subdomain=queue"
+        );
+        let rebased = ctx
+            .url_for_path_of("https://queue.fal.run/fal-ai/flux/requests/abc", Some("_subdomain=queue"))
+            .unwrap();
+        assert_eq!(
+            rebased.as_str(),
+            "http://127.0.0.1:8080/proxy/fal-ai/fal-ai/flux/requests/abc?_subdomain=queue"
+        );
+        assert!(ctx.url_for_path_of("not a url", None).is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let router = Url::parse("https://router.huggingface.co").unwrap();
+        let ctx = ProviderContext::routed(reqwest::Client::new(), &router, "replicate", Some("hf_canary".to_owned().into()));
+        let shown = format!("{ctx:?}");
+        assert!(!shown.contains("hf_canary") && shown.contains("[redacted]"), "{shown}");
+    }
+}

@@ -1,0 +1,165 @@
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// What can go wrong while a provider makes a media.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The provider (or the router in front of it) answered with a non-success HTTP status.
+    #[error("{provider} answered HTTP {status}: {message}")]
+    Http {
+        /// The provider's Hub name.
+        provider: String,
+        /// The HTTP status.
+        status: u16,
+        /// The provider's own message (from the body or `X-Error-Message`).
+        message: String,
+        /// The `Retry-After` delay, when the answer had one.
+        retry_after: Option<Duration>,
+    },
+    /// The provider could not be reached, or the connection broke.
+    #[error("could not reach {provider}: {message}")]
+    Network {
+        /// The provider's Hub name.
+        provider: String,
+        /// What went wrong (never with credentials).
+        message: String,
+    },
+    /// The answer did not have the shape the provider documents.
+    #[error("{provider} sent an invalid response: {reason}")]
+    InvalidResponse {
+        /// The provider's Hub name.
+        provider: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The provider accepted the job, then reported that it failed.
+    #[error("{provider} reported that job {job_id} failed: {message}")]
+    JobFailed {
+        /// The provider's Hub name.
+        provider: String,
+        /// The provider's job or request id.
+        job_id: String,
+        /// The provider's own message.
+        message: String,
+    },
+    /// Something took longer than allowed.
+    #[error("timed out after {}s while {what} ({provider})", after.as_secs_f32())]
+    Timeout {
+        /// The provider's Hub name.
+        provider: String,
+        /// What was being waited for.
+        what: String,
+        /// How long was waited.
+        after: Duration,
+    },
+    /// The provider was asked for a task it does not serve.
+    #[error("{provider} does not serve {task}")]
+    UnsupportedTask {
+        /// The provider's Hub name.
+        provider: String,
+        /// The task asked for.
+        task: String,
+    },
+    /// The request cannot be built (a parameter the provider cannot take, a bad URL).
+    #[error("cannot call {provider}: {reason}")]
+    InvalidRequest {
+        /// The provider's Hub name.
+        provider: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+}
+
+impl ProviderError {
+    /// The provider this error is about.
+    pub fn provider(&self) -> &str {
+        match self {
+            ProviderError::Http { provider, .. }
+            | ProviderError::Network { provider, .. }
+            | ProviderError::InvalidResponse { provider, .. }
+            | ProviderError::JobFailed { provider, .. }
+            | ProviderError::Timeout { provider, .. }
+            | ProviderError::UnsupportedTask { provider, .. }
+            | ProviderError::InvalidRequest { provider, .. } => provider,
+        }
+    }
+
+    /// The HTTP status, when the error is an HTTP answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProviderError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A 404: the provider does not serve this model; no other provider should be tried.
+    pub fn is_model_not_supported(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// A 400, 401 or 402: this provider cannot do it for this user; the next provider may.
+    pub fn is_fallback(&self) -> bool {
+        matches!(self.status(), Some(400 | 401 | 402))
+    }
+
+    /// A transient failure worth trying again on the same provider (408, 429, 5xx, network, timeouts).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::Http { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            ProviderError::Network { .. } | ProviderError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A short machine-readable name of the error's kind (`http`, `network`, `invalid_response`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::Http { .. } => "http",
+            ProviderError::Network { .. } => "network",
+            ProviderError::InvalidResponse { .. } => "invalid_response",
+            ProviderError::JobFailed { .. } => "job_failed",
+            ProviderError::Timeout { .. } => "timeout",
+            ProviderError::UnsupportedTask { .. } => "unsupported_task",
+            ProviderError::InvalidRequest { .. } => "invalid_request",
+        }
+    }
+
+    /// The message without the provider name and status prefix (for events that carry those apart).
+    pub fn message(&self) -> String {
+        match self {
+            ProviderError::Http { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16) -> ProviderError {
+        ProviderError::Http {
+            provider: "fal-ai".into(),
+            status,
+            message: "m".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn statuses_decide_fallback_stop_and_retry() {
+        for s in [400, 401, 402] {
+            assert!(http(s).is_fallback() && !http(s).is_model_not_supported() && !http(s).is_retryable());
+        }
+        assert!(http(404).is_model_not_supported() && !http(404).is_fallback());
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(http(s).is_retryable(), "{s}");
+        }
+        assert!(!http(422).is_retryable() && !http(422).is_fallback());
+        assert_eq!(http(402).to_string(), "fal-ai answered HTTP 402: m");
+        assert_eq!(http(402).kind(), "http");
+        assert_eq!(http(402).provider(), "fal-ai");
+    }
+}

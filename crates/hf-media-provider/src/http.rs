@@ -1,0 +1,391 @@
+//! What every provider shares: sending with status → error mapping, reading JSON answers, the polling
+//! loop, base64 and `data:` URL decoding, and plain media downloads.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use url::Url;
+
+use crate::{ByteStream, ProviderContext, ProviderError, ProviderStatus};
+
+/// The most bytes of a JSON answer that are read (base64 media included).
+pub const MAX_JSON_BYTES: usize = 512 * 1024 * 1024;
+
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Describes a reqwest error with its causes, never with the URL (which may carry signed query strings).
+pub fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "the request timed out".to_owned()
+    } else if error.is_connect() {
+        "could not connect".to_owned()
+    } else if error.is_body() || error.is_decode() {
+        "the body could not be read".to_owned()
+    } else {
+        "the request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn network(provider: &str, error: &reqwest::Error) -> ProviderError {
+    ProviderError::Network {
+        provider: provider.to_owned(),
+        message: describe(error),
+    }
+}
+
+/// Sends a request built with [`ProviderContext::request`]; a non-success status becomes
+/// [`ProviderError::Http`] with the provider's own message.
+pub async fn send(ctx: &ProviderContext, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ProviderError> {
+    let response = request.send().await.map_err(|e| network(ctx.provider(), &e))?;
+    check_status(ctx.provider(), response).await
+}
+
+/// Turns a non-success answer into [`ProviderError::Http`]; passes a success through.
+pub async fn check_status(provider: &str, response: reqwest::Response) -> Result<reqwest::Response, ProviderError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let headers = response.headers().clone();
+    let body = read_limited(provider, response, 64 * 1024, true).await.unwrap_or_default();
+    Err(ProviderError::Http {
+        provider: provider.to_owned(),
+        status: status.as_u16(),
+        message: error_message(&headers, &body),
+        retry_after: retry_after(&headers),
+    })
+}
+
+/// Reads at most `limit` bytes of a body; past it, an error (or, with `truncate`, the first `limit` bytes).
+async fn read_limited(provider: &str, mut response: reqwest::Response, limit: usize, truncate: bool) -> Result<Vec<u8>, ProviderError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| network(provider, &e))? {
+        if body.len() + chunk.len() > limit {
+            if truncate {
+                body.extend_from_slice(&chunk[..limit - body.len()]);
+                return Ok(body);
+            }
+            return Err(ProviderError::InvalidResponse {
+                provider: provider.to_owned(),
+                reason: format!("the JSON answer is larger than {limit} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads a JSON answer (at most [`MAX_JSON_BYTES`]).
+pub async fn read_json(provider: &str, response: reqwest::Response) -> Result<Value, ProviderError> {
+    let body = read_limited(provider, response, MAX_JSON_BYTES, false).await?;
+    serde_json::from_slice(&body).map_err(|e| ProviderError::InvalidResponse {
+        provider: provider.to_owned(),
+        reason: format!("the answer is not valid JSON ({e}); it starts with {:?}", preview(&body)),
+    })
+}
+
+/// Sends a request and reads its JSON answer.
+pub async fn send_json(ctx: &ProviderContext, request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
+    let response = send(ctx, request).await?;
+    read_json(ctx.provider(), response).await
+}
+
+fn preview(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned()
+}
+
+/// The `Retry-After` header, in seconds.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// The error text of a failed answer, wherever the provider put it: `X-Error-Message`, `error` (string or
+/// `{message}`), `detail` (string or pydantic list), `message`, `errors[].message`; else the body's start.
+pub fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
+    if let Some(message) = headers.get("x-error-message").and_then(|v| v.to_str().ok()) {
+        return message.to_owned();
+    }
+    if let Ok(json) = serde_json::from_slice::<Value>(body)
+        && let Some(message) = json_error_text(&json)
+    {
+        return message;
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "(no message)".to_owned()
+    } else {
+        text.chars().take(500).collect()
+    }
+}
+
+/// The error text inside a JSON body, if any.
+pub fn json_error_text(json: &Value) -> Option<String> {
+    let text_of = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Object(o) => o.get("message").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    };
+    if let Some(message) = json.get("error").and_then(text_of) {
+        return Some(message);
+    }
+    match json.get("detail") {
+        Some(Value::String(s)) => return Some(s.trim().to_owned()),
+        Some(Value::Array(items)) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|item| {
+                    let msg = item.get("msg").and_then(Value::as_str).unwrap_or("invalid");
+                    let loc = item
+                        .get("loc")
+                        .and_then(Value::as_array)
+                        .map(|l| l.iter().map(|p| p.to_string().trim_matches('"').to_owned()).collect::<Vec<_>>().join("."));
+                    match loc {
+                        Some(loc) => format!("{loc}: {msg}"),
+                        None => msg.to_owned(),
+                    }
+                })
+                .collect();
+            if !parts.is_empty() {
+                return Some(parts.join("; "));
+            }
+        }
+        _ => {}
+    }
+    if let Some(message) = json.get("message").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        return Some(message.to_owned());
+    }
+    let errors: Vec<&str> = json
+        .get("errors")?
+        .as_array()?
+        .iter()
+        .filter_map(|e| e.get("message").and_then(Value::as_str))
+        .collect();
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
+
+/// Decodes standard base64 (padding optional, whitespace ignored).
+pub fn decode_base64(provider: &str, encoded: &str) -> Result<Bytes, ProviderError> {
+    let cleaned: String;
+    let input = if encoded.bytes().any(|b| b.is_ascii_whitespace()) {
+        cleaned = encoded.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        cleaned.as_str()
+    } else {
+        encoded
+    };
+    BASE64.decode(input).map(Bytes::from).map_err(|e| ProviderError::InvalidResponse {
+        provider: provider.to_owned(),
+        reason: format!("the base64 media could not be decoded: {e}"),
+    })
+}
+
+/// A media URL from a provider's answer: only `http`, `https` and `data:` URLs are accepted.
+pub fn media_url(provider: &str, raw: &str) -> Result<Url, ProviderError> {
+    let url = Url::parse(raw).map_err(|e| ProviderError::InvalidResponse {
+        provider: provider.to_owned(),
+        reason: format!("the media URL {:?} is not a URL: {e}", raw.chars().take(100).collect::<String>()),
+    })?;
+    match url.scheme() {
+        "http" | "https" | "data" => Ok(url),
+        other => Err(ProviderError::InvalidResponse {
+            provider: provider.to_owned(),
+            reason: format!("the media URL has the scheme `{other}`; only http, https and data URLs are accepted"),
+        }),
+    }
+}
+
+/// Downloads a media URL with a plain GET: no credentials, whatever the host. `data:` URLs are decoded
+/// in place. Returns the byte stream and the claimed MIME type.
+pub async fn download(http: &reqwest::Client, provider: &str, url: &Url) -> Result<(ByteStream, Option<String>), ProviderError> {
+    if url.scheme() == "data" {
+        let data = data_url::DataUrl::process(url.as_str()).map_err(|e| ProviderError::InvalidResponse {
+            provider: provider.to_owned(),
+            reason: format!("the data URL is malformed: {e:?}"),
+        })?;
+        let mime = data.mime_type().to_string();
+        let (bytes, _) = data.decode_to_vec().map_err(|e| ProviderError::InvalidResponse {
+            provider: provider.to_owned(),
+            reason: format!("the data URL's base64 could not be decoded: {e:?}"),
+        })?;
+        let stream: ByteStream = futures::stream::once(async move { Ok(Bytes::from(bytes)) }).boxed();
+        return Ok((stream, Some(mime)));
+    }
+    let response = http.get(url.clone()).send().await.map_err(|e| network(provider, &e))?;
+    let response = check_status(provider, response).await?;
+    let mime = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((body_stream(provider, response), mime))
+}
+
+/// A response body as a [`ByteStream`].
+pub fn body_stream(provider: &str, response: reqwest::Response) -> ByteStream {
+    let provider = provider.to_owned();
+    response
+        .bytes_stream()
+        .map(move |chunk| chunk.map_err(|e| network(&provider, &e)))
+        .boxed()
+}
+
+/// Replaces media bytes in a provider's answer by short placeholders (`data:` URLs, `b64_json`, long
+/// base64 strings), so the rest can travel with the media and into the sidecar.
+pub fn strip_media(value: &Value) -> Value {
+    match value {
+        Value::String(s) if s.starts_with("data:") => Value::String(format!("data:… ({} characters)", s.len())),
+        Value::String(s) if s.len() > 4096 => Value::String(format!("… ({} characters)", s.len())),
+        Value::Array(items) => Value::Array(items.iter().map(strip_media).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), strip_media(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// What one poll found.
+#[derive(Debug)]
+pub enum Poll<T> {
+    /// Still pending, in this state.
+    Pending(ProviderStatus),
+    /// Done.
+    Ready(T),
+}
+
+/// Polls until `check` is ready: sleeps [`crate::PollConfig::interval`] before each check, reports each
+/// new pending state, and ends with [`ProviderError::Timeout`] past [`crate::PollConfig::deadline`].
+/// `check` ends the loop early by returning an error (failed jobs, unknown states).
+pub async fn poll_until<T, F, Fut>(ctx: &ProviderContext, what: &str, mut check: F) -> Result<T, ProviderError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<Poll<T>, ProviderError>>,
+{
+    let config = ctx.poll();
+    let started = Instant::now();
+    let mut last: Option<ProviderStatus> = None;
+    for attempt in 1.. {
+        let remaining = config.deadline.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            break;
+        }
+        tokio::time::sleep(config.interval.min(remaining)).await;
+        let outcome = tokio::time::timeout(config.deadline.saturating_sub(started.elapsed()), check(attempt)).await;
+        match outcome {
+            Err(_) => break,
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Poll::Ready(value))) => return Ok(value),
+            Ok(Ok(Poll::Pending(status))) => {
+                if last.as_ref() != Some(&status) {
+                    ctx.report(status.clone());
+                    last = Some(status);
+                }
+            }
+        }
+    }
+    Err(ProviderError::Timeout {
+        provider: ctx.provider().to_owned(),
+        what: what.to_owned(),
+        after: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[track_caller]
+    fn check(body: &str, expected: &str) {
+        assert_eq!(error_message(&HeaderMap::new(), body.as_bytes()), expected, "{body}");
+    }
+
+    #[test]
+    fn error_text_is_found_wherever_providers_put_it() {
+        check(r#"{"error":"Model x does not exist"}"#, "Model x does not exist");
+        check(r#"{"error":{"message":"Invalid request","type":"invalid_request_error"}}"#, "Invalid request");
+        check(r#"{"detail":"Unsupported data URL"}"#, "Unsupported data URL");
+        check(
+            r#"{"detail":[{"loc":["body","model_name"],"msg":"field required","type":"value_error.missing"}]}"#,
+            "body.model_name: field required",
+        );
+        check(r#"{"message":"No API key found in request","request_id":"r"}"#, "No API key found in request");
+        check(r#"{"errors":[{"message":"a"},{"message":"b"}]}"#, "a; b");
+        check("404: Not Found", "404: Not Found");
+        check("", "(no message)");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-error-message", "Invalid credentials in Authorization header".parse().unwrap());
+        assert_eq!(error_message(&headers, b"{}"), "Invalid credentials in Authorization header");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn base64_tolerates_missing_padding_and_newlines_and_reports_garbage() {
+        assert_eq!(decode_base64("p", "aGVsbG8=").unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(decode_base64("p", "aGVs\nbG8").unwrap(), Bytes::from_static(b"hello"));
+        let err = decode_base64("together", "@@@").unwrap_err();
+        assert!(matches!(err, ProviderError::InvalidResponse { ref provider, .. } if provider == "together"));
+    }
+
+    #[test]
+    fn only_http_and_data_urls_are_media_urls() {
+        assert!(media_url("p", "https://cdn.example/x.png").is_ok());
+        assert!(media_url("p", "data:image/png;base64,AAAA").is_ok());
+        assert!(media_url("p", "file:///etc/passwd").is_err());
+        assert!(media_url("p", "relative/x.png").is_err());
+    }
+
+    #[test]
+    fn strip_media_keeps_metadata_and_drops_bytes() {
+        let answer = json!({"images": [{"url": "data:image/png;base64,AAAA", "width": 1}], "seed": 5,
+                            "data": [{"b64_json": "x".repeat(5000)}]});
+        let stripped = strip_media(&answer);
+        assert_eq!(stripped["seed"], json!(5));
+        assert_eq!(stripped["images"][0]["width"], json!(1));
+        assert!(stripped["images"][0]["url"].as_str().unwrap().starts_with("data:… ("));
+        assert_eq!(stripped["data"][0]["b64_json"], json!("… (5000 characters)"));
+    }
+
+    #[tokio::test]
+    async fn data_urls_are_decoded_without_a_request() {
+        use futures::TryStreamExt;
+        let url = Url::parse("data:image/png;base64,aGVsbG8=").unwrap();
+        let (stream, mime) = download(&reqwest::Client::new(), "fal-ai", &url).await.unwrap();
+        let bytes: Vec<Bytes> = stream.try_collect().await.unwrap();
+        assert_eq!(bytes.concat(), b"hello");
+        assert_eq!(mime.as_deref(), Some("image/png"));
+    }
+}

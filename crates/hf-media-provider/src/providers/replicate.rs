@@ -1,0 +1,181 @@
+//! replicate: images and videos through Replicate's predictions API.
+//!
+//! `POST {base}/v1/models/{owner}/{name}/predictions` (or `/v1/predictions` with `version` for a pinned
+//! `owner/name:version` id), header `Prefer: wait`, body `{"input": {"prompt", …}}`. `201 Created` is
+//! success; `output` is a URL string or a list of them. When the server's wait window ends before the
+//! prediction does, the prediction is polled at `{base}/v1/predictions/{id}` until `succeeded`, `failed`
+//! or `canceled`.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+
+use crate::http::{self, Poll};
+use crate::{
+    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
+    provider_parameters,
+};
+
+/// The provider's Hub name.
+pub const REPLICATE: &str = "replicate";
+/// Replicate's own API, for calls with a `REPLICATE_API_TOKEN`.
+pub const REPLICATE_API_URL: &str = "https://api.replicate.com";
+const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
+
+/// Replicate (`replicate`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Replicate;
+
+/// The model and the pinned version of a provider id.
+fn split_version(provider_id: &str) -> (&str, Option<&str>) {
+    match provider_id.split_once(':') {
+        Some((model, version)) => (model, Some(version)),
+        None => (provider_id, None),
+    }
+}
+
+/// The create-prediction route.
+pub fn route(request: &GenerationRequest) -> String {
+    match split_version(&request.mapping.provider_id) {
+        (_, Some(_)) => "/v1/predictions".to_owned(),
+        (model, None) => format!("/v1/models/{model}/predictions"),
+    }
+}
+
+/// The request body: everything inside `input`, plus `version` when pinned.
+pub fn payload(ctx: &ProviderContext, request: &GenerationRequest) -> Value {
+    let mut input: Map<String, Value> = Map::new();
+    input.insert("prompt".into(), Value::from(request.prompt.clone()));
+    input.extend(provider_parameters(request));
+    if request.mapping.lora_weights_path().is_some() {
+        let repo = format!("{}/{}", ctx.hub_url().as_str().trim_end_matches('/'), request.mapping.hf_model_id);
+        input.insert("lora_weights".into(), Value::from(repo));
+    }
+    let mut body = json!({ "input": input });
+    if let (_, Some(version)) = split_version(&request.mapping.provider_id) {
+        body["version"] = Value::from(version);
+    }
+    body
+}
+
+/// Reads a prediction: done with a media URL, still running, or failed.
+pub fn parse_prediction(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> {
+    let id = answer.get("id").and_then(Value::as_str).unwrap_or("?");
+    let status = answer.get("status").and_then(Value::as_str).unwrap_or("");
+    let output = match answer.get("output") {
+        Some(Value::String(url)) => Some(url.as_str()),
+        Some(Value::Array(items)) => items.first().and_then(Value::as_str),
+        _ => None,
+    };
+    match (status, output) {
+        ("failed" | "canceled" | "aborted", _) => Err(ProviderError::JobFailed {
+            provider: REPLICATE.into(),
+            job_id: id.to_owned(),
+            message: answer
+                .get("error")
+                .and_then(|e| e.as_str().map(str::to_owned).or_else(|| (!e.is_null()).then(|| e.to_string())))
+                .unwrap_or_else(|| format!("the prediction was {status}")),
+        }),
+        (_, Some(url)) => {
+            let url = http::media_url(REPLICATE, url)?;
+            Ok(Poll::Ready(MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer)))
+        }
+        ("starting" | "processing" | "", None) if answer.get("id").is_some() => Ok(Poll::Pending(ProviderStatus {
+            job_id: Some(id.to_owned()),
+            state: if status == "starting" { "queued".into() } else { "in_progress".into() },
+            queue_position: None,
+        })),
+        ("succeeded", None) => Err(ProviderError::InvalidResponse {
+            provider: REPLICATE.into(),
+            reason: format!("prediction {id} succeeded without an `output`"),
+        }),
+        _ => Err(ProviderError::InvalidResponse {
+            provider: REPLICATE.into(),
+            reason: format!("unexpected prediction (status {status:?}, no `output`)"),
+        }),
+    }
+}
+
+#[async_trait]
+impl MediaProvider for Replicate {
+    fn name(&self) -> &str {
+        REPLICATE
+    }
+
+    fn tasks(&self) -> &[Task] {
+        TASKS
+    }
+
+    fn direct_base_url(&self) -> Option<&str> {
+        Some(REPLICATE_API_URL)
+    }
+
+    async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        super::ensure_task(REPLICATE, TASKS, &request)?;
+        let url = ctx.url(&route(&request))?;
+        let create = ctx
+            .request(reqwest::Method::POST, url)
+            .header("prefer", "wait")
+            .json(&payload(ctx, &request));
+        let answer = http::send_json(ctx, create).await?;
+        let status = match parse_prediction(&answer)? {
+            Poll::Ready(output) => return Ok(output),
+            Poll::Pending(status) => status,
+        };
+        let id = status.job_id.clone().unwrap_or_default();
+        ctx.report(status);
+        let poll_url = ctx.url(&format!("/v1/predictions/{id}"))?;
+        http::poll_until(ctx, &format!("waiting for replicate prediction {id}"), |_| {
+            let get = ctx.request(reqwest::Method::GET, poll_url.clone());
+            let id = &id;
+            async move {
+                match http::send_json(ctx, get).await {
+                    Err(ProviderError::Http { status: 404 | 405, .. }) => Err(ProviderError::JobFailed {
+                        provider: REPLICATE.into(),
+                        job_id: id.clone(),
+                        message: format!(
+                            "the prediction outlived Replicate's wait window and this endpoint cannot poll it \
+                             (GET /v1/predictions/{id} is not served); use a REPLICATE_API_TOKEN to poll it directly"
+                        ),
+                    }),
+                    Err(e) => Err(e),
+                    Ok(answer) => parse_prediction(&answer),
+                }
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_may_be_a_string_or_a_list() {
+        let one = parse_prediction(&json!({"id": "p", "status": "succeeded", "output": "https://replicate.delivery/a.webp"}));
+        assert!(matches!(one, Ok(Poll::Ready(MediaOutput { body: MediaBody::Url(_), .. }))));
+        let list = parse_prediction(&json!({"id": "p", "status": "processing", "output": ["https://replicate.delivery/a.webp"]}));
+        assert!(matches!(list, Ok(Poll::Ready(_))), "a filled output wins over a `processing` status");
+    }
+
+    #[test]
+    fn pending_failed_and_malformed_predictions() {
+        assert!(matches!(
+            parse_prediction(&json!({"id": "p", "status": "starting", "output": null})),
+            Ok(Poll::Pending(ProviderStatus { ref state, .. })) if state == "queued"
+        ));
+        let err = parse_prediction(&json!({"id": "p", "status": "failed", "error": "NSFW content detected"})).unwrap_err();
+        assert_eq!(err.to_string(), "replicate reported that job p failed: NSFW content detected");
+        assert!(matches!(
+            parse_prediction(&json!({"id": "p", "status": "succeeded"})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
+        assert!(matches!(parse_prediction(&json!({"detail": "x"})), Err(ProviderError::InvalidResponse { .. })));
+    }
+
+    #[test]
+    fn pinned_versions_use_the_predictions_route() {
+        assert_eq!(split_version("owner/name:abc123"), ("owner/name", Some("abc123")));
+        assert_eq!(split_version("owner/name"), ("owner/name", None));
+    }
+}

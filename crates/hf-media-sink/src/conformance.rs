@@ -1,0 +1,305 @@
+//! A test suite every [`MediaSink`] implementation should pass (feature
+//! `testing`).
+//!
+//! Each check takes the sink as `&dyn MediaSink`, runs one scenario and panics
+//! with a clear message when the sink misbehaves. Checks about failures also
+//! take `count`, a closure telling how many things the sink currently holds
+//! (files in its folder, *including* hidden temporary files; entries in
+//! memory...): a failed or cancelled store must not change it.
+//!
+//! Checks need a Tokio runtime with the timer enabled (`#[tokio::test]`).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use hf_media_sink::{conformance, MemorySink};
+//! let sink = MemorySink::new();
+//! let counter = sink.clone();
+//! conformance::run_all(&sink, move || counter.len()).await;
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::stream;
+
+use crate::{
+    BoxError, ByteStream, MediaKind, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia,
+};
+
+/// A real, valid 1×1 red PNG (70 bytes; correct CRCs and zlib stream).
+pub fn tiny_png() -> Vec<u8> {
+    vec![
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, // signature
+        0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, // IHDR
+        0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, //
+        0x1f, 0x15, 0xc4, 0x89, // IHDR CRC
+        0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, // IDAT
+        0x78, 0xda, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, //
+        0x56, 0xc7, 0x2f, 0x0d, // IDAT CRC
+        0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, // IEND
+        0xae, 0x42, 0x60, 0x82, // IEND CRC
+    ]
+}
+
+/// The start of an MP4 file: an `ftyp` box (brand `isom`, compatible
+/// `isom`/`mp42`) and an empty `free` box. Enough to be sniffed as MP4.
+pub fn tiny_mp4_head() -> Vec<u8> {
+    let mut head = Vec::with_capacity(32);
+    head.extend_from_slice(&24u32.to_be_bytes());
+    head.extend_from_slice(b"ftypisom");
+    head.extend_from_slice(&0x200u32.to_be_bytes());
+    head.extend_from_slice(b"isommp42");
+    head.extend_from_slice(&8u32.to_be_bytes());
+    head.extend_from_slice(b"free");
+    head
+}
+
+/// A record with every field set, for `prompt`.
+pub fn sample_record(prompt: &str) -> MediaRecord {
+    MediaRecord {
+        prompt: prompt.to_owned(),
+        model: "black-forest-labs/FLUX.1-schnell".to_owned(),
+        provider: "fal-ai".to_owned(),
+        provider_id: "fal-ai/flux/schnell".to_owned(),
+        task: "text-to-image".to_owned(),
+        task_index: 0,
+        parameters: serde_json::json!({ "width": 1, "height": 1 }),
+        seed: Some(42),
+        source_url: Some("https://example.invalid/media.png".to_owned()),
+        provider_response: Some(serde_json::json!({ "request_id": "req-1", "nsfw": [false] })),
+        created_at_unix_ms: 1_732_623_000_000,
+        timings: crate::MediaTimings {
+            generation_ms: 1234,
+            store_ms: 0,
+        },
+    }
+}
+
+/// A stream yielding `chunks` in order, then ending.
+pub fn stream_of(chunks: Vec<Vec<u8>>) -> ByteStream {
+    stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))).boxed()
+}
+
+/// A stream yielding `prefix`, then failing with `message`.
+pub fn failing_stream(prefix: Vec<u8>, message: &str) -> ByteStream {
+    let error: BoxError = message.to_owned().into();
+    stream::iter(vec![Ok(Bytes::from(prefix)), Err(error)]).boxed()
+}
+
+/// A stream yielding `prefix`, then never yielding again (a stalled download).
+pub fn stalled_stream(prefix: Vec<u8>) -> ByteStream {
+    stream::iter(vec![Ok(Bytes::from(prefix))])
+        .chain(stream::pending())
+        .boxed()
+}
+
+/// Splits `bytes` in chunks of (at most) `size` bytes.
+fn chunked(bytes: &[u8], size: usize) -> Vec<Vec<u8>> {
+    bytes.chunks(size.max(1)).map(<[u8]>::to_vec).collect()
+}
+
+/// Checks what every successful store must satisfy; reads back files.
+fn check_stored(
+    stored: &StoredMedia,
+    bytes: &[u8],
+    record: &MediaRecord,
+    ext: &str,
+    kind: MediaKind,
+) {
+    assert_eq!(
+        stored.format.extension, ext,
+        "the format must be decided from the bytes"
+    );
+    assert_eq!(stored.format.kind, kind, "wrong media kind");
+    assert_eq!(
+        stored.bytes,
+        bytes.len() as u64,
+        "StoredMedia.bytes must be the number of bytes received"
+    );
+    let mut expected = record.clone();
+    expected.timings.store_ms = stored.record.timings.store_ms;
+    assert_eq!(
+        stored.record, expected,
+        "the record must come back unchanged, except timings.store_ms"
+    );
+    if let MediaLocation::File(path) = &stored.location {
+        let on_disk = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("stored file {} unreadable: {e}", path.display()));
+        assert_eq!(on_disk, bytes, "file {} has other bytes", path.display());
+        assert_eq!(
+            path.extension().and_then(|e| e.to_str()),
+            Some(ext),
+            "file {} has the wrong extension",
+            path.display()
+        );
+    }
+    if let Some(sidecar) = &stored.sidecar {
+        let text = std::fs::read_to_string(sidecar)
+            .unwrap_or_else(|e| panic!("sidecar {} unreadable: {e}", sidecar.display()));
+        let back: MediaRecord = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("sidecar {} is not a MediaRecord: {e}", sidecar.display()));
+        assert_eq!(
+            back, stored.record,
+            "the sidecar must hold the returned record"
+        );
+    }
+}
+
+/// Stores [`tiny_png`] sent in small chunks; checks format, size, record,
+/// and (for files) the bytes on disk and the sidecar. Returns what the sink
+/// answered for further checks.
+pub async fn stores_png(sink: &dyn MediaSink) -> StoredMedia {
+    let png = tiny_png();
+    let record = sample_record("A tiny red pixel");
+    let stored = sink
+        .store(stream_of(chunked(&png, 7)), record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("storing a valid PNG failed: {e}"));
+    check_stored(&stored, &png, &record, "png", MediaKind::Image);
+    stored
+}
+
+/// Stores an MP4 (well, its head) and checks it is kept as a video.
+pub async fn stores_mp4(sink: &dyn MediaSink) -> StoredMedia {
+    let mut mp4 = tiny_mp4_head();
+    mp4.extend_from_slice(&[0u8; 100]);
+    let mut record = sample_record("a short clip");
+    record.task = "text-to-video".to_owned();
+    let stored = sink
+        .store(stream_of(chunked(&mp4, 5)), record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("storing an MP4 failed: {e}"));
+    check_stored(&stored, &mp4, &record, "mp4", MediaKind::Video);
+    stored
+}
+
+/// An HTML error page is refused with [`SinkError::UnrecognizedMedia`] and
+/// leaves nothing.
+pub async fn rejects_unknown_bytes(sink: &dyn MediaSink, count: impl Fn() -> usize) {
+    let before = count();
+    let html = b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>".to_vec();
+    let result = sink.store(stream_of(vec![html]), sample_record("x")).await;
+    match result {
+        Err(SinkError::UnrecognizedMedia { head }) => {
+            assert!(
+                head.starts_with("3c 21"),
+                "head should be a hex dump: {head}"
+            );
+        }
+        other => panic!("HTML must be refused as UnrecognizedMedia, got {other:?}"),
+    }
+    assert_eq!(count(), before, "a refused media must leave nothing");
+}
+
+/// A stream without bytes is refused with [`SinkError::Empty`] and leaves
+/// nothing.
+pub async fn rejects_empty_stream(sink: &dyn MediaSink, count: impl Fn() -> usize) {
+    let before = count();
+    let result = sink.store(stream_of(vec![]), sample_record("x")).await;
+    assert!(
+        matches!(result, Err(SinkError::Empty)),
+        "an empty stream must give SinkError::Empty, got {result:?}"
+    );
+    assert_eq!(count(), before, "an empty stream must leave nothing");
+}
+
+/// A stream failing mid-way gives [`SinkError::Source`] carrying the stream's
+/// error, and leaves nothing.
+pub async fn failed_stream_stores_nothing(sink: &dyn MediaSink, count: impl Fn() -> usize) {
+    let before = count();
+    let png = tiny_png();
+    let result = sink
+        .store(
+            failing_stream(png[..40].to_vec(), "connection reset by peer"),
+            sample_record("x"),
+        )
+        .await;
+    match result {
+        Err(SinkError::Source(source)) => assert!(
+            source.to_string().contains("connection reset by peer"),
+            "the stream's error must be kept, got {source}"
+        ),
+        other => panic!("a failing stream must give SinkError::Source, got {other:?}"),
+    }
+    assert_eq!(count(), before, "a failed stream must leave nothing");
+}
+
+/// A store cancelled (future dropped) while the stream stalls leaves nothing.
+pub async fn cancelled_store_leaves_nothing(sink: &dyn MediaSink, count: impl Fn() -> usize) {
+    let before = count();
+    let png = tiny_png();
+    let result = tokio::time::timeout(
+        Duration::from_millis(100),
+        sink.store(stalled_stream(png[..40].to_vec()), sample_record("x")),
+    )
+    .await;
+    assert!(
+        result.is_err(),
+        "store must wait for a stalled stream, it returned {result:?}"
+    );
+    assert_eq!(count(), before, "a cancelled store must leave nothing");
+}
+
+/// A media over `limit` bytes is refused with [`SinkError::TooLarge`] and
+/// leaves nothing. `sink` must have been configured with that `limit`, and it
+/// must be at least 64 bytes.
+pub async fn rejects_oversized(sink: &dyn MediaSink, limit: u64, count: impl Fn() -> usize) {
+    let before = count();
+    let mut big = tiny_png();
+    let len = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    big.resize(len.max(big.len()), 0);
+    let result = sink
+        .store(stream_of(chunked(&big, 16)), sample_record("x"))
+        .await;
+    assert!(
+        matches!(result, Err(SinkError::TooLarge { limit: l }) if l == limit),
+        "a media over {limit} bytes must give TooLarge {{ limit: {limit} }}, got {result:?}"
+    );
+    assert_eq!(count(), before, "an oversized media must leave nothing");
+}
+
+/// `n` stores of the same prompt, run concurrently, all succeed at distinct
+/// locations.
+pub async fn identical_prompts_get_distinct_locations(sink: &dyn MediaSink, n: usize) {
+    let png = tiny_png();
+    let stores = (0..n).map(|i| {
+        let mut record = sample_record("the very same prompt");
+        record.task_index = i;
+        sink.store(stream_of(vec![png.clone()]), record)
+    });
+    let results = futures::future::join_all(stores).await;
+    let mut locations = std::collections::HashSet::new();
+    for (i, result) in results.into_iter().enumerate() {
+        let stored = result.unwrap_or_else(|e| panic!("concurrent store {i} failed: {e}"));
+        assert_eq!(stored.record.task_index, i);
+        check_stored(
+            &stored,
+            &png,
+            &stored.record.clone(),
+            "png",
+            MediaKind::Image,
+        );
+        assert!(
+            locations.insert(stored.location.clone()),
+            "two stores got the same location {}",
+            stored.location
+        );
+    }
+    assert_eq!(locations.len(), n);
+}
+
+/// Runs every check above except [`rejects_oversized`] (which needs a
+/// configured limit).
+pub async fn run_all(sink: &dyn MediaSink, count: impl Fn() -> usize) {
+    rejects_empty_stream(sink, &count).await;
+    rejects_unknown_bytes(sink, &count).await;
+    failed_stream_stores_nothing(sink, &count).await;
+    cancelled_store_leaves_nothing(sink, &count).await;
+    stores_png(sink).await;
+    stores_mp4(sink).await;
+    identical_prompts_get_distinct_locations(sink, 10).await;
+}

@@ -1,0 +1,607 @@
+//! [`FileSink`]: media files in a folder, written atomically.
+
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt as _;
+use tempfile::{Builder, TempPath};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::intake::Intake;
+use crate::{
+    ByteStream, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_file_stem,
+    millis,
+};
+
+/// Folder [`FileSink::default`] writes into, relative to the working directory.
+pub const DEFAULT_DIR: &str = "generated_media";
+
+/// Default size limit of one media: 2 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Prefix of the temporary files; they are hidden and never left behind.
+const TEMP_PREFIX: &str = ".hf-media-";
+
+/// How many fresh names are tried when a name is already taken.
+const NAME_ATTEMPTS: usize = 8;
+
+/// Stores each media as a file in a folder.
+///
+/// Guarantees:
+/// - **Atomic**: bytes go to a hidden `.hf-media-*.part` file in the target
+///   folder and are renamed into place only once complete and synced. On any
+///   error, or when the `store` future is dropped, the temporary file is
+///   deleted: no partial file is ever left.
+/// - **Signature-based extension**: `.png`, `.jpg`, `.mp4`... are decided from
+///   the bytes, never from a `Content-Type`. Unknown bytes are refused.
+/// - **Unique names**: `{unix_secs}_{prompt slug}_{8 random hex}.{ext}`, and an
+///   existing file is never overwritten.
+/// - **Sidecar** (on by default): `{same stem}.json`, the pretty-printed
+///   [`MediaRecord`], also written atomically, before the media appears.
+#[derive(Debug, Clone)]
+pub struct FileSink {
+    dir: PathBuf,
+    sidecar: bool,
+    max_bytes: u64,
+}
+
+impl Default for FileSink {
+    /// A sink writing into [`DEFAULT_DIR`].
+    fn default() -> Self {
+        Self::new(DEFAULT_DIR)
+    }
+}
+
+impl FileSink {
+    /// A sink writing into `dir` (created when missing), with sidecars and a
+    /// [`DEFAULT_MAX_BYTES`] limit.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            sidecar: true,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+
+    /// Whether to write a JSON sidecar next to each media (default: `true`).
+    #[must_use]
+    pub fn with_sidecar(mut self, sidecar: bool) -> Self {
+        self.sidecar = sidecar;
+        self
+    }
+
+    /// Largest media accepted, in bytes (default: [`DEFAULT_MAX_BYTES`]).
+    /// Reading stops with [`SinkError::TooLarge`] as soon as it is exceeded.
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The folder media are written into.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether sidecars are written.
+    pub fn sidecar(&self) -> bool {
+        self.sidecar
+    }
+
+    /// The size limit, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+}
+
+/// Runs `f` on the blocking pool. A panic there becomes an I/O error on `path`.
+async fn blocking<T, F>(path: &Path, f: F) -> Result<T, SinkError>
+where
+    F: FnOnce() -> Result<T, SinkError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(join) => Err(SinkError::io(
+            path,
+            io::Error::other(format!("file-system task failed: {join}")),
+        )),
+    }
+}
+
+/// Final files that are deleted again if dropped before being handed over:
+/// when the `store` future is cancelled while the blocking rename runs, the
+/// runtime drops this value and nothing remains.
+#[derive(Debug)]
+struct Placed {
+    media: PathBuf,
+    sidecar: Option<PathBuf>,
+    armed: bool,
+}
+
+impl Placed {
+    fn hand_over(mut self) -> (PathBuf, Option<PathBuf>) {
+        self.armed = false;
+        (std::mem::take(&mut self.media), self.sidecar.take())
+    }
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.media);
+            if let Some(sidecar) = &self.sidecar {
+                let _ = std::fs::remove_file(sidecar);
+            }
+        }
+    }
+}
+
+/// Writes `json` to `path` atomically, never replacing an existing file.
+fn write_sidecar(dir: &Path, path: &Path, json: &[u8]) -> io::Result<()> {
+    let mut tmp = Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(".json.part")
+        .tempfile_in(dir)?;
+    tmp.write_all(json)?;
+    tmp.as_file().sync_all()?;
+    // On failure the temporary file is dropped, hence deleted.
+    tmp.persist_noclobber(path).map(drop).map_err(|e| e.error)
+}
+
+/// Best effort: makes the renames durable.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// Names the media, writes the sidecar, renames the media into place.
+fn place(
+    dir: &Path,
+    mut temp: TempPath,
+    prompt: &str,
+    extension: &str,
+    sidecar_json: Option<&[u8]>,
+) -> Result<Placed, SinkError> {
+    let unix_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut last_taken = None;
+    for _ in 0..NAME_ATTEMPTS {
+        let stem = media_file_stem(prompt, unix_secs);
+        let media = dir.join(format!("{stem}.{extension}"));
+        let mut placed = Placed {
+            media: media.clone(),
+            sidecar: None,
+            // Nothing to clean yet: the media is not in place.
+            armed: false,
+        };
+        if let Some(json) = sidecar_json {
+            let path = dir.join(format!("{stem}.json"));
+            match write_sidecar(dir, &path, json) {
+                Ok(()) => placed.sidecar = Some(path),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    last_taken = Some(path);
+                    continue;
+                }
+                Err(e) => return Err(SinkError::io(path, e)),
+            }
+        }
+        match temp.persist_noclobber(&media) {
+            Ok(()) => {
+                placed.armed = true;
+                sync_dir(dir);
+                return Ok(placed);
+            }
+            Err(e) => {
+                temp = e.path;
+                if let Some(sidecar) = placed.sidecar.take() {
+                    let _ = std::fs::remove_file(sidecar);
+                }
+                if e.error.kind() != io::ErrorKind::AlreadyExists {
+                    return Err(SinkError::io(media, e.error));
+                }
+                last_taken = Some(media);
+            }
+        }
+    }
+    let taken = last_taken.unwrap_or_else(|| dir.to_path_buf());
+    Err(SinkError::io(
+        taken,
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{NAME_ATTEMPTS} file names in a row were already taken"),
+        ),
+    ))
+}
+
+#[async_trait::async_trait]
+impl MediaSink for FileSink {
+    async fn store(
+        &self,
+        mut media: ByteStream,
+        mut record: MediaRecord,
+    ) -> Result<StoredMedia, SinkError> {
+        let started = Instant::now();
+        let dir = self.dir.clone();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| SinkError::io(&dir, e))?;
+
+        let temp_dir = dir.clone();
+        let (file, temp) = blocking(&dir, move || {
+            Builder::new()
+                .prefix(TEMP_PREFIX)
+                .suffix(".part")
+                .tempfile_in(&temp_dir)
+                .map(tempfile::NamedTempFile::into_parts)
+                .map_err(|e| SinkError::io(&temp_dir, e))
+        })
+        .await?;
+        // From here on, any early return or cancellation drops `temp`, which
+        // deletes the partial file. `file` is declared after `temp` so that it
+        // is closed first.
+        let mut file = tokio::fs::File::from_std(file);
+        let write_err = |e| SinkError::io(temp.to_path_buf(), e);
+
+        let mut intake = Intake::new(self.max_bytes);
+        while let Some(chunk) = media.next().await {
+            let chunk = chunk.map_err(SinkError::Source)?;
+            if chunk.is_empty() {
+                continue;
+            }
+            intake.accept(&chunk)?;
+            file.write_all(&chunk).await.map_err(write_err)?;
+        }
+        let format = intake.finish()?;
+        file.flush().await.map_err(write_err)?;
+        file.sync_all().await.map_err(write_err)?;
+        drop(file);
+        drop(media);
+
+        record.timings.store_ms = millis(started.elapsed());
+        let sidecar_json = if self.sidecar {
+            let json = serde_json::to_vec_pretty(&record)
+                .map_err(|e| SinkError::io(&dir, io::Error::other(e)))?;
+            Some(json)
+        } else {
+            None
+        };
+
+        let prompt = record.prompt.clone();
+        let extension = format.extension;
+        let place_dir = dir.clone();
+        let placed = blocking(&dir, move || {
+            place(
+                &place_dir,
+                temp,
+                &prompt,
+                extension,
+                sidecar_json.as_deref(),
+            )
+        })
+        .await?;
+        let (path, sidecar) = placed.hand_over();
+
+        Ok(StoredMedia {
+            location: MediaLocation::File(path),
+            format,
+            bytes: intake.total(),
+            sidecar,
+            record,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures::stream;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const PNG: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
+        0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xf8,
+        0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x56, 0xc7, 0x2f, 0x0d, 0x00, 0x00,
+        0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+
+    fn chunks(parts: Vec<Vec<u8>>) -> ByteStream {
+        stream::iter(parts.into_iter().map(|p| Ok(Bytes::from(p)))).boxed()
+    }
+
+    fn record(prompt: &str) -> MediaRecord {
+        MediaRecord {
+            prompt: prompt.into(),
+            model: "black-forest-labs/FLUX.1-schnell".into(),
+            provider: "fal-ai".into(),
+            provider_id: "fal-ai/flux/schnell".into(),
+            task: "text-to-image".into(),
+            parameters: serde_json::json!({"width": 1, "height": 1}),
+            seed: Some(7),
+            ..MediaRecord::default()
+        }
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                let mut names: Vec<String> = entries
+                    .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                names
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("cannot list {}: {e}", dir.display()),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(DEFAULT_DIR, "generated_media");
+        let sink = FileSink::default();
+        assert_eq!(sink.dir(), Path::new("generated_media"));
+        assert!(sink.sidecar());
+        assert_eq!(sink.max_bytes(), 2 * 1024 * 1024 * 1024);
+        let sink = FileSink::new("/x").with_sidecar(false).with_max_bytes(3);
+        assert_eq!(sink.dir(), Path::new("/x"));
+        assert!(!sink.sidecar());
+        assert_eq!(sink.max_bytes(), 3);
+    }
+
+    #[tokio::test]
+    async fn writes_file_and_sidecar() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("nested").join("out");
+        let sink = FileSink::new(&dir);
+        let stored = sink
+            .store(
+                chunks(vec![
+                    PNG[..5].to_vec(),
+                    PNG[5..40].to_vec(),
+                    PNG[40..].to_vec(),
+                ]),
+                record("A red fox, at dawn!"),
+            )
+            .await
+            .expect("stored");
+
+        let MediaLocation::File(path) = &stored.location else {
+            panic!("expected a file location, got {:?}", stored.location);
+        };
+        assert_eq!(path.parent(), Some(dir.as_path()));
+        assert_eq!(path.extension().and_then(|e| e.to_str()), Some("png"));
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(name.contains("_a-red-fox-at-dawn_"), "{name}");
+        assert_eq!(std::fs::read(path).expect("read"), PNG);
+        assert_eq!(stored.bytes, PNG.len() as u64);
+        assert_eq!(stored.format.extension, "png");
+
+        let sidecar = stored.sidecar.as_ref().expect("sidecar");
+        assert_eq!(sidecar.with_extension("png"), *path);
+        let text = std::fs::read_to_string(sidecar).expect("read sidecar");
+        assert!(text.contains('\n'), "pretty JSON expected: {text}");
+        let back: MediaRecord = serde_json::from_str(&text).expect("sidecar parses");
+        assert_eq!(back.prompt, "A red fox, at dawn!");
+        assert_eq!(back.model, "black-forest-labs/FLUX.1-schnell");
+        assert_eq!(back.provider, "fal-ai");
+        assert_eq!(back.seed, Some(7));
+        assert_eq!(back, stored.record);
+
+        // Exactly the media and its sidecar, no temporary file.
+        let names = listing(&dir);
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn extension_comes_from_bytes_not_from_the_prompt() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path()).with_sidecar(false);
+        let jpeg = vec![
+            0xff, 0xd8, 0xff, 0xe0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1,
+        ];
+        let stored = sink
+            .store(chunks(vec![jpeg.clone()]), record("photo.png"))
+            .await
+            .expect("stored");
+        let MediaLocation::File(path) = stored.location else {
+            panic!("file expected");
+        };
+        assert_eq!(path.extension().and_then(|e| e.to_str()), Some("jpg"));
+        assert_eq!(stored.format.mime, "image/jpeg");
+        assert!(stored.sidecar.is_none());
+        assert_eq!(listing(tmp.path()).len(), 1);
+        assert_eq!(std::fs::read(path).expect("read"), jpeg);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identical_concurrent_prompts_get_distinct_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = Arc::new(FileSink::new(tmp.path()));
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let sink = Arc::clone(&sink);
+                tokio::spawn(async move {
+                    let mut r = record("same prompt");
+                    r.task_index = i;
+                    sink.store(chunks(vec![PNG.to_vec()]), r).await
+                })
+            })
+            .collect();
+        let mut paths = HashSet::new();
+        for task in tasks {
+            let stored = task.await.expect("join").expect("stored");
+            let MediaLocation::File(path) = stored.location else {
+                panic!("file expected");
+            };
+            assert_eq!(std::fs::read(&path).expect("read"), PNG);
+            paths.insert(path);
+        }
+        assert_eq!(paths.len(), 20);
+        let names = listing(tmp.path());
+        assert_eq!(names.iter().filter(|n| n.ends_with(".png")).count(), 20);
+        assert_eq!(names.iter().filter(|n| n.ends_with(".json")).count(), 20);
+        assert_eq!(names.len(), 40, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn stream_error_midway_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        let media = stream::iter(vec![
+            Ok(Bytes::from_static(&PNG[..40])),
+            Err::<Bytes, crate::BoxError>("connection reset by peer".into()),
+        ])
+        .boxed();
+        let err = sink.store(media, record("x")).await.expect_err("must fail");
+        match &err {
+            SinkError::Source(source) => assert!(source.to_string().contains("connection reset")),
+            other => panic!("expected Source, got {other:?}"),
+        }
+        assert_eq!(listing(tmp.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn cancellation_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        let media = stream::iter(vec![Ok(Bytes::from_static(&PNG[..40]))])
+            .chain(stream::pending())
+            .boxed();
+        let result =
+            tokio::time::timeout(Duration::from_millis(200), sink.store(media, record("x"))).await;
+        assert!(result.is_err(), "store should still be pending");
+        assert_eq!(listing(tmp.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn too_large_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path()).with_max_bytes(50);
+        let err = sink
+            .store(
+                chunks(vec![PNG[..30].to_vec(), PNG[30..].to_vec()]),
+                record("x"),
+            )
+            .await
+            .expect_err("must fail");
+        assert!(matches!(err, SinkError::TooLarge { limit: 50 }), "{err:?}");
+        assert_eq!(listing(tmp.path()), Vec::<String>::new());
+
+        // Exactly at the limit is fine.
+        let sink = FileSink::new(tmp.path()).with_max_bytes(PNG.len() as u64);
+        sink.store(chunks(vec![PNG.to_vec()]), record("x"))
+            .await
+            .expect("at the limit");
+    }
+
+    #[tokio::test]
+    async fn too_large_stops_reading() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path()).with_max_bytes(100);
+        // An endless stream: must be abandoned as soon as the limit is passed.
+        let media =
+            stream::iter(std::iter::once(PNG.to_vec()).chain(std::iter::repeat(vec![0u8; 64])))
+                .map(|c| Ok(Bytes::from(c)))
+                .boxed();
+        let err = sink.store(media, record("x")).await.expect_err("must fail");
+        assert!(matches!(err, SinkError::TooLarge { limit: 100 }), "{err:?}");
+        assert_eq!(listing(tmp.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn empty_stream_is_empty() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        let err = sink
+            .store(chunks(vec![]), record("x"))
+            .await
+            .expect_err("must fail");
+        assert!(matches!(err, SinkError::Empty), "{err:?}");
+        let err = sink
+            .store(chunks(vec![vec![], vec![]]), record("x"))
+            .await
+            .expect_err("must fail");
+        assert!(matches!(err, SinkError::Empty), "{err:?}");
+        assert_eq!(listing(tmp.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn unknown_bytes_leave_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        let err = sink
+            .store(
+                chunks(vec![b"<!DOCTYPE html><html>rate limited</html>".to_vec()]),
+                record("x"),
+            )
+            .await
+            .expect_err("must fail");
+        match err {
+            SinkError::UnrecognizedMedia { head } => {
+                assert!(head.starts_with("3c 21 44"), "{head}")
+            }
+            other => panic!("expected UnrecognizedMedia, got {other:?}"),
+        }
+        assert_eq!(listing(tmp.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn unwritable_dir_is_an_io_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let blocker = tmp.path().join("a-file");
+        std::fs::write(&blocker, b"not a folder").expect("write");
+        let sink = FileSink::new(blocker.join("sub"));
+        let err = sink
+            .store(chunks(vec![PNG.to_vec()]), record("x"))
+            .await
+            .expect_err("must fail");
+        match &err {
+            SinkError::Io { path, .. } => assert!(path.starts_with(&blocker), "{path:?}"),
+            other => panic!("expected Io, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sidecar_never_overwrites_and_leaves_no_temp() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let taken = tmp.path().join("taken.json");
+        std::fs::write(&taken, b"original").expect("write");
+        let err = write_sidecar(tmp.path(), &taken, b"{}").expect_err("must not overwrite");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&taken).expect("read"), b"original");
+        assert_eq!(listing(tmp.path()), vec!["taken.json".to_owned()]);
+    }
+
+    #[test]
+    fn placed_files_are_removed_unless_handed_over() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let temp = Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(".part")
+            .tempfile_in(tmp.path())
+            .expect("temp")
+            .into_temp_path();
+        let placed = place(tmp.path(), temp, "p", "png", Some(b"{}")).expect("placed");
+        assert!(placed.media.exists());
+        assert!(placed.sidecar.as_ref().is_some_and(|s| s.exists()));
+        let (media, sidecar) = (placed.media.clone(), placed.sidecar.clone());
+        // Dropped without being handed over (cancelled caller): removed.
+        drop(placed);
+        assert!(!media.exists());
+        assert!(!sidecar.expect("sidecar").exists());
+        assert_eq!(listing(tmp.path()), Vec::<String>::new());
+    }
+}
