@@ -1,0 +1,632 @@
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{Stream, StreamExt};
+use hf_media_mapping::MappingClient;
+use hf_media_prompt::{GenerationParams, format_prompt};
+use hf_media_provider::{
+    GenerationRequest, MediaBody, PollConfig, ProviderContext, ProviderError, ProviderRegistry, StatusReporter, http,
+};
+use hf_media_sink::{BoxError, DynMediaSink, FileSink, MediaRecord, MediaTimings, SinkError};
+use reqwest::header::{HeaderName, HeaderValue};
+use secrecy::SecretString;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use url::Url;
+
+use crate::request::{MAX_GENERATIONS, ModelSpec};
+use crate::selection::{Candidate, select};
+use crate::{Error, GenerateRequest, GeneratedMedia, GenerationEvent, ProviderAttempt};
+
+/// The Hugging Face router's default address.
+pub const DEFAULT_ROUTER_URL: &str = "https://router.huggingface.co";
+
+/// Makes images and videos: resolves the model's providers, runs `n` generations in parallel with
+/// fallback, and stores each media in the sink. Cheap to clone.
+#[derive(Clone)]
+pub struct MediaGenerator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    mapping: MappingClient,
+    router_url: Url,
+    hub_url: Url,
+    token: Option<SecretString>,
+    registry: ProviderRegistry,
+    sink: DynMediaSink,
+    provider_order: Vec<String>,
+    poll: PollConfig,
+    generation_timeout: Option<Duration>,
+    progress_interval: Duration,
+    bill_to: Option<HeaderValue>,
+}
+
+impl fmt::Debug for MediaGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaGenerator")
+            .field("hub_url", &self.inner.hub_url.as_str())
+            .field("router_url", &self.inner.router_url.as_str())
+            .field("token", &self.inner.token.as_ref().map(|_| "[redacted]"))
+            .field("registry", &self.inner.registry)
+            .field("sink", &self.inner.sink)
+            .field("provider_order", &self.inner.provider_order)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`MediaGenerator`]. Only the token is required.
+pub struct MediaGeneratorBuilder {
+    token: Option<SecretString>,
+    hub_url: Option<String>,
+    router_url: Option<String>,
+    sink: Option<DynMediaSink>,
+    registry: Option<ProviderRegistry>,
+    provider_order: Vec<String>,
+    poll: PollConfig,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    generation_timeout: Option<Duration>,
+    mapping_cache_ttl: Duration,
+    progress_interval: Duration,
+    http: Option<reqwest::Client>,
+    bill_to: Option<String>,
+}
+
+impl fmt::Debug for MediaGeneratorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaGeneratorBuilder")
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("hub_url", &self.hub_url)
+            .field("router_url", &self.router_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MediaGeneratorBuilder {
+    fn default() -> Self {
+        MediaGeneratorBuilder {
+            token: None,
+            hub_url: None,
+            router_url: None,
+            sink: None,
+            registry: None,
+            provider_order: Vec::new(),
+            poll: PollConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(120),
+            generation_timeout: Some(Duration::from_secs(30 * 60)),
+            mapping_cache_ttl: hf_media_mapping::DEFAULT_CACHE_TTL,
+            progress_interval: Duration::from_millis(500),
+            http: None,
+            bill_to: None,
+        }
+    }
+}
+
+impl MediaGeneratorBuilder {
+    /// Reads the environment: the token (`HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, `$HF_HOME/token`), `HF_ENDPOINT`
+    /// for the Hub and `HF_ROUTER_URL` for the router. Setters called afterwards win.
+    pub fn from_env() -> Self {
+        let mut builder = MediaGeneratorBuilder::default();
+        builder.token = crate::token::find_token().map(|(token, _)| token);
+        builder.hub_url = std::env::var("HF_ENDPOINT").ok().filter(|s| !s.trim().is_empty());
+        builder.router_url = std::env::var("HF_ROUTER_URL").ok().filter(|s| !s.trim().is_empty());
+        builder
+    }
+
+    /// The Hugging Face token, sent to the Hub and the router only.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(SecretString::from(token.into()));
+        self
+    }
+
+    /// The token, already a secret.
+    pub fn secret_token(mut self, token: SecretString) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// The Hub's base URL (default `https://huggingface.co`).
+    pub fn hub_url(mut self, url: impl Into<String>) -> Self {
+        self.hub_url = Some(url.into());
+        self
+    }
+
+    /// The router's base URL (default [`DEFAULT_ROUTER_URL`]).
+    pub fn router_url(mut self, url: impl Into<String>) -> Self {
+        self.router_url = Some(url.into());
+        self
+    }
+
+    /// Where media goes (default: a [`FileSink`] on `./generated_media`).
+    pub fn sink(mut self, sink: DynMediaSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The providers (default [`ProviderRegistry::with_defaults`]).
+    pub fn registry(mut self, registry: ProviderRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Providers to try first, in this order, before the rest in the Hub's order.
+    pub fn provider_order<I, S>(mut self, order: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.provider_order = order.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Polling of asynchronous providers (default: every 500 ms, for at most 15 minutes).
+    pub fn poll(mut self, poll: PollConfig) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// How long a connection may take to open (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a response may go without sending a byte (default 120 s: replicate holds answers ≤ 60 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// The longest one generation may take, all providers included (default 30 minutes; `None`: no limit).
+    pub fn generation_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.generation_timeout = timeout;
+        self
+    }
+
+    /// How long the Hub's answers are cached (default 10 minutes).
+    pub fn mapping_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.mapping_cache_ttl = ttl;
+        self
+    }
+
+    /// How often a [`GenerationEvent::Progress`] tick is sent while waiting (default 500 ms).
+    pub fn progress_interval(mut self, interval: Duration) -> Self {
+        self.progress_interval = interval;
+        self
+    }
+
+    /// Bills router calls to this organization (`X-HF-Bill-To`).
+    pub fn bill_to(mut self, org: impl Into<String>) -> Self {
+        self.bill_to = Some(org.into());
+        self
+    }
+
+    /// The HTTP client (default: a pooled rustls client with the timeouts above).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Builds the generator.
+    pub fn build(self) -> Result<MediaGenerator, Error> {
+        let token = self.token.ok_or(Error::MissingToken)?;
+        let router_raw = self.router_url.unwrap_or_else(|| DEFAULT_ROUTER_URL.to_owned());
+        let router_url = parse_base_url("router", &router_raw)?;
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .user_agent(concat!("hf-media/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(self.connect_timeout)
+                .read_timeout(self.read_timeout)
+                .pool_max_idle_per_host(64)
+                .build()
+                .map_err(|e| Error::Config(format!("could not set up HTTP: {e}")))?,
+        };
+        let mut mapping = MappingClient::builder()
+            .http_client(http.clone())
+            .secret_token(Some(token.clone()))
+            .cache_ttl(self.mapping_cache_ttl);
+        if let Some(hub) = &self.hub_url {
+            mapping = mapping.hub_url(hub.clone());
+        }
+        let mapping = mapping.build()?;
+        let hub_url = mapping.hub_url().clone();
+        let bill_to = match self.bill_to {
+            Some(org) => Some(HeaderValue::from_str(org.trim()).map_err(|_| {
+                Error::Config(format!("`{org}` cannot be sent as X-HF-Bill-To: use the organization's name"))
+            })?),
+            None => None,
+        };
+        if self.progress_interval.is_zero() {
+            return Err(Error::Config("the progress interval must be greater than zero".into()));
+        }
+        Ok(MediaGenerator {
+            inner: Arc::new(Inner {
+                http,
+                mapping,
+                router_url,
+                hub_url,
+                token: Some(token),
+                registry: self.registry.unwrap_or_else(ProviderRegistry::with_defaults),
+                sink: self.sink.unwrap_or_else(|| Arc::new(FileSink::default())),
+                provider_order: self.provider_order,
+                poll: self.poll,
+                generation_timeout: self.generation_timeout,
+                progress_interval: self.progress_interval,
+                bill_to,
+            }),
+        })
+    }
+}
+
+fn parse_base_url(what: &str, raw: &str) -> Result<Url, Error> {
+    let url = Url::parse(raw.trim().trim_end_matches('/'))
+        .map_err(|e| Error::Config(format!("the {what} URL `{raw}` is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::Config(format!("the {what} URL `{raw}` must start with http:// or https://")));
+    }
+    Ok(url)
+}
+
+/// The events of one [`MediaGenerator::generate`] call. Dropping it cancels every request in flight.
+pub struct GenerationStream {
+    events: mpsc::UnboundedReceiver<GenerationEvent>,
+    driver: JoinHandle<()>,
+}
+
+impl fmt::Debug for GenerationStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerationStream").finish_non_exhaustive()
+    }
+}
+
+impl Stream for GenerationStream {
+    type Item = GenerationEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<GenerationEvent>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+impl Drop for GenerationStream {
+    fn drop(&mut self) {
+        // Aborting the driver drops its JoinSet, which aborts every generation task; their temporary
+        // files are removed as their futures are dropped.
+        self.driver.abort();
+    }
+}
+
+/// Everything the `n` tasks of one request share.
+struct Job {
+    model: String,
+    prompt: String,
+    params: GenerationParams,
+    candidates: Vec<Candidate>,
+}
+
+type Events = mpsc::UnboundedSender<GenerationEvent>;
+
+enum AttemptError {
+    /// This provider failed; the next may work.
+    Provider(ProviderError),
+    /// Nothing else should be tried.
+    Fatal(Error),
+}
+
+impl MediaGenerator {
+    /// A builder with every default.
+    pub fn builder() -> MediaGeneratorBuilder {
+        MediaGeneratorBuilder::default()
+    }
+
+    /// The providers this generator knows.
+    pub fn registry(&self) -> &ProviderRegistry {
+        &self.inner.registry
+    }
+
+    /// The Hub mapping client (shares the generator's cache).
+    pub fn mapping_client(&self) -> &MappingClient {
+        &self.inner.mapping
+    }
+
+    /// Starts a request and returns its events as a stream. Must be called within a Tokio runtime.
+    ///
+    /// Each of the `n` generations runs in its own task and yields its media as soon as it is stored.
+    /// The stream always ends with [`GenerationEvent::Done`]. Dropping it cancels the work in flight.
+    pub fn generate(&self, request: GenerateRequest) -> GenerationStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(drive(self.inner.clone(), request, tx));
+        GenerationStream { events: rx, driver }
+    }
+
+    /// Runs a request to its end and returns each generation's outcome, in task order.
+    pub async fn generate_all(&self, request: GenerateRequest) -> Vec<Result<GeneratedMedia, Error>> {
+        let n = request.n.max(1);
+        let mut outcomes: Vec<Option<Result<GeneratedMedia, Error>>> = (0..n).map(|_| None).collect();
+        let mut request_error = None;
+        let mut events = self.generate(request);
+        while let Some(event) = events.next().await {
+            match event {
+                GenerationEvent::Media(media) => {
+                    let task = media.task;
+                    if let Some(slot) = outcomes.get_mut(task) {
+                        *slot = Some(Ok(media));
+                    }
+                }
+                GenerationEvent::Error { task: Some(task), error } => {
+                    if let Some(slot) = outcomes.get_mut(task) {
+                        *slot = Some(Err(error));
+                    }
+                }
+                GenerationEvent::Error { task: None, error } => request_error = Some(error),
+                _ => {}
+            }
+        }
+        if let Some(error) = request_error {
+            return vec![Err(error)];
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Config("the generation ended without an outcome".into()))))
+            .collect()
+    }
+}
+
+async fn drive(inner: Arc<Inner>, request: GenerateRequest, tx: Events) {
+    let started = Instant::now();
+    let total = request.n.max(1);
+    let job = match prepare(&inner, request, &tx).await {
+        Ok(job) => Arc::new(job),
+        Err(error) => {
+            let _ = tx.send(GenerationEvent::Error { task: None, error });
+            let _ = tx.send(GenerationEvent::Done {
+                succeeded: 0,
+                failed: total,
+                elapsed: started.elapsed(),
+            });
+            return;
+        }
+    };
+    let mut tasks = JoinSet::new();
+    for task in 0..total {
+        tasks.spawn(run_task(inner.clone(), job.clone(), task, tx.clone()));
+    }
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + inner.progress_interval,
+        inner.progress_interval,
+    );
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut succeeded, mut failed) = (0, 0);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok(true)) => succeeded += 1,
+                Some(Ok(false)) => failed += 1,
+                Some(Err(join_error)) => {
+                    failed += 1;
+                    tracing::error!(%join_error, "a generation task ended abnormally");
+                }
+            },
+            _ = ticker.tick() => {
+                let _ = tx.send(GenerationEvent::Progress { elapsed: started.elapsed(), done: succeeded + failed, total });
+            }
+        }
+    }
+    let _ = tx.send(GenerationEvent::Done {
+        succeeded,
+        failed,
+        elapsed: started.elapsed(),
+    });
+}
+
+/// Everything done once per request: checks, prompt, one Hub call, provider choice.
+async fn prepare(inner: &Inner, request: GenerateRequest, tx: &Events) -> Result<Job, Error> {
+    if request.n == 0 || request.n > MAX_GENERATIONS {
+        return Err(Error::InvalidRequest(format!(
+            "n must be between 1 and {MAX_GENERATIONS} (got {})",
+            request.n
+        )));
+    }
+    let prompt = format_prompt(request.prompt.as_deref(), &request.messages)?;
+    request.params.validate()?;
+    let spec = ModelSpec::parse(&request.model)?;
+    if let Some(name) = &spec.provider
+        && inner.registry.get(name).is_none()
+    {
+        return Err(Error::UnknownProvider {
+            provider: name.clone(),
+            known: inner.registry.names().map(str::to_owned).collect(),
+        });
+    }
+    let mapping = inner.mapping.mapping(&spec.model).await?;
+    let selection = select(&mapping, spec.provider.as_deref(), &inner.registry, &inner.provider_order)?;
+    for message in selection.warnings {
+        let _ = tx.send(GenerationEvent::Warning { task: None, message });
+    }
+    Ok(Job {
+        model: spec.model,
+        prompt,
+        params: request.params,
+        candidates: selection.candidates,
+    })
+}
+
+async fn run_task(inner: Arc<Inner>, job: Arc<Job>, task: usize, tx: Events) -> bool {
+    let started = Instant::now();
+    let outcome = match inner.generation_timeout {
+        Some(limit) => tokio::time::timeout(limit, try_providers(&inner, &job, task, &tx, started))
+            .await
+            .unwrap_or(Err(Error::Timeout { after: limit })),
+        None => try_providers(&inner, &job, task, &tx, started).await,
+    };
+    match outcome {
+        Ok(media) => {
+            let _ = tx.send(GenerationEvent::Media(media));
+            true
+        }
+        Err(error) => {
+            let _ = tx.send(GenerationEvent::Error { task: Some(task), error });
+            false
+        }
+    }
+}
+
+/// Tries each candidate in turn: a 404 stops, any other provider failure falls through to the next.
+async fn try_providers(inner: &Inner, job: &Job, task: usize, tx: &Events, started: Instant) -> Result<GeneratedMedia, Error> {
+    let mut attempts = Vec::new();
+    for candidate in &job.candidates {
+        let provider = candidate.mapping.provider.clone();
+        let _ = tx.send(GenerationEvent::Attempt {
+            task,
+            provider: provider.clone(),
+            provider_id: candidate.mapping.provider_id.clone(),
+        });
+        match attempt(inner, job, candidate, task, tx, started).await {
+            Ok(media) => return Ok(media),
+            Err(AttemptError::Fatal(error)) => return Err(error),
+            Err(AttemptError::Provider(error)) if error.is_model_not_supported() => {
+                return Err(Error::ModelNotSupported {
+                    model: job.model.clone(),
+                    provider,
+                    status: error.status(),
+                    message: error.message(),
+                });
+            }
+            Err(AttemptError::Provider(error)) => {
+                tracing::warn!(task, provider = %provider, %error, "provider failed, trying the next one");
+                let _ = tx.send(GenerationEvent::Fallback {
+                    task,
+                    provider,
+                    status: error.status(),
+                    message: error.message(),
+                });
+                attempts.push(ProviderAttempt::from_error(&error));
+            }
+        }
+    }
+    Err(Error::AllProvidersFailed {
+        model: job.model.clone(),
+        attempts,
+    })
+}
+
+/// One provider, from request to stored media.
+async fn attempt(
+    inner: &Inner,
+    job: &Job,
+    candidate: &Candidate,
+    task: usize,
+    tx: &Events,
+    started: Instant,
+) -> Result<GeneratedMedia, AttemptError> {
+    let name = candidate.mapping.provider.clone();
+    let reporter: StatusReporter = {
+        let tx = tx.clone();
+        let provider = name.clone();
+        Arc::new(move |status| {
+            let _ = tx.send(GenerationEvent::ProviderStatus {
+                task,
+                provider: provider.clone(),
+                status,
+            });
+        })
+    };
+    let mut ctx = ProviderContext::routed(inner.http.clone(), &inner.router_url, &name, inner.token.clone())
+        .with_hub_url(inner.hub_url.clone())
+        .with_poll(inner.poll)
+        .with_reporter(reporter);
+    if let Some(org) = &inner.bill_to {
+        ctx = ctx.with_header(HeaderName::from_static("x-hf-bill-to"), org.clone());
+    }
+    let request = GenerationRequest {
+        mapping: candidate.mapping.clone(),
+        prompt: job.prompt.clone(),
+        params: job.params.clone(),
+    };
+    let attempt_started = Instant::now();
+    let output = candidate
+        .provider
+        .generate(&ctx, request)
+        .await
+        .map_err(AttemptError::Provider)?;
+    let generation_ms = millis(attempt_started.elapsed());
+    let (stream, source_url) = match output.body {
+        MediaBody::Bytes(bytes) => (futures::stream::once(async move { Ok(bytes) }).boxed(), None),
+        MediaBody::Stream(stream) => (stream, None),
+        MediaBody::Url(url) => {
+            let (stream, _claimed_mime) = http::download(&inner.http, &name, &url)
+                .await
+                .map_err(AttemptError::Provider)?;
+            (stream, (url.scheme() != "data").then(|| url.to_string()))
+        }
+    };
+    let record = MediaRecord {
+        prompt: job.prompt.clone(),
+        model: job.model.clone(),
+        provider: name.clone(),
+        provider_id: candidate.mapping.provider_id.clone(),
+        task: candidate.mapping.task.to_string(),
+        task_index: task,
+        parameters: serde_json::to_value(&job.params).unwrap_or_default(),
+        seed: output.seed,
+        source_url: source_url.clone(),
+        provider_response: output.provider_response.clone(),
+        created_at_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| millis(d))
+            .unwrap_or_default(),
+        timings: MediaTimings {
+            generation_ms,
+            store_ms: 0,
+        },
+    };
+    let bytes = stream.map(|chunk| chunk.map_err(|e| Box::new(e) as BoxError)).boxed();
+    let stored = inner.sink.store(bytes, record).await.map_err(|e| sink_failure(&name, e))?;
+    Ok(GeneratedMedia {
+        task,
+        provider: name,
+        provider_id: candidate.mapping.provider_id.clone(),
+        model: job.model.clone(),
+        kind: stored.format.kind,
+        mime: stored.format.mime,
+        location: stored.location,
+        bytes: stored.bytes,
+        sidecar: stored.sidecar,
+        seed: output.seed,
+        source_url,
+        provider_response: output.provider_response,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A broken byte stream or bytes that are not media are the provider's failure (the next provider may
+/// do better); anything else (disk full, no permission) stops the generation.
+fn sink_failure(provider: &str, error: SinkError) -> AttemptError {
+    match error {
+        SinkError::Source(source) => match source.downcast::<ProviderError>() {
+            Ok(provider_error) => AttemptError::Provider(*provider_error),
+            Err(other) => AttemptError::Provider(ProviderError::Network {
+                provider: provider.to_owned(),
+                message: other.to_string(),
+            }),
+        },
+        error @ (SinkError::Empty | SinkError::UnrecognizedMedia { .. }) => {
+            AttemptError::Provider(ProviderError::InvalidResponse {
+                provider: provider.to_owned(),
+                reason: error.to_string(),
+            })
+        }
+        other => AttemptError::Fatal(Error::Sink(other)),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,151 @@
+use hf_media_prompt::{ChatMessage, GenerationParams};
+
+use crate::Error;
+
+/// The model used when a request names none.
+pub const DEFAULT_MODEL: &str = "black-forest-labs/FLUX.1-schnell";
+/// The most generations one request may run.
+pub const MAX_GENERATIONS: usize = 256;
+
+/// Short names for popular models.
+pub const MODEL_ALIASES: &[(&str, &str)] = &[
+    ("flux", "black-forest-labs/FLUX.1-dev"),
+    ("flux-dev", "black-forest-labs/FLUX.1-dev"),
+    ("flux-schnell", "black-forest-labs/FLUX.1-schnell"),
+    ("sdxl-turbo", "stabilityai/sdxl-turbo"),
+    ("sd-3.5-large", "stabilityai/stable-diffusion-3.5-large"),
+];
+
+/// A parsed `-m` value: a Hub model id (alias resolved) and an optional provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// The Hub model id.
+    pub model: String,
+    /// The provider named with `model:provider`, if any.
+    pub provider: Option<String>,
+}
+
+impl ModelSpec {
+    /// Parses `org/name`, `org/name:provider`, an alias, or `alias:provider`.
+    pub fn parse(spec: &str) -> Result<ModelSpec, Error> {
+        let spec = spec.trim();
+        let (model, provider) = match spec.split_once(':') {
+            Some((model, provider)) => (model.trim(), Some(provider.trim())),
+            None => (spec, None),
+        };
+        if let Some(provider) = provider
+            && (provider.is_empty() || !provider.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "`{spec}`: the provider after `:` must be a provider name such as `fal-ai` or `replicate`"
+            )));
+        }
+        let model = MODEL_ALIASES
+            .iter()
+            .find(|(alias, _)| alias.eq_ignore_ascii_case(model))
+            .map_or(model, |(_, id)| id);
+        hf_media_mapping::validate_model_id(model)?;
+        Ok(ModelSpec {
+            model: model.to_owned(),
+            provider: provider.map(str::to_owned),
+        })
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    /// `org/name`, `org/name:provider` or an alias (default [`DEFAULT_MODEL`]).
+    pub model: String,
+    /// The prompt; wins over `messages`.
+    pub prompt: Option<String>,
+    /// A chat conversation; its trailing user messages become the prompt when `prompt` is unset.
+    pub messages: Vec<ChatMessage>,
+    /// Provider-neutral parameters.
+    pub params: GenerationParams,
+    /// How many generations to run in parallel (1 to [`MAX_GENERATIONS`]).
+    pub n: usize,
+}
+
+impl Default for GenerateRequest {
+    fn default() -> Self {
+        GenerateRequest {
+            model: DEFAULT_MODEL.to_owned(),
+            prompt: None,
+            messages: Vec::new(),
+            params: GenerationParams::default(),
+            n: 1,
+        }
+    }
+}
+
+impl GenerateRequest {
+    /// A request for one media of `prompt` with the default model.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        GenerateRequest {
+            prompt: Some(prompt.into()),
+            ..GenerateRequest::default()
+        }
+    }
+
+    /// A request whose prompt comes from a chat conversation.
+    pub fn from_messages(messages: Vec<ChatMessage>) -> Self {
+        GenerateRequest {
+            messages,
+            ..GenerateRequest::default()
+        }
+    }
+
+    /// Sets the model (`org/name`, `org/name:provider` or an alias).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// Sets how many generations run in parallel.
+    pub fn n(mut self, n: usize) -> Self {
+        self.n = n;
+        self
+    }
+
+    /// Sets the parameters.
+    pub fn params(mut self, params: GenerationParams) -> Self {
+        self.params = params;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(spec: &str, model: &str, provider: Option<&str>) {
+        assert_eq!(
+            ModelSpec::parse(spec).unwrap(),
+            ModelSpec {
+                model: model.into(),
+                provider: provider.map(Into::into)
+            }
+        );
+    }
+
+    #[test]
+    fn specs_and_aliases() {
+        check("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-dev", None);
+        check("black-forest-labs/FLUX.1-dev:fal-ai", "black-forest-labs/FLUX.1-dev", Some("fal-ai"));
+        check("flux", "black-forest-labs/FLUX.1-dev", None);
+        check("FLUX-Schnell:replicate", "black-forest-labs/FLUX.1-schnell", Some("replicate"));
+        check("sdxl-turbo", "stabilityai/sdxl-turbo", None);
+        check("sd-3.5-large", "stabilityai/stable-diffusion-3.5-large", None);
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        let err = ModelSpec::parse("org/model:").unwrap_err().to_string();
+        assert!(err.contains("provider name"), "{err}");
+        assert!(ModelSpec::parse("org/model:fal ai").is_err());
+        let err = ModelSpec::parse("not a model").unwrap_err();
+        assert!(err.is_usage(), "{err}");
+    }
+}

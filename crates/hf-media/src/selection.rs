@@ -1,0 +1,205 @@
+//! Which providers a generation tries, in which order. Pure: no I/O.
+
+use hf_media_mapping::{MappingStatus, ModelMapping, ProviderMapping};
+use hf_media_provider::{DynMediaProvider, ProviderRegistry};
+
+use crate::Error;
+
+/// A provider to try, with its mapping entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    pub mapping: ProviderMapping,
+    pub provider: DynMediaProvider,
+}
+
+/// The candidates and the warnings about entries that were left out.
+#[derive(Debug)]
+pub(crate) struct Selection {
+    pub candidates: Vec<Candidate>,
+    pub warnings: Vec<String>,
+}
+
+/// Chooses the providers to try.
+///
+/// - A named provider is the only candidate, whatever its status (a warning says when it is not live).
+/// - Otherwise the live entries in the Hub's order, moved by `preferred` (named providers first, in that
+///   order); entries whose task is not text-to-image/video, and providers the registry does not know or
+///   that do not serve the entry's task, are left out with a warning.
+pub(crate) fn select(
+    mapping: &ModelMapping,
+    named: Option<&str>,
+    registry: &ProviderRegistry,
+    preferred: &[String],
+) -> Result<Selection, Error> {
+    let mut warnings = Vec::new();
+    if let Some(name) = named {
+        let provider = registry.get(name).ok_or_else(|| Error::UnknownProvider {
+            provider: name.to_owned(),
+            known: registry.names().map(str::to_owned).collect(),
+        })?;
+        let Some(entry) = mapping.get(name) else {
+            let served: Vec<&str> = mapping.entries.iter().map(|e| e.provider.as_str()).collect();
+            return Err(Error::ModelNotSupported {
+                model: mapping.model_id.clone(),
+                provider: name.to_owned(),
+                status: None,
+                message: if served.is_empty() {
+                    "the Hub lists no inference provider for this model".to_owned()
+                } else {
+                    format!("the Hub lists it only with {}", served.join(", "))
+                },
+            });
+        };
+        if !entry.task.is_text_to_media() || !provider.tasks().contains(&entry.task) {
+            return Err(Error::NoProvider {
+                model: mapping.model_id.clone(),
+                reason: format!("{name} serves it for {}, which hf-media cannot make through {name}", entry.task),
+            });
+        }
+        if entry.status != MappingStatus::Live {
+            warnings.push(status_warning(entry));
+        }
+        return Ok(Selection {
+            candidates: vec![Candidate {
+                mapping: entry.clone(),
+                provider: provider.clone(),
+            }],
+            warnings,
+        });
+    }
+
+    let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
+    for entry in &mapping.entries {
+        let name = entry.provider.as_str();
+        if entry.status != MappingStatus::Live {
+            skipped.push(format!("{name} is {}", entry.status));
+            continue;
+        }
+        if !entry.task.is_text_to_media() {
+            let why = format!("{name} serves it for {}, not text-to-image or text-to-video", entry.task);
+            warnings.push(format!("skipping {why}"));
+            skipped.push(why);
+            continue;
+        }
+        let Some(provider) = registry.get(name) else {
+            let why = format!("{name} is not a registered provider");
+            warnings.push(format!("skipping {name}: it is not registered in hf-media"));
+            skipped.push(why);
+            continue;
+        };
+        if !provider.tasks().contains(&entry.task) {
+            let why = format!("{name} does not do {} in hf-media", entry.task);
+            warnings.push(format!("skipping {why}"));
+            skipped.push(why);
+            continue;
+        }
+        candidates.push(Candidate {
+            mapping: entry.clone(),
+            provider: provider.clone(),
+        });
+    }
+    if candidates.is_empty() {
+        return Err(Error::NoProvider {
+            model: mapping.model_id.clone(),
+            reason: if skipped.is_empty() {
+                "the Hub lists no inference provider for this model".to_owned()
+            } else {
+                format!("{} (name a provider with `model:provider` to use a non-live one)", skipped.join("; "))
+            },
+        });
+    }
+    candidates.sort_by_key(|c| {
+        preferred
+            .iter()
+            .position(|p| *p == c.mapping.provider)
+            .unwrap_or(preferred.len())
+    });
+    Ok(Selection { candidates, warnings })
+}
+
+fn status_warning(entry: &ProviderMapping) -> String {
+    match entry.status {
+        MappingStatus::Staging => format!("{} serves this model in staging: meant for test purposes only", entry.provider),
+        MappingStatus::Error => format!(
+            "the latest automated health check of {} for this model did not complete successfully",
+            entry.provider
+        ),
+        _ => format!("{} lists this model with status `{}`", entry.provider, entry.status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn mapping() -> ModelMapping {
+        let field = json!({
+            "novita": {"status": "live", "providerId": "n", "task": "text-to-video"},
+            "replicate": {"status": "live", "providerId": "r", "task": "text-to-image"},
+            "together": {"status": "staging", "providerId": "t", "task": "text-to-image"},
+            "nebius": {"status": "live", "providerId": "x", "task": "text-to-image"},
+            "fal-ai": {"status": "live", "providerId": "f", "task": "text-to-image"},
+            "hf-inference": {"status": "live", "providerId": "h", "task": "conversational"}
+        });
+        ModelMapping::from_hub_field("org/model", Some(&field)).unwrap()
+    }
+
+    fn names(selection: &Selection) -> Vec<&str> {
+        selection.candidates.iter().map(|c| c.mapping.provider.as_str()).collect()
+    }
+
+    #[test]
+    fn live_entries_in_hub_order_with_warnings_for_the_rest() {
+        let s = select(&mapping(), None, &ProviderRegistry::with_defaults(), &[]).unwrap();
+        assert_eq!(names(&s), ["replicate", "fal-ai"]);
+        let warnings = s.warnings.join("\n");
+        assert!(warnings.contains("nebius") && warnings.contains("hf-inference") && warnings.contains("novita"), "{warnings}");
+        assert!(!warnings.contains("together"), "staging entries are skipped quietly: {warnings}");
+    }
+
+    #[test]
+    fn preferred_providers_come_first() {
+        let s = select(&mapping(), None, &ProviderRegistry::with_defaults(), &["fal-ai".into()]).unwrap();
+        assert_eq!(names(&s), ["fal-ai", "replicate"]);
+    }
+
+    #[test]
+    fn a_named_provider_is_the_only_candidate_even_in_staging() {
+        let s = select(&mapping(), Some("together"), &ProviderRegistry::with_defaults(), &[]).unwrap();
+        assert_eq!(names(&s), ["together"]);
+        assert!(s.warnings[0].contains("staging"));
+    }
+
+    #[test]
+    fn named_provider_errors() {
+        let registry = ProviderRegistry::with_defaults();
+        assert!(matches!(select(&mapping(), Some("acme"), &registry, &[]), Err(Error::UnknownProvider { .. })));
+        let mut only_image = mapping();
+        only_image.entries.retain(|e| e.provider != "fal-ai");
+        match select(&only_image, Some("fal-ai"), &registry, &[]) {
+            Err(Error::ModelNotSupported { provider, message, .. }) => {
+                assert_eq!(provider, "fal-ai");
+                assert!(message.contains("replicate"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(select(&mapping(), Some("hf-inference"), &registry, &[]), Err(Error::NoProvider { .. })));
+    }
+
+    #[test]
+    fn nothing_usable_is_no_provider_saying_why() {
+        let mut m = mapping();
+        m.entries.retain(|e| e.provider == "together" || e.provider == "nebius");
+        match select(&m, None, &ProviderRegistry::with_defaults(), &[]) {
+            Err(Error::NoProvider { reason, .. }) => {
+                assert!(reason.contains("together is staging") && reason.contains("nebius"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let empty = ModelMapping::from_hub_field("a/b", None).unwrap();
+        assert!(matches!(select(&empty, None, &ProviderRegistry::with_defaults(), &[]), Err(Error::NoProvider { .. })));
+    }
+}
