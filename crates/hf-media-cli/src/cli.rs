@@ -1,0 +1,101 @@
+//! The command line's shape (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Text (or a chat) to images and videos through Hugging Face Inference Providers.
+#[derive(Debug, Parser)]
+#[command(name = "hf-media", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log what happens on the wire to stderr (also: RUST_LOG=hf_media=debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate images or videos from a prompt or a chat conversation.
+    Generate(GenerateArgs),
+    /// List the providers hf-media knows and the tasks each serves.
+    Providers {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `hf-media generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The prompt. Without it, the trailing user messages of --messages are used.
+    pub prompt: Option<String>,
+    /// Model: a Hub id (org/name), id:provider to use only that provider, or an alias
+    /// (flux, flux-dev, flux-schnell, sdxl-turbo, sd-3.5-large).
+    #[arg(short, long, default_value = hf_media::DEFAULT_MODEL)]
+    pub model: String,
+    /// How many generations to run in parallel.
+    #[arg(short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub n: u16,
+    /// Folder the media are written to.
+    #[arg(short, long, default_value = "generated_media")]
+    pub output: PathBuf,
+    /// A JSON file with an array of chat messages ({"role", "content"}), used when no PROMPT is given.
+    #[arg(long, value_name = "FILE")]
+    pub messages: Option<PathBuf>,
+    /// Aspect ratio: 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3, 21:9, 9:21, 4:5, 5:4, 2:1, 1:2.
+    #[arg(long, value_name = "R")]
+    pub aspect_ratio: Option<String>,
+    /// Width in pixels (with --height, wins over --aspect-ratio).
+    #[arg(long, value_name = "W")]
+    pub width: Option<u32>,
+    /// Height in pixels.
+    #[arg(long, value_name = "H")]
+    pub height: Option<u32>,
+    /// What the media should not show.
+    #[arg(long, value_name = "TEXT")]
+    pub negative_prompt: Option<String>,
+    /// Random seed, for reproducible media.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Denoising steps.
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u32>,
+    /// Guidance scale.
+    #[arg(long, value_name = "G")]
+    pub guidance_scale: Option<f64>,
+    /// Scheduler / sampler name.
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    /// Number of video frames.
+    #[arg(long, value_name = "N")]
+    pub num_frames: Option<u32>,
+    /// Video resolution, such as 480p or 720p.
+    #[arg(long, value_name = "R")]
+    pub resolution: Option<String>,
+    /// Extra provider parameter, merged into the payload; the value is JSON (or a plain string).
+    #[arg(long = "param", value_name = "KEY=JSON")]
+    pub params: Vec<String>,
+    /// Providers to try first, comma-separated, before the rest in the Hub's order.
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub prefer: Vec<String>,
+    /// Bill router calls to this organization (X-HF-Bill-To).
+    #[arg(long, value_name = "ORG")]
+    pub bill_to: Option<String>,
+    /// Overall deadline of each generation, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800.0)]
+    pub timeout: f64,
+    /// The Hub's URL.
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co", hide_env_values = true)]
+    pub hf_endpoint: String,
+    /// The router's URL.
+    #[arg(long, env = "HF_ROUTER_URL", default_value = hf_media::DEFAULT_ROUTER_URL, hide_env_values = true)]
+    pub router_url: String,
+    /// One JSON object per line on stdout, each with an "event" field.
+    #[arg(long)]
+    pub json: bool,
+}

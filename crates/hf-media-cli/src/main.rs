@@ -1,0 +1,211 @@
+//! `hf-media`: the command line of hf-media.
+
+mod cli;
+mod output;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use futures::StreamExt;
+use hf_media::token::{TOKEN_SETTINGS_URL, find_token};
+use hf_media::{
+    ChatMessage, FileSink, GenerateRequest, GenerationEvent, GenerationParams, MediaGenerator, ProviderRegistry,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::cli::{Cli, Command, GenerateArgs};
+
+/// Exit codes of the CLI contract.
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match cli.command {
+        Command::Generate(args) => runtime.block_on(generate(args)),
+        Command::Providers { json } => providers(json),
+    }
+}
+
+fn init_tracing(verbose: bool) {
+    let default = if verbose { "hf_media=debug,hf_media_provider=debug,hf_media_mapping=debug" } else { "off" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn providers(json: bool) -> ExitCode {
+    let registry = ProviderRegistry::with_defaults();
+    let mut out = std::io::stdout().lock();
+    for provider in registry.iter() {
+        let tasks: Vec<&str> = provider.tasks().iter().map(|t| t.as_str()).collect();
+        let line = if json {
+            serde_json::json!({"provider": provider.name(), "tasks": tasks}).to_string()
+        } else {
+            format!("{:<14} {}", provider.name(), tasks.join(", "))
+        };
+        if writeln!(out, "{line}").is_err() {
+            return ExitCode::from(EXIT_FAILED);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Turns the flags into a request, or says what is wrong with them.
+fn build_request(args: &GenerateArgs) -> Result<GenerateRequest, String> {
+    let messages: Vec<ChatMessage> = match &args.messages {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --messages file {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "--messages file {} is not a JSON array of chat messages ({e}); expected \
+                     [{{\"role\": \"user\", \"content\": \"…\"}}]",
+                    path.display()
+                )
+            })?
+        }
+        None => Vec::new(),
+    };
+    if args.prompt.is_none() && args.messages.is_none() {
+        return Err("give a PROMPT, or --messages FILE with a chat conversation".into());
+    }
+    let mut extra = serde_json::Map::new();
+    for param in &args.params {
+        let (key, raw) = param
+            .split_once('=')
+            .ok_or_else(|| format!("--param `{param}` must be KEY=VALUE, for example --param style=\"anime\""))?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(format!("--param `{param}` has an empty key"));
+        }
+        let value = serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
+        extra.insert(key.to_owned(), value);
+    }
+    let aspect_ratio = match &args.aspect_ratio {
+        Some(r) => Some(r.parse().map_err(|e| format!("--aspect-ratio: {e}"))?),
+        None => None,
+    };
+    let params = GenerationParams {
+        negative_prompt: args.negative_prompt.clone(),
+        width: args.width,
+        height: args.height,
+        aspect_ratio,
+        num_inference_steps: args.steps,
+        guidance_scale: args.guidance_scale,
+        seed: args.seed,
+        scheduler: args.scheduler.clone(),
+        num_frames: args.num_frames,
+        resolution: args.resolution.clone(),
+        extra,
+    };
+    params.validate().map_err(|e| e.to_string())?;
+    Ok(GenerateRequest {
+        model: args.model.clone(),
+        prompt: args.prompt.clone(),
+        messages,
+        params,
+        n: usize::from(args.n),
+    })
+}
+
+async fn generate(args: GenerateArgs) -> ExitCode {
+    let request = match build_request(&args) {
+        Ok(request) => request,
+        Err(message) => return usage_error(message),
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return usage_error("--timeout must be a positive number of seconds");
+    }
+    let Some((token, _source)) = find_token() else {
+        return usage_error(format!(
+            "no Hugging Face token found: set HF_TOKEN=hf_… (create a token at {TOKEN_SETTINGS_URL}), \
+             or log in with `hf auth login`"
+        ));
+    };
+    let mut builder = MediaGenerator::builder()
+        .secret_token(token)
+        .hub_url(args.hf_endpoint.clone())
+        .router_url(args.router_url.clone())
+        .sink(Arc::new(FileSink::new(args.output.clone())))
+        .provider_order(args.prefer.clone())
+        .generation_timeout(Some(Duration::from_secs_f64(args.timeout)));
+    if let Some(org) = &args.bill_to {
+        builder = builder.bill_to(org.clone());
+    }
+    let generator = match builder.build() {
+        Ok(generator) => generator,
+        Err(e) => return usage_error(e),
+    };
+    let total = request.n;
+    let progress = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar.set_message(format!("generating {total} with {}", request.model));
+        bar
+    });
+    let mut events = generator.generate(request);
+    let mut exit = ExitCode::SUCCESS;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            _ = &mut ctrl_c => {
+                drop(events);
+                if let Some(bar) = &progress {
+                    bar.finish_and_clear();
+                }
+                eprintln!("interrupted: every request was cancelled and no partial file was kept");
+                return ExitCode::from(EXIT_INTERRUPTED);
+            }
+        };
+        let Some(event) = event else { break };
+        match &event {
+            GenerationEvent::Error { task: None, error } if error.is_usage() => exit = ExitCode::from(EXIT_USAGE),
+            GenerationEvent::Error { .. } if exit == ExitCode::SUCCESS => exit = ExitCode::from(EXIT_FAILED),
+            GenerationEvent::Progress { elapsed, done, total } => {
+                if let Some(bar) = &progress {
+                    bar.set_message(format!("waiting… {:.1}s ({done}/{total} done)", elapsed.as_secs_f64()));
+                }
+            }
+            _ => {}
+        }
+        if args.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", output::event_json(&event));
+            let _ = out.flush();
+        } else if let Some(line) = output::event_line(&event, total) {
+            match &progress {
+                Some(bar) => bar.println(line),
+                None => println!("{line}"),
+            }
+        }
+    }
+    if let Some(bar) = &progress {
+        bar.finish_and_clear();
+    }
+    exit
+}

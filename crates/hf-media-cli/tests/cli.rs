@@ -1,0 +1,230 @@
+//! The built `hf-media` binary against a wiremock Hub and router.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const MODEL: &str = "black-forest-labs/FLUX.1-schnell";
+
+async fn run(args: &[&str], server: &MockServer, token: Option<&str>, home: &Path) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hf-media"));
+    cmd.args(args)
+        .env_remove("HF_TOKEN")
+        .env_remove("HUGGING_FACE_HUB_TOKEN")
+        .env_remove("HF_TOKEN_PATH")
+        .env_remove("RUST_LOG")
+        .env("HOME", home)
+        .env("HF_HOME", home.join("hf"))
+        .env("HF_ENDPOINT", server.uri())
+        .env("HF_ROUTER_URL", server.uri());
+    if let Some(token) = token {
+        cmd.env("HF_TOKEN", token);
+    }
+    cmd.output().await.unwrap()
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}")))
+        .collect()
+}
+
+async fn mount_mapping(server: &MockServer, mapping: Value) {
+    Mock::given(method("GET"))
+        .and(path(format!("/api/models/{MODEL}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": MODEL, "inferenceProviderMapping": mapping})))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn generate_json_lines_and_files_through_a_fallback() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_mapping(
+        &server,
+        json!({
+            "together": {"status": "live", "providerId": "black-forest-labs/FLUX.1-schnell-Free", "task": "text-to-image"},
+            "hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}
+        }),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/together/v1/images/generations"))
+        .respond_with(ResponseTemplate::new(402).set_body_json(json!({"error": "You have exceeded your monthly included credits"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/hf-inference/models/{MODEL}")))
+        .and(header("authorization", "Bearer hf_cli_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(hf_media_sink::conformance::tiny_png(), "image/jpeg"))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let out_dir = dir.path().join("out");
+    let output = run(
+        &["generate", "a fox running", "-n", "2", "-o", out_dir.to_str().unwrap(), "--json"],
+        &server,
+        Some("hf_cli_token"),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let lines = json_lines(&output);
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(events.iter().filter(|e| **e == "fallback").count(), 2, "{events:?}");
+    assert_eq!(events.last(), Some(&"done"));
+    let fallback = lines.iter().find(|l| l["event"] == "fallback").unwrap();
+    assert_eq!(fallback["provider"], "together");
+    assert_eq!(fallback["status"], 402);
+    assert!(fallback["message"].as_str().unwrap().contains("monthly included credits"));
+    let media: Vec<&Value> = lines.iter().filter(|l| l["event"] == "media").collect();
+    assert_eq!(media.len(), 2);
+    for m in &media {
+        assert_eq!(m["provider"], "hf-inference");
+        assert_eq!(m["model"], MODEL);
+        assert_eq!(m["kind"], "image");
+        assert_eq!(m["mime"], "image/png");
+        let path = Path::new(m["path"].as_str().unwrap());
+        assert_eq!(path.extension().unwrap(), "png");
+        assert_eq!(std::fs::read(path).unwrap(), hf_media_sink::conformance::tiny_png());
+        assert_eq!(m["bytes"].as_u64().unwrap(), std::fs::metadata(path).unwrap().len());
+    }
+    assert_ne!(media[0]["path"], media[1]["path"]);
+    let done = lines.last().unwrap();
+    assert_eq!((done["succeeded"].as_u64(), done["failed"].as_u64()), (Some(2), Some(0)));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("hf_cli_token"));
+}
+
+#[tokio::test]
+async fn human_output_names_the_saved_file() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_mapping(&server, json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}})).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(hf_media_sink::conformance::tiny_png(), "image/png"))
+        .mount(&server)
+        .await;
+    let out_dir = dir.path().join("media");
+    let output = run(
+        &["generate", "a lighthouse", "-m", "flux-schnell:hf-inference", "-o", out_dir.to_str().unwrap()],
+        &server,
+        Some("hf_x"),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("→ trying hf-inference"), "{stdout}");
+    assert!(stdout.contains("✓ saved") && stdout.contains(out_dir.to_str().unwrap()), "{stdout}");
+    assert!(stdout.contains("done: 1 succeeded, 0 failed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn messages_file_gives_the_prompt() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_mapping(&server, json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}})).await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_partial_json(json!({"inputs": "a red fox\nin the snow"})))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(hf_media_sink::conformance::tiny_png(), "image/png"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let messages = dir.path().join("chat.json");
+    std::fs::write(
+        &messages,
+        r#"[{"role":"user","content":"old"},{"role":"assistant","content":"ok"},
+            {"role":"user","content":"a red fox"},{"role":"user","content":[{"type":"text","text":"in the snow"}]}]"#,
+    )
+    .unwrap();
+    let output = run(
+        &["generate", "--messages", messages.to_str().unwrap(), "-o", dir.path().join("o").to_str().unwrap(), "--json"],
+        &server,
+        Some("hf_x"),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn no_token_is_exit_2_naming_hf_token_and_nothing_is_sent() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any()).respond_with(ResponseTemplate::new(500)).expect(0).mount(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&["generate", "a fox"], &server, None, dir.path()).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("HF_TOKEN") && stderr.contains("huggingface.co/settings/tokens"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_token_file_under_hf_home_is_used() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("hf")).unwrap();
+    std::fs::write(dir.path().join("hf").join("token"), "hf_from_file\n").unwrap();
+    mount_mapping(&server, json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}})).await;
+    Mock::given(method("POST"))
+        .and(header("authorization", "Bearer hf_from_file"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(hf_media_sink::conformance::tiny_png(), "image/png"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let output = run(&["generate", "x", "-o", dir.path().join("o").to_str().unwrap(), "--json"], &server, None, dir.path()).await;
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn usage_errors_are_exit_2_with_a_clear_message() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (vec!["generate", "x", "--aspect-ratio", "7:5"], "unknown aspect ratio"),
+        (vec!["generate"], "give a PROMPT"),
+        (vec!["generate", "x", "--param", "novalue"], "KEY=VALUE"),
+        (vec!["generate", "x", "--width", "0", "--height", "10"], "`width`"),
+        (vec!["generate", "x", "-n", "0"], "0"),
+    ] {
+        let output = run(&args, &server, Some("hf_x"), dir.path()).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // A model id that cannot exist is refused before anything is sent.
+    let output = run(&["generate", "x", "-m", "not a model", "--json"], &server, Some("hf_x"), dir.path()).await;
+    assert_eq!(output.status.code(), Some(2));
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["kind"], "invalid_request");
+}
+
+#[tokio::test]
+async fn a_failed_generation_is_exit_1_with_a_typed_error_line() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_mapping(&server, json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}})).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "Model does not exist"})))
+        .mount(&server)
+        .await;
+    let output = run(&["generate", "x", "-o", dir.path().join("o").to_str().unwrap(), "--json"], &server, Some("hf_x"), dir.path()).await;
+    assert_eq!(output.status.code(), Some(1));
+    let lines = json_lines(&output);
+    let error = lines.iter().find(|l| l["event"] == "error").unwrap();
+    assert_eq!(error["kind"], "model_not_supported");
+    assert_eq!(error["provider"], "hf-inference");
+    assert_eq!(error["status"], 404);
+
+    let missing = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(ResponseTemplate::new(404)).mount(&missing).await;
+    let output = run(&["generate", "x", "--json"], &missing, Some("hf_x"), dir.path()).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json_lines(&output)[0]["kind"], "model_not_found");
+}
