@@ -24,7 +24,15 @@ fn main() -> ExitCode {
         Some("ci") => {
             let steps: [&[&str]; 3] = [
                 &["fmt", "--all", "--", "--check"],
-                &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--all-features",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
                 &["test", "--workspace", "--all-features"],
             ];
             for step in steps {
@@ -35,7 +43,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("usage: cargo xtask ci\n\n  ci   format check, clippy (-D warnings) and every test, as CI runs them");
+            eprintln!(
+                "usage: cargo xtask ci\n\n  ci   format check, clippy (-D warnings) and every test, as CI runs them"
+            );
             ExitCode::from(2)
         }
     }

@@ -90,7 +90,12 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "SECS", default_value_t = 1800.0)]
     pub timeout: f64,
     /// The Hub's URL.
-    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HF_ENDPOINT",
+        default_value = "https://huggingface.co",
+        hide_env_values = true
+    )]
     pub hf_endpoint: String,
     /// The router's URL.
     #[arg(long, env = "HF_ROUTER_URL", default_value = hf_media::DEFAULT_ROUTER_URL, hide_env_values = true)]

@@ -41,7 +41,11 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(verbose: bool) {
-    let default = if verbose { "hf_media=debug,hf_media_provider=debug,hf_media_mapping=debug" } else { "off" };
+    let default = if verbose {
+        "hf_media=debug,hf_media_provider=debug,hf_media_mapping=debug"
+    } else {
+        "off"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
@@ -161,7 +165,9 @@ async fn generate(args: GenerateArgs) -> ExitCode {
     let total = request.n;
     let progress = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar.enable_steady_tick(Duration::from_millis(120));
         bar.set_message(format!("generating {total} with {}", request.model));
         bar

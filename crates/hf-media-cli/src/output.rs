@@ -111,7 +111,10 @@ pub fn event_line(event: &GenerationEvent, total: usize) -> Option<String> {
             succeeded,
             failed,
             elapsed,
-        } => format!("done: {succeeded} succeeded, {failed} failed in {:.1}s", elapsed.as_secs_f64()),
+        } => format!(
+            "done: {succeeded} succeeded, {failed} failed in {:.1}s",
+            elapsed.as_secs_f64()
+        ),
         _ => return None,
     })
 }
@@ -154,7 +157,10 @@ mod tests {
             failed: 0,
             elapsed: Duration::from_millis(1500),
         };
-        assert_eq!(event_json(&done), json!({"event": "done", "succeeded": 2, "failed": 0, "elapsed_ms": 1500}));
+        assert_eq!(
+            event_json(&done),
+            json!({"event": "done", "succeeded": 2, "failed": 0, "elapsed_ms": 1500})
+        );
         let error = GenerationEvent::Error {
             task: Some(1),
             error: Error::ModelNotSupported {
@@ -176,7 +182,10 @@ mod tests {
             provider: "replicate".into(),
             provider_id: "owner/model".into(),
         };
-        assert_eq!(event_line(&attempt, 2).unwrap(), "[2/2] → trying replicate (owner/model)");
+        assert_eq!(
+            event_line(&attempt, 2).unwrap(),
+            "[2/2] → trying replicate (owner/model)"
+        );
         assert_eq!(event_line(&attempt, 1).unwrap(), "→ trying replicate (owner/model)");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(12), "12 B");

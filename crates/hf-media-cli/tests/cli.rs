@@ -38,7 +38,9 @@ fn json_lines(output: &Output) -> Vec<Value> {
 async fn mount_mapping(server: &MockServer, mapping: Value) {
     Mock::given(method("GET"))
         .and(path(format!("/api/models/{MODEL}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": MODEL, "inferenceProviderMapping": mapping})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": MODEL, "inferenceProviderMapping": mapping})),
+        )
         .mount(server)
         .await;
 }
@@ -57,7 +59,10 @@ async fn generate_json_lines_and_files_through_a_fallback() {
     .await;
     Mock::given(method("POST"))
         .and(path("/together/v1/images/generations"))
-        .respond_with(ResponseTemplate::new(402).set_body_json(json!({"error": "You have exceeded your monthly included credits"})))
+        .respond_with(
+            ResponseTemplate::new(402)
+                .set_body_json(json!({"error": "You have exceeded your monthly included credits"})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -69,13 +74,26 @@ async fn generate_json_lines_and_files_through_a_fallback() {
         .await;
     let out_dir = dir.path().join("out");
     let output = run(
-        &["generate", "a fox running", "-n", "2", "-o", out_dir.to_str().unwrap(), "--json"],
+        &[
+            "generate",
+            "a fox running",
+            "-n",
+            "2",
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--json",
+        ],
         &server,
         Some("hf_cli_token"),
         dir.path(),
     )
     .await;
-    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines = json_lines(&output);
     let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
     assert_eq!(events.iter().filter(|e| **e == "fallback").count(), 2, "{events:?}");
@@ -83,7 +101,12 @@ async fn generate_json_lines_and_files_through_a_fallback() {
     let fallback = lines.iter().find(|l| l["event"] == "fallback").unwrap();
     assert_eq!(fallback["provider"], "together");
     assert_eq!(fallback["status"], 402);
-    assert!(fallback["message"].as_str().unwrap().contains("monthly included credits"));
+    assert!(
+        fallback["message"]
+            .as_str()
+            .unwrap()
+            .contains("monthly included credits")
+    );
     let media: Vec<&Value> = lines.iter().filter(|l| l["event"] == "media").collect();
     assert_eq!(media.len(), 2);
     for m in &media {
@@ -98,7 +121,10 @@ async fn generate_json_lines_and_files_through_a_fallback() {
     }
     assert_ne!(media[0]["path"], media[1]["path"]);
     let done = lines.last().unwrap();
-    assert_eq!((done["succeeded"].as_u64(), done["failed"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(
+        (done["succeeded"].as_u64(), done["failed"].as_u64()),
+        (Some(2), Some(0))
+    );
     assert!(!String::from_utf8_lossy(&output.stderr).contains("hf_cli_token"));
 }
 
@@ -106,14 +132,25 @@ async fn generate_json_lines_and_files_through_a_fallback() {
 async fn human_output_names_the_saved_file() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mount_mapping(&server, json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}})).await;
+    mount_mapping(
+        &server,
+        json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}}),
+    )
+    .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(hf_media_sink::conformance::tiny_png(), "image/png"))
         .mount(&server)
         .await;
     let out_dir = dir.path().join("media");
     let output = run(
-        &["generate", "a lighthouse", "-m", "flux-schnell:hf-inference", "-o", out_dir.to_str().unwrap()],
+        &[
+            "generate",
+            "a lighthouse",
+            "-m",
+            "flux-schnell:hf-inference",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
         &server,
         Some("hf_x"),
         dir.path(),
@@ -122,7 +159,10 @@ async fn human_output_names_the_saved_file() {
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("→ trying hf-inference"), "{stdout}");
-    assert!(stdout.contains("✓ saved") && stdout.contains(out_dir.to_str().unwrap()), "{stdout}");
+    assert!(
+        stdout.contains("✓ saved") && stdout.contains(out_dir.to_str().unwrap()),
+        "{stdout}"
+    );
     assert!(stdout.contains("done: 1 succeeded, 0 failed"), "{stdout}");
 }
 
@@ -130,9 +170,15 @@ async fn human_output_names_the_saved_file() {
 async fn messages_file_gives_the_prompt() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mount_mapping(&server, json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}})).await;
+    mount_mapping(
+        &server,
+        json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}}),
+    )
+    .await;
     Mock::given(method("POST"))
-        .and(wiremock::matchers::body_partial_json(json!({"inputs": "a red fox\nin the snow"})))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"inputs": "a red fox\nin the snow"}),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_raw(hf_media_sink::conformance::tiny_png(), "image/png"))
         .expect(1)
         .mount(&server)
@@ -145,24 +191,43 @@ async fn messages_file_gives_the_prompt() {
     )
     .unwrap();
     let output = run(
-        &["generate", "--messages", messages.to_str().unwrap(), "-o", dir.path().join("o").to_str().unwrap(), "--json"],
+        &[
+            "generate",
+            "--messages",
+            messages.to_str().unwrap(),
+            "-o",
+            dir.path().join("o").to_str().unwrap(),
+            "--json",
+        ],
         &server,
         Some("hf_x"),
         dir.path(),
     )
     .await;
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]
 async fn no_token_is_exit_2_naming_hf_token_and_nothing_is_sent() {
     let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any()).respond_with(ResponseTemplate::new(500)).expect(0).mount(&server).await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let output = run(&["generate", "a fox"], &server, None, dir.path()).await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("HF_TOKEN") && stderr.contains("huggingface.co/settings/tokens"), "{stderr}");
+    assert!(
+        stderr.contains("HF_TOKEN") && stderr.contains("huggingface.co/settings/tokens"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -171,15 +236,30 @@ async fn a_token_file_under_hf_home_is_used() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("hf")).unwrap();
     std::fs::write(dir.path().join("hf").join("token"), "hf_from_file\n").unwrap();
-    mount_mapping(&server, json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}})).await;
+    mount_mapping(
+        &server,
+        json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}}),
+    )
+    .await;
     Mock::given(method("POST"))
         .and(header("authorization", "Bearer hf_from_file"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(hf_media_sink::conformance::tiny_png(), "image/png"))
         .expect(1)
         .mount(&server)
         .await;
-    let output = run(&["generate", "x", "-o", dir.path().join("o").to_str().unwrap(), "--json"], &server, None, dir.path()).await;
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = run(
+        &["generate", "x", "-o", dir.path().join("o").to_str().unwrap(), "--json"],
+        &server,
+        None,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]
@@ -199,7 +279,13 @@ async fn usage_errors_are_exit_2_with_a_clear_message() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     // A model id that cannot exist is refused before anything is sent.
-    let output = run(&["generate", "x", "-m", "not a model", "--json"], &server, Some("hf_x"), dir.path()).await;
+    let output = run(
+        &["generate", "x", "-m", "not a model", "--json"],
+        &server,
+        Some("hf_x"),
+        dir.path(),
+    )
+    .await;
     assert_eq!(output.status.code(), Some(2));
     let lines = json_lines(&output);
     assert_eq!(lines[0]["kind"], "invalid_request");
@@ -209,12 +295,22 @@ async fn usage_errors_are_exit_2_with_a_clear_message() {
 async fn a_failed_generation_is_exit_1_with_a_typed_error_line() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mount_mapping(&server, json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}})).await;
+    mount_mapping(
+        &server,
+        json!({"hf-inference": {"status": "live", "providerId": MODEL, "task": "text-to-image"}}),
+    )
+    .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "Model does not exist"})))
         .mount(&server)
         .await;
-    let output = run(&["generate", "x", "-o", dir.path().join("o").to_str().unwrap(), "--json"], &server, Some("hf_x"), dir.path()).await;
+    let output = run(
+        &["generate", "x", "-o", dir.path().join("o").to_str().unwrap(), "--json"],
+        &server,
+        Some("hf_x"),
+        dir.path(),
+    )
+    .await;
     assert_eq!(output.status.code(), Some(1));
     let lines = json_lines(&output);
     let error = lines.iter().find(|l| l["event"] == "error").unwrap();
@@ -223,7 +319,10 @@ async fn a_failed_generation_is_exit_1_with_a_typed_error_line() {
     assert_eq!(error["status"], 404);
 
     let missing = MockServer::start().await;
-    Mock::given(method("GET")).respond_with(ResponseTemplate::new(404)).mount(&missing).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&missing)
+        .await;
     let output = run(&["generate", "x", "--json"], &missing, Some("hf_x"), dir.path()).await;
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(json_lines(&output)[0]["kind"], "model_not_found");

@@ -95,7 +95,9 @@ impl MappingClientBuilder {
         let hub_url = Url::parse(raw.trim_end_matches('/'))
             .map_err(|e| MappingError::Config(format!("Hub URL `{raw}` is not a valid URL: {e}")))?;
         if !matches!(hub_url.scheme(), "http" | "https") {
-            return Err(MappingError::Config(format!("Hub URL `{raw}` must start with http:// or https://")));
+            return Err(MappingError::Config(format!(
+                "Hub URL `{raw}` must start with http:// or https://"
+            )));
         }
         let http = match self.http {
             Some(http) => http,
@@ -139,7 +141,10 @@ pub fn validate_model_id(model: &str) -> Result<(), MappingError> {
         if segment == "." || segment == ".." || segment.contains("..") {
             return Err(invalid("it contains `..`"));
         }
-        if !segment.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        if !segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
             return Err(invalid("only letters, digits, `-`, `_` and `.` are allowed"));
         }
     }
@@ -276,7 +281,12 @@ mod tests {
 
     #[test]
     fn model_ids_are_checked() {
-        for ok in ["black-forest-labs/FLUX.1-schnell", "gpt2", "stabilityai/sdxl-turbo", "a_b/c.d-e"] {
+        for ok in [
+            "black-forest-labs/FLUX.1-schnell",
+            "gpt2",
+            "stabilityai/sdxl-turbo",
+            "a_b/c.d-e",
+        ] {
             assert_eq!(validate_model_id(ok), Ok(()), "{ok}");
         }
         for bad in ["", "a/b/c", "a//b", "/b", "a/..", "a b/c", "a/b?x=1", "../etc", "a/b:c"] {
@@ -288,7 +298,10 @@ mod tests {
 
     #[test]
     fn the_url_keeps_a_base_path_and_the_expand_query() {
-        let client = MappingClient::builder().hub_url("http://127.0.0.1:9/hub/").build().unwrap();
+        let client = MappingClient::builder()
+            .hub_url("http://127.0.0.1:9/hub/")
+            .build()
+            .unwrap();
         assert_eq!(
             client.model_url("org/model").as_str(),
             "http://127.0.0.1:9/hub/api/models/org/model?expand[]=inferenceProviderMapping"
@@ -301,12 +314,21 @@ mod tests {
         assert!(!format!("{builder:?}").contains("hf_canary_secret"));
         let client = builder.build().unwrap();
         let shown = format!("{client:?}");
-        assert!(!shown.contains("hf_canary_secret") && shown.contains("[redacted]"), "{shown}");
+        assert!(
+            !shown.contains("hf_canary_secret") && shown.contains("[redacted]"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn bad_hub_urls_are_refused() {
-        assert!(matches!(MappingClient::builder().hub_url("not a url").build(), Err(MappingError::Config(_))));
-        assert!(matches!(MappingClient::builder().hub_url("ftp://x").build(), Err(MappingError::Config(_))));
+        assert!(matches!(
+            MappingClient::builder().hub_url("not a url").build(),
+            Err(MappingError::Config(_))
+        ));
+        assert!(matches!(
+            MappingClient::builder().hub_url("ftp://x").build(),
+            Err(MappingError::Config(_))
+        ));
     }
 }

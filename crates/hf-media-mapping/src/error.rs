@@ -7,7 +7,9 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum MappingError {
     /// The model id cannot be a Hub model id.
-    #[error("`{model}` is not a valid model id: {reason} (expected `org/name`, e.g. `black-forest-labs/FLUX.1-schnell`)")]
+    #[error(
+        "`{model}` is not a valid model id: {reason} (expected `org/name`, e.g. `black-forest-labs/FLUX.1-schnell`)"
+    )]
     InvalidModelId {
         /// What was given.
         model: String,
@@ -15,13 +17,17 @@ pub enum MappingError {
         reason: &'static str,
     },
     /// The Hub answered 404: there is no such model.
-    #[error("model `{model}` was not found on the Hub: check the id (and its spelling) at https://huggingface.co/models")]
+    #[error(
+        "model `{model}` was not found on the Hub: check the id (and its spelling) at https://huggingface.co/models"
+    )]
     ModelNotFound {
         /// The model id asked for.
         model: String,
     },
     /// The Hub refused the request (401/403): bad token, or a private or gated model.
-    #[error("the Hub refused access to `{model}` (HTTP {status}): {message}; check HF_TOKEN, and that you have access if the model is private or gated")]
+    #[error(
+        "the Hub refused access to `{model}` (HTTP {status}): {message}; check HF_TOKEN, and that you have access if the model is private or gated"
+    )]
     Unauthorized {
         /// The model id asked for.
         model: String,

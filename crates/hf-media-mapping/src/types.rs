@@ -129,7 +129,12 @@ pub struct ProviderMapping {
 
 impl ProviderMapping {
     /// A live entry: handy for tests and custom providers.
-    pub fn new(provider: impl Into<String>, provider_id: impl Into<String>, task: Task, hf_model_id: impl Into<String>) -> Self {
+    pub fn new(
+        provider: impl Into<String>,
+        provider_id: impl Into<String>,
+        task: Task,
+        hf_model_id: impl Into<String>,
+    ) -> Self {
         ProviderMapping {
             provider: provider.into(),
             provider_id: provider_id.into(),
@@ -213,11 +218,7 @@ impl ModelMapping {
 
 fn parse_entry(model_id: &str, mut entry: Map<String, Value>) -> Result<ProviderMapping, String> {
     entry.insert("hfModelId".into(), Value::String(model_id.to_owned()));
-    let provider = entry
-        .get("provider")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_owned();
+    let provider = entry.get("provider").and_then(Value::as_str).unwrap_or("?").to_owned();
     serde_json::from_value(Value::Object(entry)).map_err(|e| format!("entry for provider `{provider}`: {e}"))
 }
 
@@ -250,7 +251,11 @@ mod tests {
         assert_eq!(providers, ["replicate", "fal-ai", "together"]);
         assert_eq!(m.entries[1].extra.get("isModelAuthor"), Some(&json!(false)));
         assert_eq!(m.entries[2].status, MappingStatus::Staging);
-        assert!(m.entries.iter().all(|e| e.hf_model_id == "black-forest-labs/FLUX.1-dev"));
+        assert!(
+            m.entries
+                .iter()
+                .all(|e| e.hf_model_id == "black-forest-labs/FLUX.1-dev")
+        );
         let live: Vec<_> = m.live().map(|e| e.provider.as_str()).collect();
         assert_eq!(live, ["replicate", "fal-ai"]);
     }
@@ -277,7 +282,12 @@ mod tests {
     #[test]
     fn missing_field_is_an_empty_mapping() {
         assert!(ModelMapping::from_hub_field("a/b", None).unwrap().entries.is_empty());
-        assert!(ModelMapping::from_hub_field("a/b", Some(&Value::Null)).unwrap().entries.is_empty());
+        assert!(
+            ModelMapping::from_hub_field("a/b", Some(&Value::Null))
+                .unwrap()
+                .entries
+                .is_empty()
+        );
     }
 
     #[test]
@@ -292,7 +302,10 @@ mod tests {
 
     #[test]
     fn unknown_tasks_and_statuses_are_kept_by_name() {
-        assert_eq!(Task::from("conversational".to_owned()), Task::Other("conversational".into()));
+        assert_eq!(
+            Task::from("conversational".to_owned()),
+            Task::Other("conversational".into())
+        );
         assert!(!Task::Other("image-to-image".into()).is_text_to_media());
         assert!(Task::TextToVideo.is_text_to_media());
         assert_eq!(MappingStatus::from("paused".to_owned()).as_str(), "paused");

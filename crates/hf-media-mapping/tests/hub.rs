@@ -47,10 +47,12 @@ async fn asks_the_documented_route_with_the_token() {
 async fn accepts_the_list_form() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": MODEL, "inferenceProviderMapping": [
-            {"provider": "together", "providerId": "t/x", "status": "staging", "task": "text-to-image"},
-            {"provider": "fal-ai", "providerId": "fal-ai/wan", "status": "live", "task": "text-to-video"}
-        ]})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": MODEL, "inferenceProviderMapping": [
+                {"provider": "together", "providerId": "t/x", "status": "staging", "task": "text-to-image"},
+                {"provider": "fal-ai", "providerId": "fal-ai/wan", "status": "live", "task": "text-to-video"}
+            ]})),
+        )
         .mount(&server)
         .await;
     let mapping = client(&server, Duration::ZERO).mapping(MODEL).await.unwrap();
@@ -67,8 +69,16 @@ async fn a_404_is_model_not_found_naming_the_model() {
         .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "Repository not found"})))
         .mount(&server)
         .await;
-    let err = client(&server, Duration::from_secs(60)).mapping("nobody/nothing").await.unwrap_err();
-    assert_eq!(err, MappingError::ModelNotFound { model: "nobody/nothing".into() });
+    let err = client(&server, Duration::from_secs(60))
+        .mapping("nobody/nothing")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        MappingError::ModelNotFound {
+            model: "nobody/nothing".into()
+        }
+    );
     assert!(err.to_string().contains("nobody/nothing"));
 }
 
@@ -81,7 +91,10 @@ async fn a_401_says_to_check_the_token_and_keeps_the_hub_message() {
         )
         .mount(&server)
         .await;
-    let err = client(&server, Duration::from_secs(60)).mapping(MODEL).await.unwrap_err();
+    let err = client(&server, Duration::from_secs(60))
+        .mapping(MODEL)
+        .await
+        .unwrap_err();
     match &err {
         MappingError::Unauthorized { status, message, .. } => {
             assert_eq!(*status, 401);
@@ -113,9 +126,16 @@ async fn other_statuses_and_malformed_answers_are_typed() {
         .mount(&server)
         .await;
     let c = client(&server, Duration::from_secs(60));
-    assert!(matches!(c.mapping("a/busy").await, Err(MappingError::Http { status: 500, message, .. }) if message == "upstream exploded"));
-    assert!(matches!(c.mapping("a/garbage").await, Err(MappingError::InvalidResponse { reason, .. }) if reason.contains("not JSON")));
-    assert!(matches!(c.mapping("a/list").await, Err(MappingError::InvalidResponse { .. })));
+    assert!(
+        matches!(c.mapping("a/busy").await, Err(MappingError::Http { status: 500, message, .. }) if message == "upstream exploded")
+    );
+    assert!(
+        matches!(c.mapping("a/garbage").await, Err(MappingError::InvalidResponse { reason, .. }) if reason.contains("not JSON"))
+    );
+    assert!(matches!(
+        c.mapping("a/list").await,
+        Err(MappingError::InvalidResponse { .. })
+    ));
     assert!(c.mapping("a/none").await.unwrap().entries.is_empty());
 }
 
@@ -129,7 +149,11 @@ async fn an_unreachable_hub_is_a_network_error() {
 async fn answers_are_cached_and_concurrent_first_calls_share_one_request() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(dict_answer()).set_delay(Duration::from_millis(200)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(dict_answer())
+                .set_delay(Duration::from_millis(200)),
+        )
         .expect(1)
         .mount(&server)
         .await;

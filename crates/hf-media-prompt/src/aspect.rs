@@ -85,9 +85,7 @@ impl FromStr for AspectRatio {
         let wanted = s.trim();
         AspectRatio::all()
             .find(|r| r.label == wanted)
-            .ok_or_else(|| PromptError::UnknownAspectRatio {
-                given: s.to_owned(),
-            })
+            .ok_or_else(|| PromptError::UnknownAspectRatio { given: s.to_owned() })
     }
 }
 
@@ -143,14 +141,12 @@ mod tests {
     fn whitespace_is_ignored_and_unknown_ratios_are_refused() {
         assert_eq!(" 16:9 ".parse::<AspectRatio>(), Ok(AspectRatio::WIDESCREEN));
         let err = "7:5".parse::<AspectRatio>().unwrap_err();
-        assert_eq!(
-            err,
-            PromptError::UnknownAspectRatio {
-                given: "7:5".into()
-            }
-        );
+        assert_eq!(err, PromptError::UnknownAspectRatio { given: "7:5".into() });
         let msg = err.to_string();
-        assert!(msg.contains("7:5") && msg.contains("16:9") && msg.contains("1:2"), "{msg}");
+        assert!(
+            msg.contains("7:5") && msg.contains("16:9") && msg.contains("1:2"),
+            "{msg}"
+        );
     }
 
     #[test]

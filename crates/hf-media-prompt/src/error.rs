@@ -5,9 +5,7 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum PromptError {
     /// Neither an explicit prompt nor a trailing user message with text was given.
-    #[error(
-        "the prompt is empty: pass a prompt, or chat messages that end with a user message containing text"
-    )]
+    #[error("the prompt is empty: pass a prompt, or chat messages that end with a user message containing text")]
     Empty,
     /// The aspect ratio is not one of the supported ones.
     #[error("unknown aspect ratio `{given}`: use one of {}", crate::AspectRatio::SUPPORTED.join(", "))]

@@ -200,9 +200,17 @@ mod tests {
     #[test]
     fn empty_inputs_are_an_error_that_says_what_to_do() {
         check(None, "[]", Err(PromptError::Empty));
-        check(None, r#"[{"role":"assistant","content":"hi"}]"#, Err(PromptError::Empty));
+        check(
+            None,
+            r#"[{"role":"assistant","content":"hi"}]"#,
+            Err(PromptError::Empty),
+        );
         check(None, r#"[{"role":"user","content":"   "}]"#, Err(PromptError::Empty));
-        check(None, r#"[{"role":"user","content":[{"type":"image_url"}]}]"#, Err(PromptError::Empty));
+        check(
+            None,
+            r#"[{"role":"user","content":[{"type":"image_url"}]}]"#,
+            Err(PromptError::Empty),
+        );
         assert!(PromptError::Empty.to_string().contains("pass a prompt"));
     }
 

@@ -191,7 +191,13 @@ mod tests {
             guidance_scale: Some(f64::NAN),
             ..Default::default()
         };
-        assert!(matches!(nan.validate(), Err(PromptError::InvalidParameter { name: "guidance_scale", .. })));
+        assert!(matches!(
+            nan.validate(),
+            Err(PromptError::InvalidParameter {
+                name: "guidance_scale",
+                ..
+            })
+        ));
         assert_eq!(GenerationParams::default().validate(), Ok(()));
     }
 }

@@ -115,7 +115,13 @@ impl ProviderContext {
     }
 
     /// A context for calls to the provider's own API with the provider's own key.
-    pub fn direct(http: reqwest::Client, base_url: Url, provider: &str, key: Option<SecretString>, auth: AuthScheme) -> Self {
+    pub fn direct(
+        http: reqwest::Client,
+        base_url: Url,
+        provider: &str,
+        key: Option<SecretString>,
+        auth: AuthScheme,
+    ) -> Self {
         ProviderContext {
             provider: provider.to_owned(),
             http,
@@ -250,7 +256,10 @@ mod tests {
             "http://127.0.0.1:8080/proxy/fal-ai/fal-ai/flux/dev?_subdomain=queue"
         );
         let rebased = ctx
-            .url_for_path_of("https://queue.fal.run/fal-ai/flux/requests/abc", Some("_subdomain=queue"))
+            .url_for_path_of(
+                "https://queue.fal.run/fal-ai/flux/requests/abc",
+                Some("_subdomain=queue"),
+            )
             .unwrap();
         assert_eq!(
             rebased.as_str(),
@@ -262,7 +271,12 @@ mod tests {
     #[test]
     fn debug_hides_the_key() {
         let router = Url::parse("https://router.huggingface.co").unwrap();
-        let ctx = ProviderContext::routed(reqwest::Client::new(), &router, "replicate", Some("hf_canary".to_owned().into()));
+        let ctx = ProviderContext::routed(
+            reqwest::Client::new(),
+            &router,
+            "replicate",
+            Some("hf_canary".to_owned().into()),
+        );
         let shown = format!("{ctx:?}");
         assert!(!shown.contains("hf_canary") && shown.contains("[redacted]"), "{shown}");
     }

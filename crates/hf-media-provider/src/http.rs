@@ -66,7 +66,9 @@ pub async fn check_status(provider: &str, response: reqwest::Response) -> Result
         return Ok(response);
     }
     let headers = response.headers().clone();
-    let body = read_limited(provider, response, 64 * 1024, true).await.unwrap_or_default();
+    let body = read_limited(provider, response, 64 * 1024, true)
+        .await
+        .unwrap_or_default();
     Err(ProviderError::Http {
         provider: provider.to_owned(),
         status: status.as_u16(),
@@ -76,7 +78,12 @@ pub async fn check_status(provider: &str, response: reqwest::Response) -> Result
 }
 
 /// Reads at most `limit` bytes of a body; past it, an error (or, with `truncate`, the first `limit` bytes).
-async fn read_limited(provider: &str, mut response: reqwest::Response, limit: usize, truncate: bool) -> Result<Vec<u8>, ProviderError> {
+async fn read_limited(
+    provider: &str,
+    mut response: reqwest::Response,
+    limit: usize,
+    truncate: bool,
+) -> Result<Vec<u8>, ProviderError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| network(provider, &e))? {
         if body.len() + chunk.len() > limit {
@@ -99,7 +106,10 @@ pub async fn read_json(provider: &str, response: reqwest::Response) -> Result<Va
     let body = read_limited(provider, response, MAX_JSON_BYTES, false).await?;
     serde_json::from_slice(&body).map_err(|e| ProviderError::InvalidResponse {
         provider: provider.to_owned(),
-        reason: format!("the answer is not valid JSON ({e}); it starts with {:?}", preview(&body)),
+        reason: format!(
+            "the answer is not valid JSON ({e}); it starts with {:?}",
+            preview(&body)
+        ),
     })
 }
 
@@ -163,10 +173,12 @@ pub fn json_error_text(json: &Value) -> Option<String> {
                 .iter()
                 .map(|item| {
                     let msg = item.get("msg").and_then(Value::as_str).unwrap_or("invalid");
-                    let loc = item
-                        .get("loc")
-                        .and_then(Value::as_array)
-                        .map(|l| l.iter().map(|p| p.to_string().trim_matches('"').to_owned()).collect::<Vec<_>>().join("."));
+                    let loc = item.get("loc").and_then(Value::as_array).map(|l| {
+                        l.iter()
+                            .map(|p| p.to_string().trim_matches('"').to_owned())
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    });
                     match loc {
                         Some(loc) => format!("{loc}: {msg}"),
                         None => msg.to_owned(),
@@ -200,17 +212,23 @@ pub fn decode_base64(provider: &str, encoded: &str) -> Result<Bytes, ProviderErr
     } else {
         encoded
     };
-    BASE64.decode(input).map(Bytes::from).map_err(|e| ProviderError::InvalidResponse {
-        provider: provider.to_owned(),
-        reason: format!("the base64 media could not be decoded: {e}"),
-    })
+    BASE64
+        .decode(input)
+        .map(Bytes::from)
+        .map_err(|e| ProviderError::InvalidResponse {
+            provider: provider.to_owned(),
+            reason: format!("the base64 media could not be decoded: {e}"),
+        })
 }
 
 /// A media URL from a provider's answer: only `http`, `https` and `data:` URLs are accepted.
 pub fn media_url(provider: &str, raw: &str) -> Result<Url, ProviderError> {
     let url = Url::parse(raw).map_err(|e| ProviderError::InvalidResponse {
         provider: provider.to_owned(),
-        reason: format!("the media URL {:?} is not a URL: {e}", raw.chars().take(100).collect::<String>()),
+        reason: format!(
+            "the media URL {:?} is not a URL: {e}",
+            raw.chars().take(100).collect::<String>()
+        ),
     })?;
     match url.scheme() {
         "http" | "https" | "data" => Ok(url),
@@ -223,7 +241,11 @@ pub fn media_url(provider: &str, raw: &str) -> Result<Url, ProviderError> {
 
 /// Downloads a media URL with a plain GET: no credentials, whatever the host. `data:` URLs are decoded
 /// in place. Returns the byte stream and the claimed MIME type.
-pub async fn download(http: &reqwest::Client, provider: &str, url: &Url) -> Result<(ByteStream, Option<String>), ProviderError> {
+pub async fn download(
+    http: &reqwest::Client,
+    provider: &str,
+    url: &Url,
+) -> Result<(ByteStream, Option<String>), ProviderError> {
     if url.scheme() == "data" {
         let data = data_url::DataUrl::process(url.as_str()).map_err(|e| ProviderError::InvalidResponse {
             provider: provider.to_owned(),
@@ -328,19 +350,31 @@ mod tests {
     #[test]
     fn error_text_is_found_wherever_providers_put_it() {
         check(r#"{"error":"Model x does not exist"}"#, "Model x does not exist");
-        check(r#"{"error":{"message":"Invalid request","type":"invalid_request_error"}}"#, "Invalid request");
+        check(
+            r#"{"error":{"message":"Invalid request","type":"invalid_request_error"}}"#,
+            "Invalid request",
+        );
         check(r#"{"detail":"Unsupported data URL"}"#, "Unsupported data URL");
         check(
             r#"{"detail":[{"loc":["body","model_name"],"msg":"field required","type":"value_error.missing"}]}"#,
             "body.model_name: field required",
         );
-        check(r#"{"message":"No API key found in request","request_id":"r"}"#, "No API key found in request");
+        check(
+            r#"{"message":"No API key found in request","request_id":"r"}"#,
+            "No API key found in request",
+        );
         check(r#"{"errors":[{"message":"a"},{"message":"b"}]}"#, "a; b");
         check("404: Not Found", "404: Not Found");
         check("", "(no message)");
         let mut headers = HeaderMap::new();
-        headers.insert("x-error-message", "Invalid credentials in Authorization header".parse().unwrap());
-        assert_eq!(error_message(&headers, b"{}"), "Invalid credentials in Authorization header");
+        headers.insert(
+            "x-error-message",
+            "Invalid credentials in Authorization header".parse().unwrap(),
+        );
+        assert_eq!(
+            error_message(&headers, b"{}"),
+            "Invalid credentials in Authorization header"
+        );
     }
 
     #[test]

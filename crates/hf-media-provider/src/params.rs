@@ -60,14 +60,20 @@ mod tests {
     #[test]
     fn videos_get_aspect_ratio_and_resolution_defaults() {
         let map = provider_parameters(&request(Task::TextToVideo, GenerationParams::default()));
-        assert_eq!(Value::Object(map), json!({"aspect_ratio": "16:9", "resolution": "480p"}));
+        assert_eq!(
+            Value::Object(map),
+            json!({"aspect_ratio": "16:9", "resolution": "480p"})
+        );
         let params = GenerationParams {
             aspect_ratio: Some("9:16".parse().unwrap()),
             resolution: Some("720p".into()),
             ..Default::default()
         };
         let map = provider_parameters(&request(Task::TextToVideo, params));
-        assert_eq!(Value::Object(map), json!({"aspect_ratio": "9:16", "resolution": "720p"}));
+        assert_eq!(
+            Value::Object(map),
+            json!({"aspect_ratio": "9:16", "resolution": "720p"})
+        );
         let params = GenerationParams {
             width: Some(832),
             height: Some(480),

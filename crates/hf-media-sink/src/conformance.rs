@@ -24,9 +24,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream;
 
-use crate::{
-    BoxError, ByteStream, MediaKind, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia,
-};
+use crate::{BoxError, ByteStream, MediaKind, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia};
 
 /// A real, valid 1×1 red PNG (70 bytes; correct CRCs and zlib stream).
 pub fn tiny_png() -> Vec<u8> {
@@ -101,13 +99,7 @@ fn chunked(bytes: &[u8], size: usize) -> Vec<Vec<u8>> {
 }
 
 /// Checks what every successful store must satisfy; reads back files.
-fn check_stored(
-    stored: &StoredMedia,
-    bytes: &[u8],
-    record: &MediaRecord,
-    ext: &str,
-    kind: MediaKind,
-) {
+fn check_stored(stored: &StoredMedia, bytes: &[u8], record: &MediaRecord, ext: &str, kind: MediaKind) {
     assert_eq!(
         stored.format.extension, ext,
         "the format must be decided from the bytes"
@@ -125,8 +117,7 @@ fn check_stored(
         "the record must come back unchanged, except timings.store_ms"
     );
     if let MediaLocation::File(path) = &stored.location {
-        let on_disk = std::fs::read(path)
-            .unwrap_or_else(|e| panic!("stored file {} unreadable: {e}", path.display()));
+        let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("stored file {} unreadable: {e}", path.display()));
         assert_eq!(on_disk, bytes, "file {} has other bytes", path.display());
         assert_eq!(
             path.extension().and_then(|e| e.to_str()),
@@ -140,10 +131,7 @@ fn check_stored(
             .unwrap_or_else(|e| panic!("sidecar {} unreadable: {e}", sidecar.display()));
         let back: MediaRecord = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("sidecar {} is not a MediaRecord: {e}", sidecar.display()));
-        assert_eq!(
-            back, stored.record,
-            "the sidecar must hold the returned record"
-        );
+        assert_eq!(back, stored.record, "the sidecar must hold the returned record");
     }
 }
 
@@ -183,10 +171,7 @@ pub async fn rejects_unknown_bytes(sink: &dyn MediaSink, count: impl Fn() -> usi
     let result = sink.store(stream_of(vec![html]), sample_record("x")).await;
     match result {
         Err(SinkError::UnrecognizedMedia { head }) => {
-            assert!(
-                head.starts_with("3c 21"),
-                "head should be a hex dump: {head}"
-            );
+            assert!(head.starts_with("3c 21"), "head should be a hex dump: {head}");
         }
         other => panic!("HTML must be refused as UnrecognizedMedia, got {other:?}"),
     }
@@ -248,13 +233,9 @@ pub async fn cancelled_store_leaves_nothing(sink: &dyn MediaSink, count: impl Fn
 pub async fn rejects_oversized(sink: &dyn MediaSink, limit: u64, count: impl Fn() -> usize) {
     let before = count();
     let mut big = tiny_png();
-    let len = usize::try_from(limit)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1);
+    let len = usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1);
     big.resize(len.max(big.len()), 0);
-    let result = sink
-        .store(stream_of(chunked(&big, 16)), sample_record("x"))
-        .await;
+    let result = sink.store(stream_of(chunked(&big, 16)), sample_record("x")).await;
     assert!(
         matches!(result, Err(SinkError::TooLarge { limit: l }) if l == limit),
         "a media over {limit} bytes must give TooLarge {{ limit: {limit} }}, got {result:?}"
@@ -276,13 +257,7 @@ pub async fn identical_prompts_get_distinct_locations(sink: &dyn MediaSink, n: u
     for (i, result) in results.into_iter().enumerate() {
         let stored = result.unwrap_or_else(|e| panic!("concurrent store {i} failed: {e}"));
         assert_eq!(stored.record.task_index, i);
-        check_stored(
-            &stored,
-            &png,
-            &stored.record.clone(),
-            "png",
-            MediaKind::Image,
-        );
+        check_stored(&stored, &png, &stored.record.clone(), "png", MediaKind::Image);
         assert!(
             locations.insert(stored.location.clone()),
             "two stores got the same location {}",

@@ -41,9 +41,7 @@ pub enum SinkError {
     },
 
     /// A file-system operation failed.
-    #[error(
-        "could not write media to {path}: {source}; check that the folder exists, is writable and has free space"
-    )]
+    #[error("could not write media to {path}: {source}; check that the folder exists, is writable and has free space")]
     Io {
         /// The file or folder the sink was working on.
         path: PathBuf,

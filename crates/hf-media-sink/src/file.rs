@@ -9,10 +9,7 @@ use tempfile::{Builder, TempPath};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::intake::Intake;
-use crate::{
-    ByteStream, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_file_stem,
-    millis,
-};
+use crate::{ByteStream, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_file_stem, millis};
 
 /// Folder [`FileSink::default`] writes into, relative to the working directory.
 pub const DEFAULT_DIR: &str = "generated_media";
@@ -223,11 +220,7 @@ fn place(
 
 #[async_trait::async_trait]
 impl MediaSink for FileSink {
-    async fn store(
-        &self,
-        mut media: ByteStream,
-        mut record: MediaRecord,
-    ) -> Result<StoredMedia, SinkError> {
+    async fn store(&self, mut media: ByteStream, mut record: MediaRecord) -> Result<StoredMedia, SinkError> {
         let started = Instant::now();
         let dir = self.dir.clone();
         tokio::fs::create_dir_all(&dir)
@@ -267,8 +260,7 @@ impl MediaSink for FileSink {
 
         record.timings.store_ms = millis(started.elapsed());
         let sidecar_json = if self.sidecar {
-            let json = serde_json::to_vec_pretty(&record)
-                .map_err(|e| SinkError::io(&dir, io::Error::other(e)))?;
+            let json = serde_json::to_vec_pretty(&record).map_err(|e| SinkError::io(&dir, io::Error::other(e)))?;
             Some(json)
         } else {
             None
@@ -278,13 +270,7 @@ impl MediaSink for FileSink {
         let extension = format.extension;
         let place_dir = dir.clone();
         let placed = blocking(&dir, move || {
-            place(
-                &place_dir,
-                temp,
-                &prompt,
-                extension,
-                sidecar_json.as_deref(),
-            )
+            place(&place_dir, temp, &prompt, extension, sidecar_json.as_deref())
         })
         .await?;
         let (path, sidecar) = placed.hand_over();
@@ -309,11 +295,10 @@ mod tests {
     use std::time::Duration;
 
     const PNG: &[u8] = &[
-        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
-        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
-        0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xf8,
-        0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x56, 0xc7, 0x2f, 0x0d, 0x00, 0x00,
-        0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00,
+        0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff,
+        0x56, 0xc7, 0x2f, 0x0d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
     ];
 
     fn chunks(parts: Vec<Vec<u8>>) -> ByteStream {
@@ -367,11 +352,7 @@ mod tests {
         let sink = FileSink::new(&dir);
         let stored = sink
             .store(
-                chunks(vec![
-                    PNG[..5].to_vec(),
-                    PNG[5..40].to_vec(),
-                    PNG[40..].to_vec(),
-                ]),
+                chunks(vec![PNG[..5].to_vec(), PNG[5..40].to_vec(), PNG[40..].to_vec()]),
                 record("A red fox, at dawn!"),
             )
             .await
@@ -409,9 +390,7 @@ mod tests {
     async fn extension_comes_from_bytes_not_from_the_prompt() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let sink = FileSink::new(tmp.path()).with_sidecar(false);
-        let jpeg = vec![
-            0xff, 0xd8, 0xff, 0xe0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1,
-        ];
+        let jpeg = vec![0xff, 0xd8, 0xff, 0xe0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1];
         let stored = sink
             .store(chunks(vec![jpeg.clone()]), record("photo.png"))
             .await
@@ -480,8 +459,7 @@ mod tests {
         let media = stream::iter(vec![Ok(Bytes::from_static(&PNG[..40]))])
             .chain(stream::pending())
             .boxed();
-        let result =
-            tokio::time::timeout(Duration::from_millis(200), sink.store(media, record("x"))).await;
+        let result = tokio::time::timeout(Duration::from_millis(200), sink.store(media, record("x"))).await;
         assert!(result.is_err(), "store should still be pending");
         assert_eq!(listing(tmp.path()), Vec::<String>::new());
     }
@@ -491,10 +469,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let sink = FileSink::new(tmp.path()).with_max_bytes(50);
         let err = sink
-            .store(
-                chunks(vec![PNG[..30].to_vec(), PNG[30..].to_vec()]),
-                record("x"),
-            )
+            .store(chunks(vec![PNG[..30].to_vec(), PNG[30..].to_vec()]), record("x"))
             .await
             .expect_err("must fail");
         assert!(matches!(err, SinkError::TooLarge { limit: 50 }), "{err:?}");
@@ -512,10 +487,9 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let sink = FileSink::new(tmp.path()).with_max_bytes(100);
         // An endless stream: must be abandoned as soon as the limit is passed.
-        let media =
-            stream::iter(std::iter::once(PNG.to_vec()).chain(std::iter::repeat(vec![0u8; 64])))
-                .map(|c| Ok(Bytes::from(c)))
-                .boxed();
+        let media = stream::iter(std::iter::once(PNG.to_vec()).chain(std::iter::repeat(vec![0u8; 64])))
+            .map(|c| Ok(Bytes::from(c)))
+            .boxed();
         let err = sink.store(media, record("x")).await.expect_err("must fail");
         assert!(matches!(err, SinkError::TooLarge { limit: 100 }), "{err:?}");
         assert_eq!(listing(tmp.path()), Vec::<String>::new());
@@ -525,10 +499,7 @@ mod tests {
     async fn empty_stream_is_empty() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let sink = FileSink::new(tmp.path());
-        let err = sink
-            .store(chunks(vec![]), record("x"))
-            .await
-            .expect_err("must fail");
+        let err = sink.store(chunks(vec![]), record("x")).await.expect_err("must fail");
         assert!(matches!(err, SinkError::Empty), "{err:?}");
         let err = sink
             .store(chunks(vec![vec![], vec![]]), record("x"))

@@ -56,34 +56,14 @@ type Matcher = fn(&[u8]) -> bool;
 /// specific signatures first, e.g. CR2 before TIFF, HEIF/AVIF before MP4).
 const MATCHERS: &[(MediaKind, &str, &str, Matcher)] = &[
     (MediaKind::Image, "image/jpeg", "jpg", infer::image::is_jpeg),
-    (
-        MediaKind::Image,
-        "image/jp2",
-        "jp2",
-        infer::image::is_jpeg2000,
-    ),
+    (MediaKind::Image, "image/jp2", "jp2", infer::image::is_jpeg2000),
     (MediaKind::Image, "image/png", "png", infer::image::is_png),
     (MediaKind::Image, "image/gif", "gif", infer::image::is_gif),
-    (
-        MediaKind::Image,
-        "image/webp",
-        "webp",
-        infer::image::is_webp,
-    ),
-    (
-        MediaKind::Image,
-        "image/x-canon-cr2",
-        "cr2",
-        infer::image::is_cr2,
-    ),
+    (MediaKind::Image, "image/webp", "webp", infer::image::is_webp),
+    (MediaKind::Image, "image/x-canon-cr2", "cr2", infer::image::is_cr2),
     (MediaKind::Image, "image/tiff", "tif", infer::image::is_tiff),
     (MediaKind::Image, "image/bmp", "bmp", infer::image::is_bmp),
-    (
-        MediaKind::Image,
-        "image/vnd.ms-photo",
-        "jxr",
-        infer::image::is_jxr,
-    ),
+    (MediaKind::Image, "image/vnd.ms-photo", "jxr", infer::image::is_jxr),
     (
         MediaKind::Image,
         "image/vnd.adobe.photoshop",
@@ -96,58 +76,18 @@ const MATCHERS: &[(MediaKind, &str, &str, Matcher)] = &[
         "ico",
         infer::image::is_ico,
     ),
-    (
-        MediaKind::Image,
-        "image/heif",
-        "heif",
-        infer::image::is_heif,
-    ),
-    (
-        MediaKind::Image,
-        "image/avif",
-        "avif",
-        infer::image::is_avif,
-    ),
+    (MediaKind::Image, "image/heif", "heif", infer::image::is_heif),
+    (MediaKind::Image, "image/avif", "avif", infer::image::is_avif),
     (MediaKind::Image, "image/jxl", "jxl", infer::image::is_jxl),
-    (
-        MediaKind::Image,
-        "image/openraster",
-        "ora",
-        infer::image::is_ora,
-    ),
-    (
-        MediaKind::Image,
-        "image/vnd.djvu",
-        "djvu",
-        infer::image::is_djvu,
-    ),
+    (MediaKind::Image, "image/openraster", "ora", infer::image::is_ora),
+    (MediaKind::Image, "image/vnd.djvu", "djvu", infer::image::is_djvu),
     (MediaKind::Video, "video/mp4", "mp4", infer::video::is_mp4),
     (MediaKind::Video, "video/x-m4v", "m4v", infer::video::is_m4v),
-    (
-        MediaKind::Video,
-        "video/x-matroska",
-        "mkv",
-        infer::video::is_mkv,
-    ),
+    (MediaKind::Video, "video/x-matroska", "mkv", infer::video::is_mkv),
     (MediaKind::Video, "video/webm", "webm", is_webm_not_matroska),
-    (
-        MediaKind::Video,
-        "video/quicktime",
-        "mov",
-        infer::video::is_mov,
-    ),
-    (
-        MediaKind::Video,
-        "video/x-msvideo",
-        "avi",
-        infer::video::is_avi,
-    ),
-    (
-        MediaKind::Video,
-        "video/x-ms-wmv",
-        "wmv",
-        infer::video::is_wmv,
-    ),
+    (MediaKind::Video, "video/quicktime", "mov", infer::video::is_mov),
+    (MediaKind::Video, "video/x-msvideo", "avi", infer::video::is_avi),
+    (MediaKind::Video, "video/x-ms-wmv", "wmv", infer::video::is_wmv),
     (MediaKind::Video, "video/mpeg", "mpg", infer::video::is_mpeg),
     (MediaKind::Video, "video/x-flv", "flv", infer::video::is_flv),
 ];
@@ -189,11 +129,7 @@ pub fn sniff(head: &[u8]) -> Option<MediaFormat> {
     MATCHERS
         .iter()
         .find(|(_, _, _, matches)| matches(head))
-        .map(|&(kind, mime, extension, _)| MediaFormat {
-            mime,
-            extension,
-            kind,
-        })
+        .map(|&(kind, mime, extension, _)| MediaFormat { mime, extension, kind })
 }
 
 #[cfg(test)]
@@ -241,10 +177,7 @@ mod tests {
     fn mp4() {
         let head = b"\0\0\0\x18ftypisom\0\0\x02\0isommp42\0\0\0\x08free";
         let f = sniff(head).expect("mp4");
-        assert_eq!(
-            (f.mime, f.extension, f.kind),
-            ("video/mp4", "mp4", MediaKind::Video)
-        );
+        assert_eq!((f.mime, f.extension, f.kind), ("video/mp4", "mp4", MediaKind::Video));
         // Other common brands.
         assert_eq!(
             ext(b"\0\0\0\x20ftypmp42\0\0\0\0mp42isom"),
@@ -276,33 +209,25 @@ mod tests {
     fn webm() {
         // EBML header as written by ffmpeg, DocType "webm".
         let head = [
-            0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x86, 0x81, 0x01, 0x42, 0xf7, 0x81, 0x01, 0x42,
-            0xf2, 0x81, 0x04, 0x42, 0xf3, 0x81, 0x08, 0x42, 0x82, 0x84, b'w', b'e', b'b', b'm',
-            0x42, 0x87, 0x81, 0x04, 0x42, 0x85, 0x81, 0x02,
+            0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x86, 0x81, 0x01, 0x42, 0xf7, 0x81, 0x01, 0x42, 0xf2, 0x81, 0x04, 0x42,
+            0xf3, 0x81, 0x08, 0x42, 0x82, 0x84, b'w', b'e', b'b', b'm', 0x42, 0x87, 0x81, 0x04, 0x42, 0x85, 0x81, 0x02,
         ];
         let f = sniff(&head).expect("webm");
-        assert_eq!(
-            (f.mime, f.extension, f.kind),
-            ("video/webm", "webm", MediaKind::Video)
-        );
+        assert_eq!((f.mime, f.extension, f.kind), ("video/webm", "webm", MediaKind::Video));
     }
 
     #[test]
     fn matroska_is_not_called_webm() {
         let head = [
-            0x1a, 0x45, 0xdf, 0xa3, 0xa3, 0x42, 0x86, 0x81, 0x01, 0x42, 0xf7, 0x81, 0x01, 0x42,
-            0xf2, 0x81, 0x04, 0x42, 0xf3, 0x81, 0x08, 0x42, 0x82, 0x88, b'm', b'a', b't', b'r',
-            b'o', b's', b'k', b'a', 0x42, 0x87, 0x81, 0x04,
+            0x1a, 0x45, 0xdf, 0xa3, 0xa3, 0x42, 0x86, 0x81, 0x01, 0x42, 0xf7, 0x81, 0x01, 0x42, 0xf2, 0x81, 0x04, 0x42,
+            0xf3, 0x81, 0x08, 0x42, 0x82, 0x88, b'm', b'a', b't', b'r', b'o', b's', b'k', b'a', 0x42, 0x87, 0x81, 0x04,
         ];
         assert_eq!(ext(&head), Some(("mkv", MediaKind::Video)));
     }
 
     #[test]
     fn bmp_and_tiff() {
-        assert_eq!(
-            ext(b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0"),
-            Some(("bmp", MediaKind::Image))
-        );
+        assert_eq!(ext(b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0"), Some(("bmp", MediaKind::Image)));
         assert_eq!(ext(b"II*\0\x08\0\0\0\0\0"), Some(("tif", MediaKind::Image)));
     }
 

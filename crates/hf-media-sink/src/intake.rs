@@ -83,10 +83,7 @@ mod tests {
         let mut intake = Intake::new(8);
         intake.accept(b"\x89PNG").expect("4");
         intake.accept(b"\r\n\x1a\n").expect("8 == limit");
-        assert!(matches!(
-            intake.accept(b"x"),
-            Err(SinkError::TooLarge { limit: 8 })
-        ));
+        assert!(matches!(intake.accept(b"x"), Err(SinkError::TooLarge { limit: 8 })));
     }
 
     #[test]

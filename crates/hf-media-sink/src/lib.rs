@@ -112,8 +112,7 @@ pub trait MediaSink: Send + Sync + fmt::Debug {
     ///
     /// Must never leave a partial result visible: on error, or when this
     /// future is dropped mid-way (cancellation), nothing remains.
-    async fn store(&self, media: ByteStream, record: MediaRecord)
-    -> Result<StoredMedia, SinkError>;
+    async fn store(&self, media: ByteStream, record: MediaRecord) -> Result<StoredMedia, SinkError>;
 }
 
 /// A shared, type-erased sink.
@@ -121,22 +120,14 @@ pub type DynMediaSink = Arc<dyn MediaSink>;
 
 #[async_trait::async_trait]
 impl<T: MediaSink + ?Sized> MediaSink for Arc<T> {
-    async fn store(
-        &self,
-        media: ByteStream,
-        record: MediaRecord,
-    ) -> Result<StoredMedia, SinkError> {
+    async fn store(&self, media: ByteStream, record: MediaRecord) -> Result<StoredMedia, SinkError> {
         (**self).store(media, record).await
     }
 }
 
 #[async_trait::async_trait]
 impl<T: MediaSink + ?Sized> MediaSink for Box<T> {
-    async fn store(
-        &self,
-        media: ByteStream,
-        record: MediaRecord,
-    ) -> Result<StoredMedia, SinkError> {
+    async fn store(&self, media: ByteStream, record: MediaRecord) -> Result<StoredMedia, SinkError> {
         (**self).store(media, record).await
     }
 }
@@ -158,10 +149,7 @@ mod tests {
     #[test]
     fn location_display() {
         assert_eq!(MediaLocation::Memory { id: 3 }.to_string(), "memory://3");
-        assert_eq!(
-            MediaLocation::File(PathBuf::from("out/a.png")).to_string(),
-            "out/a.png"
-        );
+        assert_eq!(MediaLocation::File(PathBuf::from("out/a.png")).to_string(), "out/a.png");
     }
 
     #[test]

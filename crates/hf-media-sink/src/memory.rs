@@ -8,8 +8,7 @@ use futures::StreamExt as _;
 
 use crate::intake::Intake;
 use crate::{
-    ByteStream, DEFAULT_MAX_BYTES, MediaFormat, MediaLocation, MediaRecord, MediaSink, SinkError,
-    StoredMedia, millis,
+    ByteStream, DEFAULT_MAX_BYTES, MediaFormat, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, millis,
 };
 
 /// One media held by a [`MemorySink`].
@@ -76,19 +75,13 @@ impl MemorySink {
     fn lock(&self) -> MutexGuard<'_, Vec<MemoryMedia>> {
         // A panic while holding the lock cannot leave the Vec inconsistent
         // (a single push), so a poisoned lock is still usable.
-        self.items
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 #[async_trait::async_trait]
 impl MediaSink for MemorySink {
-    async fn store(
-        &self,
-        mut media: ByteStream,
-        mut record: MediaRecord,
-    ) -> Result<StoredMedia, SinkError> {
+    async fn store(&self, mut media: ByteStream, mut record: MediaRecord) -> Result<StoredMedia, SinkError> {
         let started = Instant::now();
         let mut intake = Intake::new(self.max_bytes);
         let mut buf = BytesMut::new();
@@ -189,10 +182,7 @@ mod tests {
             Err::<Bytes, crate::BoxError>("boom".into()),
         ])
         .boxed();
-        let err = sink
-            .store(failing, MediaRecord::default())
-            .await
-            .expect_err("source");
+        let err = sink.store(failing, MediaRecord::default()).await.expect_err("source");
         assert!(matches!(err, SinkError::Source(_)));
         assert!(sink.is_empty());
         assert_eq!(sink.len(), 0);

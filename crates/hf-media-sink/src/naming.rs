@@ -5,8 +5,8 @@ pub const MAX_SLUG_LEN: usize = 40;
 
 /// Device names Windows refuses as file names, whatever the extension.
 const RESERVED: &[&str] = &[
-    "con", "prn", "aux", "nul", "com0", "com1", "com2", "com3", "com4", "com5", "com6", "com7",
-    "com8", "com9", "lpt0", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
+    "con", "prn", "aux", "nul", "com0", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8", "com9", "lpt0",
+    "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
 ];
 
 /// Turns a prompt into a short, file-system-safe slug.
@@ -53,11 +53,7 @@ pub fn prompt_slug(prompt: &str) -> String {
 /// The random suffix keeps names apart for identical prompts stored in the
 /// same second; [`FileSink`](crate::FileSink) also never overwrites a file.
 pub fn media_file_stem(prompt: &str, unix_secs: u64) -> String {
-    format!(
-        "{unix_secs}_{}_{:08x}",
-        prompt_slug(prompt),
-        fastrand::u32(..)
-    )
+    format!("{unix_secs}_{}_{:08x}", prompt_slug(prompt), fastrand::u32(..))
 }
 
 #[cfg(test)]
@@ -151,8 +147,7 @@ mod tests {
 
     #[test]
     fn stems_differ_for_identical_prompts() {
-        let stems: std::collections::HashSet<String> =
-            (0..50).map(|_| media_file_stem("same", 1)).collect();
+        let stems: std::collections::HashSet<String> = (0..50).map(|_| media_file_stem("same", 1)).collect();
         assert!(stems.len() >= 49, "random suffixes collide too often");
     }
 }

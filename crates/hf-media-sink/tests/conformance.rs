@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hf_media_sink::conformance::{self, tiny_mp4_head, tiny_png};
-use hf_media_sink::{
-    DynMediaSink, FileSink, MediaKind, MediaLocation, MediaSink, MemorySink, sniff,
-};
+use hf_media_sink::{DynMediaSink, FileSink, MediaKind, MediaLocation, MediaSink, MemorySink, sniff};
 
 fn _obj_safe(_: &dyn MediaSink) {}
 
@@ -34,11 +32,7 @@ async fn file_sink_passes() {
     conformance::run_all(&sink, || entries(&dir)).await;
     let limited = FileSink::new(&dir).with_max_bytes(100);
     conformance::rejects_oversized(&limited, 100, || entries(&dir)).await;
-    assert!(
-        hidden_entries(&dir).is_empty(),
-        "{:?}",
-        hidden_entries(&dir)
-    );
+    assert!(hidden_entries(&dir).is_empty(), "{:?}", hidden_entries(&dir));
 }
 
 #[tokio::test]

@@ -190,7 +190,10 @@ mod tests {
 
     #[test]
     fn kinds_follow_the_cli_contract() {
-        assert_eq!(Error::Mapping(MappingError::ModelNotFound { model: "a/b".into() }).kind(), "model_not_found");
+        assert_eq!(
+            Error::Mapping(MappingError::ModelNotFound { model: "a/b".into() }).kind(),
+            "model_not_found"
+        );
         let not_supported = Error::ModelNotSupported {
             model: "a/b".into(),
             provider: "fal-ai".into(),

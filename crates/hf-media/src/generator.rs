@@ -239,7 +239,9 @@ impl MediaGeneratorBuilder {
         let hub_url = mapping.hub_url().clone();
         let bill_to = match self.bill_to {
             Some(org) => Some(HeaderValue::from_str(org.trim()).map_err(|_| {
-                Error::Config(format!("`{org}` cannot be sent as X-HF-Bill-To: use the organization's name"))
+                Error::Config(format!(
+                    "`{org}` cannot be sent as X-HF-Bill-To: use the organization's name"
+                ))
             })?),
             None => None,
         };
@@ -269,7 +271,9 @@ fn parse_base_url(what: &str, raw: &str) -> Result<Url, Error> {
     let url = Url::parse(raw.trim().trim_end_matches('/'))
         .map_err(|e| Error::Config(format!("the {what} URL `{raw}` is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(Error::Config(format!("the {what} URL `{raw}` must start with http:// or https://")));
+        return Err(Error::Config(format!(
+            "the {what} URL `{raw}` must start with http:// or https://"
+        )));
     }
     Ok(url)
 }
@@ -359,7 +363,10 @@ impl MediaGenerator {
                         *slot = Some(Ok(media));
                     }
                 }
-                GenerationEvent::Error { task: Some(task), error } => {
+                GenerationEvent::Error {
+                    task: Some(task),
+                    error,
+                } => {
                     if let Some(slot) = outcomes.get_mut(task) {
                         *slot = Some(Err(error));
                     }
@@ -446,7 +453,12 @@ async fn prepare(inner: &Inner, request: GenerateRequest, tx: &Events) -> Result
         });
     }
     let mapping = inner.mapping.mapping(&spec.model).await?;
-    let selection = select(&mapping, spec.provider.as_deref(), &inner.registry, &inner.provider_order)?;
+    let selection = select(
+        &mapping,
+        spec.provider.as_deref(),
+        &inner.registry,
+        &inner.provider_order,
+    )?;
     for message in selection.warnings {
         let _ = tx.send(GenerationEvent::Warning { task: None, message });
     }
@@ -472,14 +484,23 @@ async fn run_task(inner: Arc<Inner>, job: Arc<Job>, task: usize, tx: Events) -> 
             true
         }
         Err(error) => {
-            let _ = tx.send(GenerationEvent::Error { task: Some(task), error });
+            let _ = tx.send(GenerationEvent::Error {
+                task: Some(task),
+                error,
+            });
             false
         }
     }
 }
 
 /// Tries each candidate in turn: a 404 stops, any other provider failure falls through to the next.
-async fn try_providers(inner: &Inner, job: &Job, task: usize, tx: &Events, started: Instant) -> Result<GeneratedMedia, Error> {
+async fn try_providers(
+    inner: &Inner,
+    job: &Job,
+    task: usize,
+    tx: &Events,
+    started: Instant,
+) -> Result<GeneratedMedia, Error> {
     let mut attempts = Vec::new();
     for candidate in &job.candidates {
         let provider = candidate.mapping.provider.clone();
@@ -588,7 +609,11 @@ async fn attempt(
         },
     };
     let bytes = stream.map(|chunk| chunk.map_err(|e| Box::new(e) as BoxError)).boxed();
-    let stored = inner.sink.store(bytes, record).await.map_err(|e| sink_failure(&name, e))?;
+    let stored = inner
+        .sink
+        .store(bytes, record)
+        .await
+        .map_err(|e| sink_failure(&name, e))?;
     Ok(GeneratedMedia {
         task,
         provider: name,

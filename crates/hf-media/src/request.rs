@@ -34,7 +34,10 @@ impl ModelSpec {
             None => (spec, None),
         };
         if let Some(provider) = provider
-            && (provider.is_empty() || !provider.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            && (provider.is_empty()
+                || !provider
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         {
             return Err(Error::InvalidRequest(format!(
                 "`{spec}`: the provider after `:` must be a provider name such as `fal-ai` or `replicate`"
@@ -133,9 +136,17 @@ mod tests {
     #[test]
     fn specs_and_aliases() {
         check("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-dev", None);
-        check("black-forest-labs/FLUX.1-dev:fal-ai", "black-forest-labs/FLUX.1-dev", Some("fal-ai"));
+        check(
+            "black-forest-labs/FLUX.1-dev:fal-ai",
+            "black-forest-labs/FLUX.1-dev",
+            Some("fal-ai"),
+        );
         check("flux", "black-forest-labs/FLUX.1-dev", None);
-        check("FLUX-Schnell:replicate", "black-forest-labs/FLUX.1-schnell", Some("replicate"));
+        check(
+            "FLUX-Schnell:replicate",
+            "black-forest-labs/FLUX.1-schnell",
+            Some("replicate"),
+        );
         check("sdxl-turbo", "stabilityai/sdxl-turbo", None);
         check("sd-3.5-large", "stabilityai/stable-diffusion-3.5-large", None);
     }

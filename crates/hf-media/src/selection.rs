@@ -53,7 +53,10 @@ pub(crate) fn select(
         if !entry.task.is_text_to_media() || !provider.tasks().contains(&entry.task) {
             return Err(Error::NoProvider {
                 model: mapping.model_id.clone(),
-                reason: format!("{name} serves it for {}, which hf-media cannot make through {name}", entry.task),
+                reason: format!(
+                    "{name} serves it for {}, which hf-media cannot make through {name}",
+                    entry.task
+                ),
             });
         }
         if entry.status != MappingStatus::Live {
@@ -77,7 +80,10 @@ pub(crate) fn select(
             continue;
         }
         if !entry.task.is_text_to_media() {
-            let why = format!("{name} serves it for {}, not text-to-image or text-to-video", entry.task);
+            let why = format!(
+                "{name} serves it for {}, not text-to-image or text-to-video",
+                entry.task
+            );
             warnings.push(format!("skipping {why}"));
             skipped.push(why);
             continue;
@@ -105,7 +111,10 @@ pub(crate) fn select(
             reason: if skipped.is_empty() {
                 "the Hub lists no inference provider for this model".to_owned()
             } else {
-                format!("{} (name a provider with `model:provider` to use a non-live one)", skipped.join("; "))
+                format!(
+                    "{} (name a provider with `model:provider` to use a non-live one)",
+                    skipped.join("; ")
+                )
             },
         });
     }
@@ -120,7 +129,10 @@ pub(crate) fn select(
 
 fn status_warning(entry: &ProviderMapping) -> String {
     match entry.status {
-        MappingStatus::Staging => format!("{} serves this model in staging: meant for test purposes only", entry.provider),
+        MappingStatus::Staging => format!(
+            "{} serves this model in staging: meant for test purposes only",
+            entry.provider
+        ),
         MappingStatus::Error => format!(
             "the latest automated health check of {} for this model did not complete successfully",
             entry.provider
@@ -148,7 +160,11 @@ mod tests {
     }
 
     fn names(selection: &Selection) -> Vec<&str> {
-        selection.candidates.iter().map(|c| c.mapping.provider.as_str()).collect()
+        selection
+            .candidates
+            .iter()
+            .map(|c| c.mapping.provider.as_str())
+            .collect()
     }
 
     #[test]
@@ -156,8 +172,14 @@ mod tests {
         let s = select(&mapping(), None, &ProviderRegistry::with_defaults(), &[]).unwrap();
         assert_eq!(names(&s), ["replicate", "fal-ai"]);
         let warnings = s.warnings.join("\n");
-        assert!(warnings.contains("nebius") && warnings.contains("hf-inference") && warnings.contains("novita"), "{warnings}");
-        assert!(!warnings.contains("together"), "staging entries are skipped quietly: {warnings}");
+        assert!(
+            warnings.contains("nebius") && warnings.contains("hf-inference") && warnings.contains("novita"),
+            "{warnings}"
+        );
+        assert!(
+            !warnings.contains("together"),
+            "staging entries are skipped quietly: {warnings}"
+        );
     }
 
     #[test]
@@ -176,7 +198,10 @@ mod tests {
     #[test]
     fn named_provider_errors() {
         let registry = ProviderRegistry::with_defaults();
-        assert!(matches!(select(&mapping(), Some("acme"), &registry, &[]), Err(Error::UnknownProvider { .. })));
+        assert!(matches!(
+            select(&mapping(), Some("acme"), &registry, &[]),
+            Err(Error::UnknownProvider { .. })
+        ));
         let mut only_image = mapping();
         only_image.entries.retain(|e| e.provider != "fal-ai");
         match select(&only_image, Some("fal-ai"), &registry, &[]) {
@@ -186,7 +211,10 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(select(&mapping(), Some("hf-inference"), &registry, &[]), Err(Error::NoProvider { .. })));
+        assert!(matches!(
+            select(&mapping(), Some("hf-inference"), &registry, &[]),
+            Err(Error::NoProvider { .. })
+        ));
     }
 
     #[test]
@@ -195,11 +223,17 @@ mod tests {
         m.entries.retain(|e| e.provider == "together" || e.provider == "nebius");
         match select(&m, None, &ProviderRegistry::with_defaults(), &[]) {
             Err(Error::NoProvider { reason, .. }) => {
-                assert!(reason.contains("together is staging") && reason.contains("nebius"), "{reason}");
+                assert!(
+                    reason.contains("together is staging") && reason.contains("nebius"),
+                    "{reason}"
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
         let empty = ModelMapping::from_hub_field("a/b", None).unwrap();
-        assert!(matches!(select(&empty, None, &ProviderRegistry::with_defaults(), &[]), Err(Error::NoProvider { .. })));
+        assert!(matches!(
+            select(&empty, None, &ProviderRegistry::with_defaults(), &[]),
+            Err(Error::NoProvider { .. })
+        ));
     }
 }

@@ -19,7 +19,10 @@ pub const TOKEN_SETTINGS_URL: &str = "https://huggingface.co/settings/tokens";
 /// Finds the token in the process environment: `HF_TOKEN`, else `HUGGING_FACE_HUB_TOKEN`, else the file
 /// `$HF_TOKEN_PATH`, else `$HF_HOME/token` (`HF_HOME` defaults to `~/.cache/huggingface`).
 pub fn find_token() -> Option<(SecretString, TokenSource)> {
-    find_token_with(|name| std::env::var(name).ok(), |path| std::fs::read_to_string(path).ok())
+    find_token_with(
+        |name| std::env::var(name).ok(),
+        |path| std::fs::read_to_string(path).ok(),
+    )
 }
 
 /// [`find_token`] with the environment and the file system given as functions (for tests).
@@ -76,24 +79,39 @@ mod tests {
     fn precedence_is_hf_token_then_legacy_variable_then_files() {
         let files = [("/h/.cache/huggingface/token", "hf_file\n")];
         assert_eq!(
-            find(&[("HF_TOKEN", "hf_a"), ("HUGGING_FACE_HUB_TOKEN", "hf_b"), ("HOME", "/h")], &files),
+            find(
+                &[("HF_TOKEN", "hf_a"), ("HUGGING_FACE_HUB_TOKEN", "hf_b"), ("HOME", "/h")],
+                &files
+            ),
             Some(("hf_a".into(), TokenSource::Env("HF_TOKEN")))
         );
         assert_eq!(
-            find(&[("HF_TOKEN", "  "), ("HUGGING_FACE_HUB_TOKEN", "hf_b"), ("HOME", "/h")], &files),
+            find(
+                &[("HF_TOKEN", "  "), ("HUGGING_FACE_HUB_TOKEN", "hf_b"), ("HOME", "/h")],
+                &files
+            ),
             Some(("hf_b".into(), TokenSource::Env("HUGGING_FACE_HUB_TOKEN")))
         );
         assert_eq!(
             find(&[("HOME", "/h")], &files),
-            Some(("hf_file".into(), TokenSource::File("/h/.cache/huggingface/token".into())))
+            Some((
+                "hf_file".into(),
+                TokenSource::File("/h/.cache/huggingface/token".into())
+            ))
         );
     }
 
     #[test]
     fn hf_home_and_token_path_move_the_file() {
         let files = [("/custom/token", "hf_c"), ("/tp", "hf_p")];
-        assert_eq!(find(&[("HF_HOME", "/custom")], &files).map(|t| t.0), Some("hf_c".into()));
-        assert_eq!(find(&[("HF_HOME", "/custom"), ("HF_TOKEN_PATH", "/tp")], &files).map(|t| t.0), Some("hf_p".into()));
+        assert_eq!(
+            find(&[("HF_HOME", "/custom")], &files).map(|t| t.0),
+            Some("hf_c".into())
+        );
+        assert_eq!(
+            find(&[("HF_HOME", "/custom"), ("HF_TOKEN_PATH", "/tp")], &files).map(|t| t.0),
+            Some("hf_p".into())
+        );
         assert_eq!(find(&[("HOME", "/nobody")], &files), None);
     }
 }

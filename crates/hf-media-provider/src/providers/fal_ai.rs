@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 
 use crate::http::{self, Poll};
 use crate::{
-    AuthScheme, GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus,
-    Task, provider_parameters,
+    AuthScheme, GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError,
+    ProviderStatus, Task, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -182,7 +182,12 @@ impl MediaProvider for FalAi {
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         super::ensure_task(FAL_AI, TASKS, &request)?;
         let submit_url = ctx.url(&route(ctx, &request))?;
-        let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, submit_url).json(&payload(ctx, &request))).await?;
+        let answer = http::send_json(
+            ctx,
+            ctx.request(reqwest::Method::POST, submit_url)
+                .json(&payload(ctx, &request)),
+        )
+        .await?;
         // A synchronous deployment answers with the result directly.
         if answer.get("images").is_some() || answer.get("video").is_some() {
             return parse_result(&request.mapping.task, &answer);
@@ -230,25 +235,45 @@ mod tests {
     fn statuses_are_pending_completed_or_failed() {
         assert!(matches!(
             parse_status(&job(), &json!({"status": "IN_QUEUE", "queue_position": 3})),
-            Ok(Poll::Pending(ProviderStatus { queue_position: Some(3), .. }))
+            Ok(Poll::Pending(ProviderStatus {
+                queue_position: Some(3),
+                ..
+            }))
         ));
-        assert!(matches!(parse_status(&job(), &json!({"status": "IN_PROGRESS"})), Ok(Poll::Pending(_))));
-        assert!(matches!(parse_status(&job(), &json!({"status": "COMPLETED"})), Ok(Poll::Ready(()))));
+        assert!(matches!(
+            parse_status(&job(), &json!({"status": "IN_PROGRESS"})),
+            Ok(Poll::Pending(_))
+        ));
+        assert!(matches!(
+            parse_status(&job(), &json!({"status": "COMPLETED"})),
+            Ok(Poll::Ready(()))
+        ));
         let err = parse_status(&job(), &json!({"status": "FAILED", "error": "out of memory"})).unwrap_err();
         assert_eq!(err.to_string(), "fal-ai reported that job r1 failed: out of memory");
         assert!(matches!(
             parse_status(&job(), &json!({"status": "COMPLETED", "error": "nsfw"})),
             Err(ProviderError::JobFailed { .. })
         ));
-        assert!(matches!(parse_status(&job(), &json!({})), Err(ProviderError::InvalidResponse { .. })));
+        assert!(matches!(
+            parse_status(&job(), &json!({})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
     }
 
     #[test]
     fn results_name_their_media() {
-        let image = parse_result(&Task::TextToImage, &json!({"images": [{"url": "https://fal.media/a.png"}], "seed": 9})).unwrap();
+        let image = parse_result(
+            &Task::TextToImage,
+            &json!({"images": [{"url": "https://fal.media/a.png"}], "seed": 9}),
+        )
+        .unwrap();
         assert!(matches!(image.body, MediaBody::Url(ref u) if u.as_str() == "https://fal.media/a.png"));
         assert_eq!(image.seed, Some(9));
-        let video = parse_result(&Task::TextToVideo, &json!({"video": {"url": "https://fal.media/a.mp4"}})).unwrap();
+        let video = parse_result(
+            &Task::TextToVideo,
+            &json!({"video": {"url": "https://fal.media/a.mp4"}}),
+        )
+        .unwrap();
         assert!(matches!(video.body, MediaBody::Url(_)));
         let err = parse_result(&Task::TextToVideo, &json!({"images": []})).unwrap_err();
         assert!(err.to_string().contains("video.url"), "{err}");

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::http::{self, body_stream};
-use crate::{GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters};
+use crate::{
+    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters,
+};
 
 /// The provider's Hub name.
 pub const HF_INFERENCE: &str = "hf-inference";

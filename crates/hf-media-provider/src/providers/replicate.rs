@@ -47,7 +47,11 @@ pub fn payload(ctx: &ProviderContext, request: &GenerationRequest) -> Value {
     input.insert("prompt".into(), Value::from(request.prompt.clone()));
     input.extend(provider_parameters(request));
     if request.mapping.lora_weights_path().is_some() {
-        let repo = format!("{}/{}", ctx.hub_url().as_str().trim_end_matches('/'), request.mapping.hf_model_id);
+        let repo = format!(
+            "{}/{}",
+            ctx.hub_url().as_str().trim_end_matches('/'),
+            request.mapping.hf_model_id
+        );
         input.insert("lora_weights".into(), Value::from(repo));
     }
     let mut body = json!({ "input": input });
@@ -72,16 +76,26 @@ pub fn parse_prediction(answer: &Value) -> Result<Poll<MediaOutput>, ProviderErr
             job_id: id.to_owned(),
             message: answer
                 .get("error")
-                .and_then(|e| e.as_str().map(str::to_owned).or_else(|| (!e.is_null()).then(|| e.to_string())))
+                .and_then(|e| {
+                    e.as_str()
+                        .map(str::to_owned)
+                        .or_else(|| (!e.is_null()).then(|| e.to_string()))
+                })
                 .unwrap_or_else(|| format!("the prediction was {status}")),
         }),
         (_, Some(url)) => {
             let url = http::media_url(REPLICATE, url)?;
-            Ok(Poll::Ready(MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer)))
+            Ok(Poll::Ready(
+                MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer),
+            ))
         }
         ("starting" | "processing" | "", None) if answer.get("id").is_some() => Ok(Poll::Pending(ProviderStatus {
             job_id: Some(id.to_owned()),
-            state: if status == "starting" { "queued".into() } else { "in_progress".into() },
+            state: if status == "starting" {
+                "queued".into()
+            } else {
+                "in_progress".into()
+            },
             queue_position: None,
         })),
         ("succeeded", None) => Err(ProviderError::InvalidResponse {
@@ -152,10 +166,22 @@ mod tests {
 
     #[test]
     fn output_may_be_a_string_or_a_list() {
-        let one = parse_prediction(&json!({"id": "p", "status": "succeeded", "output": "https://replicate.delivery/a.webp"}));
-        assert!(matches!(one, Ok(Poll::Ready(MediaOutput { body: MediaBody::Url(_), .. }))));
-        let list = parse_prediction(&json!({"id": "p", "status": "processing", "output": ["https://replicate.delivery/a.webp"]}));
-        assert!(matches!(list, Ok(Poll::Ready(_))), "a filled output wins over a `processing` status");
+        let one =
+            parse_prediction(&json!({"id": "p", "status": "succeeded", "output": "https://replicate.delivery/a.webp"}));
+        assert!(matches!(
+            one,
+            Ok(Poll::Ready(MediaOutput {
+                body: MediaBody::Url(_),
+                ..
+            }))
+        ));
+        let list = parse_prediction(
+            &json!({"id": "p", "status": "processing", "output": ["https://replicate.delivery/a.webp"]}),
+        );
+        assert!(
+            matches!(list, Ok(Poll::Ready(_))),
+            "a filled output wins over a `processing` status"
+        );
     }
 
     #[test]
@@ -164,13 +190,20 @@ mod tests {
             parse_prediction(&json!({"id": "p", "status": "starting", "output": null})),
             Ok(Poll::Pending(ProviderStatus { ref state, .. })) if state == "queued"
         ));
-        let err = parse_prediction(&json!({"id": "p", "status": "failed", "error": "NSFW content detected"})).unwrap_err();
-        assert_eq!(err.to_string(), "replicate reported that job p failed: NSFW content detected");
+        let err =
+            parse_prediction(&json!({"id": "p", "status": "failed", "error": "NSFW content detected"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "replicate reported that job p failed: NSFW content detected"
+        );
         assert!(matches!(
             parse_prediction(&json!({"id": "p", "status": "succeeded"})),
             Err(ProviderError::InvalidResponse { .. })
         ));
-        assert!(matches!(parse_prediction(&json!({"detail": "x"})), Err(ProviderError::InvalidResponse { .. })));
+        assert!(matches!(
+            parse_prediction(&json!({"detail": "x"})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::http;
-use crate::{GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters};
+use crate::{
+    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters,
+};
 
 /// The provider's Hub name.
 pub const TOGETHER: &str = "together";
@@ -89,7 +91,10 @@ mod tests {
         assert_eq!(out.provider_response.unwrap()["data"][0]["index"], json!(0));
         let out = parse_image(&json!({"data": [{"url": "https://api.together.ai/x.jpg"}]})).unwrap();
         assert!(matches!(out.body, MediaBody::Url(_)));
-        assert!(matches!(parse_image(&json!({"data": []})), Err(ProviderError::InvalidResponse { .. })));
+        assert!(matches!(
+            parse_image(&json!({"data": []})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
         assert!(matches!(
             parse_image(&json!({"data": [{"b64_json": "%%%"}]})),
             Err(ProviderError::InvalidResponse { .. })
