@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate images or videos from a prompt or a chat conversation.
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// List the providers hf-media knows and the tasks each serves.
     Providers {
         /// One JSON object per line.

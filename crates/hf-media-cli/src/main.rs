@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Generate(args) => runtime.block_on(generate(args)),
+        Command::Generate(args) => runtime.block_on(generate(*args)),
         Command::Providers { json } => providers(json),
     }
 }

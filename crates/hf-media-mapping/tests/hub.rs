@@ -1,4 +1,5 @@
 //! The mapping client against a wiremock Hub.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -101,7 +101,7 @@ impl ProviderError {
 
     /// A 400, 401 or 402: this provider cannot do it for this user; the next provider may.
     pub fn is_fallback(&self) -> bool {
-        matches!(self.status(), Some(400 | 401 | 402))
+        matches!(self.status(), Some(400..=402))
     }
 
     /// A transient failure worth trying again on the same provider (408, 429, 5xx, network, timeouts).

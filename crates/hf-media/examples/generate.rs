@@ -6,7 +6,7 @@
 //! (`HF_ENDPOINT` and `HF_ROUTER_URL` point it at another Hub and router.)
 
 use futures::StreamExt;
-use hf_media::{GenerateRequest, GenerationEvent, MediaGenerator};
+use hf_media::{GenerateRequest, GenerationEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), hf_media::Error> {

@@ -112,11 +112,12 @@ impl MediaGeneratorBuilder {
     /// Reads the environment: the token (`HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, `$HF_HOME/token`), `HF_ENDPOINT`
     /// for the Hub and `HF_ROUTER_URL` for the router. Setters called afterwards win.
     pub fn from_env() -> Self {
-        let mut builder = MediaGeneratorBuilder::default();
-        builder.token = crate::token::find_token().map(|(token, _)| token);
-        builder.hub_url = std::env::var("HF_ENDPOINT").ok().filter(|s| !s.trim().is_empty());
-        builder.router_url = std::env::var("HF_ROUTER_URL").ok().filter(|s| !s.trim().is_empty());
-        builder
+        MediaGeneratorBuilder {
+            token: crate::token::find_token().map(|(token, _)| token),
+            hub_url: std::env::var("HF_ENDPOINT").ok().filter(|s| !s.trim().is_empty()),
+            router_url: std::env::var("HF_ROUTER_URL").ok().filter(|s| !s.trim().is_empty()),
+            ..MediaGeneratorBuilder::default()
+        }
     }
 
     /// The Hugging Face token, sent to the Hub and the router only.
@@ -601,7 +602,7 @@ async fn attempt(
         provider_response: output.provider_response.clone(),
         created_at_unix_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| millis(d))
+            .map(millis)
             .unwrap_or_default(),
         timings: MediaTimings {
             generation_ms,
