@@ -260,7 +260,15 @@ pub async fn download(
         return Ok((stream, Some(mime)));
     }
     let response = http.get(url.clone()).send().await.map_err(|e| network(provider, &e))?;
-    let response = check_status(provider, response).await?;
+    // A failed download is a bad media URL, not a statement about the model: it must never read as the
+    // provider's "404 = model not supported".
+    let response = check_status(provider, response).await.map_err(|e| match e {
+        ProviderError::Http { status, message, .. } => ProviderError::InvalidResponse {
+            provider: provider.to_owned(),
+            reason: format!("the media URL answered HTTP {status}: {message}"),
+        },
+        other => other,
+    })?;
     let mime = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -278,14 +286,30 @@ pub fn body_stream(provider: &str, response: reqwest::Response) -> ByteStream {
         .boxed()
 }
 
-/// Replaces media bytes in a provider's answer by short placeholders (`data:` URLs, `b64_json`, long
-/// base64 strings), so the rest can travel with the media and into the sidecar.
+/// Keys whose string value is always media bytes.
+const MEDIA_KEYS: [&str; 3] = ["b64_json", "base64", "image_base64"];
+
+/// Replaces media bytes in a provider's answer by short placeholders (`data:` URLs, `b64_json` and other
+/// base64 fields whatever their length, any string over 4 KiB), so the rest can travel with the media and
+/// into the sidecar.
 pub fn strip_media(value: &Value) -> Value {
     match value {
         Value::String(s) if s.starts_with("data:") => Value::String(format!("data:… ({} characters)", s.len())),
         Value::String(s) if s.len() > 4096 => Value::String(format!("… ({} characters)", s.len())),
         Value::Array(items) => Value::Array(items.iter().map(strip_media).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), strip_media(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let stripped = match v {
+                        Value::String(s) if MEDIA_KEYS.contains(&k.as_str()) => {
+                            Value::String(format!("… ({} characters)", s.len()))
+                        }
+                        other => strip_media(other),
+                    };
+                    (k.clone(), stripped)
+                })
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -411,6 +435,8 @@ mod tests {
         assert_eq!(stripped["images"][0]["width"], json!(1));
         assert!(stripped["images"][0]["url"].as_str().unwrap().starts_with("data:… ("));
         assert_eq!(stripped["data"][0]["b64_json"], json!("… (5000 characters)"));
+        let small = strip_media(&json!({"data": [{"b64_json": "aGVsbG8="}]}));
+        assert_eq!(small["data"][0]["b64_json"], json!("… (8 characters)"));
     }
 
     #[tokio::test]

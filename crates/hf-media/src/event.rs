@@ -51,7 +51,7 @@ pub enum GenerationEvent {
         /// The model's id on that provider.
         provider_id: String,
     },
-    /// `provider` failed for generation `task`; the next provider is tried.
+    /// `provider` failed for generation `task`; the next provider, if any, is tried.
     Fallback {
         /// Which generation.
         task: usize,

@@ -388,7 +388,7 @@ impl MediaGenerator {
 
 async fn drive(inner: Arc<Inner>, request: GenerateRequest, tx: Events) {
     let started = Instant::now();
-    let total = request.n.max(1);
+    let total = request.n.clamp(1, MAX_GENERATIONS);
     let job = match prepare(&inner, request, &tx).await {
         Ok(job) => Arc::new(job),
         Err(error) => {

@@ -146,6 +146,16 @@ pub fn parse_result(task: &Task, answer: &Value) -> Result<MediaOutput, Provider
     Ok(output)
 }
 
+/// A 404 on a job's own URLs means the job is gone, not that the model is unsupported.
+fn lost_job(job: &QueuedJob, error: ProviderError) -> ProviderError {
+    match error {
+        ProviderError::Http {
+            status: 404, message, ..
+        } => failed(job, format!("the job is gone (HTTP 404: {message})")),
+        other => other,
+    }
+}
+
 fn invalid(reason: &str) -> ProviderError {
     ProviderError::InvalidResponse {
         provider: FAL_AI.into(),
@@ -209,12 +219,14 @@ impl MediaProvider for FalAi {
             let request = ctx.request(reqwest::Method::GET, status_url.clone());
             let job = &job;
             async move {
-                let status = http::send_json(ctx, request).await?;
+                let status = http::send_json(ctx, request).await.map_err(|e| lost_job(job, e))?;
                 parse_status(job, &status)
             }
         })
         .await?;
-        let result = http::send_json(ctx, ctx.request(reqwest::Method::GET, result_url)).await?;
+        let result = http::send_json(ctx, ctx.request(reqwest::Method::GET, result_url))
+            .await
+            .map_err(|e| lost_job(&job, e))?;
         parse_result(&request.mapping.task, &result)
     }
 }
