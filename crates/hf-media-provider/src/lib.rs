@@ -73,43 +73,36 @@ pub trait MediaProvider: Send + Sync + Debug {
 /// A shared provider, as registries hold it.
 pub type DynMediaProvider = Arc<dyn MediaProvider>;
 
-#[async_trait]
-impl<T: MediaProvider + ?Sized> MediaProvider for Arc<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn tasks(&self) -> &[Task] {
-        (**self).tasks()
-    }
-    fn direct_base_url(&self) -> Option<&str> {
-        (**self).direct_base_url()
-    }
-    fn direct_auth(&self) -> AuthScheme {
-        (**self).direct_auth()
-    }
-    async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        (**self).generate(ctx, request).await
-    }
+/// Forwards the trait through a smart pointer, so registries and wrappers can hold either form.
+macro_rules! forward_media_provider {
+    ($pointer:ident) => {
+        #[async_trait]
+        impl<T: MediaProvider + ?Sized> MediaProvider for $pointer<T> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn tasks(&self) -> &[Task] {
+                (**self).tasks()
+            }
+            fn direct_base_url(&self) -> Option<&str> {
+                (**self).direct_base_url()
+            }
+            fn direct_auth(&self) -> AuthScheme {
+                (**self).direct_auth()
+            }
+            async fn generate(
+                &self,
+                ctx: &ProviderContext,
+                request: GenerationRequest,
+            ) -> Result<MediaOutput, ProviderError> {
+                (**self).generate(ctx, request).await
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl<T: MediaProvider + ?Sized> MediaProvider for Box<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn tasks(&self) -> &[Task] {
-        (**self).tasks()
-    }
-    fn direct_base_url(&self) -> Option<&str> {
-        (**self).direct_base_url()
-    }
-    fn direct_auth(&self) -> AuthScheme {
-        (**self).direct_auth()
-    }
-    async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        (**self).generate(ctx, request).await
-    }
-}
+forward_media_provider!(Arc);
+forward_media_provider!(Box);
 
 #[cfg(test)]
 fn _object_safe(_: &dyn MediaProvider) {}
