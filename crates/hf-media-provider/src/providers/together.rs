@@ -1,21 +1,26 @@
-//! together: images, answered in base64.
+//! together: images (answered in base64) and videos (an asynchronous job).
 //!
-//! `POST {base}/v1/images/generations` with `{"prompt", "model": providerId, "response_format": "base64",
-//! …}`; `num_inference_steps` is renamed `steps`. The answer carries `data[0].b64_json` (or `data[0].url`).
+//! - Images: `POST {base}/v1/images/generations` with `{"prompt", "model": providerId, "response_format":
+//!   "base64", …}`; `num_inference_steps` is renamed `steps`. The answer carries `data[0].b64_json` (or
+//!   `data[0].url`).
+//! - Videos: `POST {base}/v2/videos` with `{"prompt", "model", …}` → a job `{"id", "status"}`; then
+//!   `GET {base}/v2/videos/{id}` while `queued` / `in_progress` (or no status); `completed` →
+//!   `outputs.video_url`; `failed` → `error.message`.
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::http;
+use crate::http::{self, Poll};
 use crate::{
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters,
+    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
+    provider_parameters,
 };
 
 /// The provider's Hub name.
 pub const TOGETHER: &str = "together";
 /// Together's own API, for calls with a `TOGETHER_API_KEY`.
 pub const TOGETHER_API_URL: &str = "https://api.together.xyz";
-const TASKS: &[Task] = &[Task::TextToImage];
+const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
 
 /// Together AI (`together`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,19 +28,70 @@ pub struct Together;
 
 /// The image route.
 pub const IMAGE_ROUTE: &str = "/v1/images/generations";
+/// The video route (jobs are polled at `{VIDEO_ROUTE}/{id}`).
+pub const VIDEO_ROUTE: &str = "/v2/videos";
 
-/// The request body.
+/// The request body of either task.
 pub fn payload(request: &GenerationRequest) -> Value {
     let mut body: Map<String, Value> = Map::new();
     body.insert("prompt".into(), Value::from(request.prompt.clone()));
     body.insert("model".into(), Value::from(request.mapping.provider_id.clone()));
-    body.insert("response_format".into(), Value::from("base64"));
     let mut params = provider_parameters(request);
+    if request.mapping.task == Task::TextToVideo {
+        // The videos API takes an explicit width and height, not aspect-ratio or resolution labels.
+        params.remove("aspect_ratio");
+        params.remove("resolution");
+    } else {
+        body.insert("response_format".into(), Value::from("base64"));
+    }
     if let Some(steps) = params.remove("num_inference_steps") {
         params.insert("steps".into(), steps);
     }
     body.extend(params);
     Value::Object(body)
+}
+
+/// Reads a video job: pending, completed with its URL, or failed.
+pub fn parse_video_job(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> {
+    let id = answer.get("id").and_then(Value::as_str).unwrap_or("?");
+    match answer.get("status").and_then(Value::as_str) {
+        None | Some("queued") | Some("in_progress") => {
+            if answer.get("id").is_none() {
+                return Err(ProviderError::InvalidResponse {
+                    provider: TOGETHER.into(),
+                    reason: "the video job has no `id`".into(),
+                });
+            }
+            let state = match answer.get("status").and_then(Value::as_str) {
+                Some("in_progress") => "in_progress",
+                _ => "queued",
+            };
+            Ok(Poll::Pending(ProviderStatus {
+                job_id: Some(id.to_owned()),
+                state: state.into(),
+                queue_position: None,
+            }))
+        }
+        Some("completed") => {
+            let url = answer
+                .pointer("/outputs/video_url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ProviderError::InvalidResponse {
+                    provider: TOGETHER.into(),
+                    reason: format!("video job {id} completed without `outputs.video_url`"),
+                })?;
+            let url = http::media_url(TOGETHER, url)?;
+            Ok(Poll::Ready(
+                MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer),
+            ))
+        }
+        Some(other) => Err(ProviderError::JobFailed {
+            provider: TOGETHER.into(),
+            job_id: id.to_owned(),
+            message: http::json_error_text(answer)
+                .unwrap_or_else(|| format!("the video job ended with status `{other}`")),
+        }),
+    }
 }
 
 /// Reads an image answer.
@@ -70,6 +126,9 @@ impl MediaProvider for Together {
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         super::ensure_task(TOGETHER, TASKS, &request)?;
+        if request.mapping.task == Task::TextToVideo {
+            return generate_video(ctx, &request).await;
+        }
         let url = ctx.url(IMAGE_ROUTE)?;
         let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
         let mut output = parse_image(&answer)?;
@@ -78,11 +137,82 @@ impl MediaProvider for Together {
     }
 }
 
+async fn generate_video(ctx: &ProviderContext, request: &GenerationRequest) -> Result<MediaOutput, ProviderError> {
+    let submit = ctx
+        .request(reqwest::Method::POST, ctx.url(VIDEO_ROUTE)?)
+        .json(&payload(request));
+    let job = http::send_json(ctx, submit).await?;
+    let status = match parse_video_job(&job)? {
+        Poll::Ready(output) => return Ok(output),
+        Poll::Pending(status) => status,
+    };
+    let id = status.job_id.clone().unwrap_or_default();
+    ctx.report(status);
+    let job_url = ctx.url(&format!("{VIDEO_ROUTE}/{id}"))?;
+    http::poll_until(ctx, &format!("waiting for together video job {id}"), |_| {
+        let get = ctx.request(reqwest::Method::GET, job_url.clone());
+        async move { parse_video_job(&http::send_json(ctx, get).await?) }
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn video_jobs_are_pending_completed_or_failed() {
+        assert!(matches!(parse_video_job(&json!({"id": "v1"})), Ok(Poll::Pending(_))));
+        assert!(matches!(
+            parse_video_job(&json!({"id": "v1", "status": "in_progress"})),
+            Ok(Poll::Pending(ProviderStatus { ref state, .. })) if state == "in_progress"
+        ));
+        let done = parse_video_job(
+            &json!({"id": "v1", "status": "completed", "outputs": {"video_url": "https://t.ai/v.mp4"}}),
+        );
+        assert!(matches!(
+            done,
+            Ok(Poll::Ready(MediaOutput {
+                body: MediaBody::Url(_),
+                ..
+            }))
+        ));
+        let err =
+            parse_video_job(&json!({"id": "v1", "status": "failed", "error": {"message": "GPU lost"}})).unwrap_err();
+        assert_eq!(err.to_string(), "together reported that job v1 failed: GPU lost");
+        assert!(matches!(
+            parse_video_job(&json!({"id": "v1", "status": "completed"})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
+        assert!(matches!(
+            parse_video_job(&json!({"status": "queued"})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
+    }
+
+    #[test]
+    fn video_payload_renames_steps_and_has_no_response_format() {
+        let request = GenerationRequest {
+            mapping: crate::ProviderMapping::new(
+                TOGETHER,
+                "Wan-AI/Wan2.2-T2V",
+                Task::TextToVideo,
+                "Wan-AI/Wan2.2-T2V-A14B",
+            ),
+            prompt: "a fox running".into(),
+            params: crate::GenerationParams {
+                num_inference_steps: Some(20),
+                seed: Some(3),
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            payload(&request),
+            json!({"prompt": "a fox running", "model": "Wan-AI/Wan2.2-T2V", "seed": 3, "steps": 20})
+        );
+    }
 
     #[test]
     fn base64_and_url_answers() {
