@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::providers::{FalAi, HfInference, Replicate, Together};
+use crate::providers::{FalAi, HfInference, Nscale, Replicate, Together, WaveSpeed, ZaiOrg};
 use crate::{DynMediaProvider, MediaProvider};
 
 /// Provider names mapped to implementations. Cheap to clone.
@@ -30,6 +30,9 @@ impl ProviderRegistry {
         registry.register(Arc::new(HfInference));
         registry.register(Arc::new(Replicate));
         registry.register(Arc::new(Together));
+        registry.register(Arc::new(Nscale));
+        registry.register(Arc::new(WaveSpeed));
+        registry.register(Arc::new(ZaiOrg));
         registry
     }
 
@@ -77,7 +80,18 @@ mod tests {
     fn defaults_are_registered_by_hub_name() {
         let registry = ProviderRegistry::with_defaults();
         let names: Vec<_> = registry.names().collect();
-        assert_eq!(names, ["fal-ai", "hf-inference", "replicate", "together"]);
+        assert_eq!(
+            names,
+            [
+                "fal-ai",
+                "hf-inference",
+                "nscale",
+                "replicate",
+                "together",
+                "wavespeed",
+                "zai-org"
+            ]
+        );
         for provider in registry.iter() {
             assert!(!provider.tasks().is_empty(), "{} serves no task", provider.name());
         }
@@ -90,6 +104,6 @@ mod tests {
         assert_eq!(replaced.map(|p| p.name().to_owned()), Some("fal-ai".into()));
         assert!(registry.remove("fal-ai").is_some());
         assert!(registry.get("fal-ai").is_none());
-        assert_eq!(registry.len(), 3);
+        assert_eq!(registry.len(), 6);
     }
 }

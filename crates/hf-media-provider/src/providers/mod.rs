@@ -3,13 +3,19 @@
 
 mod fal_ai;
 mod hf_inference;
+mod nscale;
 mod replicate;
 mod together;
+mod wavespeed;
+mod zai_org;
 
 pub use fal_ai::FalAi;
 pub use hf_inference::HfInference;
+pub use nscale::Nscale;
 pub use replicate::Replicate;
 pub use together::Together;
+pub use wavespeed::WaveSpeed;
+pub use zai_org::ZaiOrg;
 
 use crate::{GenerationRequest, ProviderError, Task};
 

@@ -1,0 +1,145 @@
+//! nscale: images, answered in base64.
+//!
+//! `POST {base}/v1/images/generations` with `{"prompt", "model": providerId, "response_format": "b64_json",
+//! …}`; `width` + `height` (both present) become `size: "WxH"`, and `num_inference_steps` and `cfg_scale`
+//! are dropped. The answer carries `data[0].b64_json` (or `data[0].url`).
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::http;
+use crate::{
+    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters,
+};
+
+/// The provider's Hub name.
+pub const NSCALE: &str = "nscale";
+/// nscale's own API, for calls with an `NSCALE_API_KEY`.
+pub const NSCALE_API_URL: &str = "https://inference.api.nscale.com";
+const TASKS: &[Task] = &[Task::TextToImage];
+
+/// The image route.
+pub const IMAGE_ROUTE: &str = "/v1/images/generations";
+
+/// nscale (`nscale`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Nscale;
+
+/// A `width` or `height` value as text (a number, or a string as given).
+fn dimension(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The request body.
+pub fn payload(request: &GenerationRequest) -> Value {
+    let mut body: Map<String, Value> = Map::new();
+    body.insert("prompt".into(), Value::from(request.prompt.clone()));
+    body.insert("model".into(), Value::from(request.mapping.provider_id.clone()));
+    body.insert("response_format".into(), Value::from("b64_json"));
+    let mut params = provider_parameters(request);
+    params.remove("num_inference_steps");
+    params.remove("cfg_scale");
+    if let (Some(width), Some(height)) = (
+        params.get("width").and_then(dimension),
+        params.get("height").and_then(dimension),
+    ) {
+        params.remove("width");
+        params.remove("height");
+        params.insert("size".into(), Value::from(format!("{width}x{height}")));
+    }
+    body.extend(params);
+    Value::Object(body)
+}
+
+/// Reads an image answer.
+pub fn parse_image(answer: &Value) -> Result<MediaOutput, ProviderError> {
+    let first = answer.pointer("/data/0");
+    let body = if let Some(b64) = first.and_then(|d| d.get("b64_json")).and_then(Value::as_str) {
+        MediaBody::Bytes(http::decode_base64(NSCALE, b64)?)
+    } else if let Some(url) = first.and_then(|d| d.get("url")).and_then(Value::as_str) {
+        MediaBody::Url(http::media_url(NSCALE, url)?)
+    } else {
+        return Err(ProviderError::InvalidResponse {
+            provider: NSCALE.into(),
+            reason: "the answer has no `data[0].b64_json` or `data[0].url`".into(),
+        });
+    };
+    Ok(MediaOutput::new(body).with_provider_response(answer))
+}
+
+#[async_trait]
+impl MediaProvider for Nscale {
+    fn name(&self) -> &str {
+        NSCALE
+    }
+
+    fn tasks(&self) -> &[Task] {
+        TASKS
+    }
+
+    fn direct_base_url(&self) -> Option<&str> {
+        Some(NSCALE_API_URL)
+    }
+
+    async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        super::ensure_task(NSCALE, TASKS, &request)?;
+        let url = ctx.url(IMAGE_ROUTE)?;
+        let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
+        let mut output = parse_image(&answer)?;
+        output.seed = output.seed.or(request.params.seed);
+        Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{GenerationParams, ProviderMapping};
+
+    fn request(params: GenerationParams) -> GenerationRequest {
+        GenerationRequest {
+            mapping: ProviderMapping::new(NSCALE, "stabilityai/sdxl", Task::TextToImage, "org/model"),
+            prompt: "a fox".into(),
+            params,
+        }
+    }
+
+    #[test]
+    fn width_and_height_become_size_and_steps_are_dropped() {
+        let params = GenerationParams {
+            width: Some(1024),
+            height: Some(768),
+            num_inference_steps: Some(20),
+            seed: Some(3),
+            ..Default::default()
+        };
+        let body = payload(&request(params));
+        assert_eq!(
+            body,
+            json!({"prompt": "a fox", "model": "stabilityai/sdxl", "response_format": "b64_json",
+                   "size": "1024x768", "seed": 3})
+        );
+    }
+
+    #[test]
+    fn base64_and_url_answers() {
+        let out = parse_image(&json!({"data": [{"b64_json": "aGVsbG8="}]})).unwrap();
+        assert!(matches!(out.body, MediaBody::Bytes(ref b) if b.as_ref() == b"hello"));
+        let out = parse_image(&json!({"data": [{"url": "https://cdn.nscale.com/x.png"}]})).unwrap();
+        assert!(matches!(out.body, MediaBody::Url(_)));
+        assert!(matches!(
+            parse_image(&json!({"data": []})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
+        assert!(matches!(
+            parse_image(&json!({"data": [{"b64_json": "%%%"}]})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
+    }
+}

@@ -1,0 +1,247 @@
+//! wavespeed: images and videos through WaveSpeed's prediction API (same protocol for both tasks).
+//!
+//! 1. `POST {base}/api/v3/{providerId}` with `{"prompt", …}` (parameters unchanged); a LoRA mapping adds
+//!    `loras: [{"path": hfModelId, "scale": 1}]` (a repo id, not a URL).
+//! 2. The answer is `{"code": 200, "data": {"id", "urls": {"get"}, "status", …}}`.
+//! 3. `GET {base}{path of data.urls.get}` until `data.status` is `completed` (`data.outputs[0]` is the media
+//!    URL) or `failed` (`data.error`); `created` and `processing` are pending, anything else is a failure.
+//!    A submit answer that is already `completed` with outputs is taken as is.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+
+use crate::http::{self, Poll};
+use crate::{
+    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
+    provider_parameters,
+};
+
+/// The provider's Hub name.
+pub const WAVESPEED: &str = "wavespeed";
+/// WaveSpeed's own API, for calls with a `WAVESPEED_API_KEY`.
+pub const WAVESPEED_API_URL: &str = "https://api.wavespeed.ai";
+const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
+
+/// WaveSpeedAI (`wavespeed`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WaveSpeed;
+
+/// The submit route.
+pub fn route(request: &GenerationRequest) -> String {
+    format!("/api/v3/{}", request.mapping.provider_id)
+}
+
+/// The request body.
+pub fn payload(request: &GenerationRequest) -> Value {
+    let mut body: Map<String, Value> = Map::new();
+    body.insert("prompt".into(), Value::from(request.prompt.clone()));
+    body.extend(provider_parameters(request));
+    if request.mapping.lora_weights_path().is_some() {
+        body.insert(
+            "loras".into(),
+            json!([{ "path": request.mapping.hf_model_id, "scale": 1 }]),
+        );
+    }
+    Value::Object(body)
+}
+
+/// The job named by a submit answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PredictionJob {
+    /// WaveSpeed's prediction id.
+    pub id: String,
+    /// `data.urls.get`: the absolute result URL (only its path is used).
+    pub result_url: String,
+}
+
+/// Reads the job id and result URL of a submit answer.
+pub fn parse_submit(answer: &Value) -> Result<PredictionJob, ProviderError> {
+    let id = answer
+        .pointer("/data/id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let result_url = answer
+        .pointer("/data/urls/get")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    match (id, result_url) {
+        (Some(id), Some(result_url)) => Ok(PredictionJob {
+            id: id.to_owned(),
+            result_url: result_url.to_owned(),
+        }),
+        _ => Err(ProviderError::InvalidResponse {
+            provider: WAVESPEED.into(),
+            reason: match http::json_error_text(answer) {
+                Some(message) => format!("the answer has no `data.id` or `data.urls.get` ({message})"),
+                None => "the answer has no `data.id` or `data.urls.get`".into(),
+            },
+        }),
+    }
+}
+
+/// Reads a prediction (submit or result answer): done with a media URL, still running, or failed.
+pub fn parse_result(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> {
+    let data = answer.get("data");
+    let id = data.and_then(|d| d.get("id")).and_then(Value::as_str).unwrap_or("?");
+    let Some(status) = data.and_then(|d| d.get("status")).and_then(Value::as_str) else {
+        return Err(ProviderError::InvalidResponse {
+            provider: WAVESPEED.into(),
+            reason: "the answer has no `data.status`".into(),
+        });
+    };
+    match status {
+        "completed" => {
+            let Some(url) = data.and_then(|d| d.pointer("/outputs/0")).and_then(Value::as_str) else {
+                return Err(ProviderError::InvalidResponse {
+                    provider: WAVESPEED.into(),
+                    reason: format!("prediction {id} completed without `data.outputs[0]`"),
+                });
+            };
+            let url = http::media_url(WAVESPEED, url)?;
+            Ok(Poll::Ready(
+                MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer),
+            ))
+        }
+        "failed" => Err(ProviderError::JobFailed {
+            provider: WAVESPEED.into(),
+            job_id: id.to_owned(),
+            message: data
+                .and_then(|d| d.get("error"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .or_else(|| http::json_error_text(answer))
+                .unwrap_or_else(|| "the prediction failed".into()),
+        }),
+        "created" | "processing" => Ok(Poll::Pending(ProviderStatus {
+            job_id: Some(id.to_owned()),
+            state: if status == "created" {
+                "queued".into()
+            } else {
+                "in_progress".into()
+            },
+            queue_position: None,
+        })),
+        other => Err(ProviderError::JobFailed {
+            provider: WAVESPEED.into(),
+            job_id: id.to_owned(),
+            message: format!("unexpected status {other:?}"),
+        }),
+    }
+}
+
+#[async_trait]
+impl MediaProvider for WaveSpeed {
+    fn name(&self) -> &str {
+        WAVESPEED
+    }
+
+    fn tasks(&self) -> &[Task] {
+        TASKS
+    }
+
+    fn direct_base_url(&self) -> Option<&str> {
+        Some(WAVESPEED_API_URL)
+    }
+
+    async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        super::ensure_task(WAVESPEED, TASKS, &request)?;
+        let url = ctx.url(&route(&request))?;
+        let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
+        match parse_result(&answer) {
+            Ok(Poll::Ready(output)) => return Ok(output),
+            Ok(Poll::Pending(status)) => ctx.report(status),
+            Err(e @ ProviderError::JobFailed { .. }) => return Err(e),
+            // A submit answer need not carry a status; the job id and result URL are what matter.
+            Err(_) => {}
+        }
+        let job = parse_submit(&answer)?;
+        let poll_url = ctx.url_for_path_of(&job.result_url, None)?;
+        http::poll_until(ctx, &format!("waiting for wavespeed prediction {}", job.id), |_| {
+            let get = ctx.request(reqwest::Method::GET, poll_url.clone());
+            async move { parse_result(&http::send_json(ctx, get).await?) }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GenerationParams, ProviderMapping};
+
+    fn request(task: Task) -> GenerationRequest {
+        GenerationRequest {
+            mapping: ProviderMapping::new(WAVESPEED, "wavespeed-ai/flux-schnell", task, "org/model"),
+            prompt: "a fox".into(),
+            params: GenerationParams {
+                width: Some(1024),
+                height: Some(768),
+                num_inference_steps: Some(4),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn parameters_pass_unchanged_and_lora_is_the_repo_id() {
+        let mut req = request(Task::TextToImage);
+        assert_eq!(route(&req), "/api/v3/wavespeed-ai/flux-schnell");
+        let body = payload(&req);
+        assert_eq!(
+            body,
+            json!({"prompt": "a fox", "width": 1024, "height": 768, "num_inference_steps": 4})
+        );
+        req.mapping.adapter = Some("lora".into());
+        req.mapping.adapter_weights_path = Some("lora.safetensors".into());
+        assert_eq!(payload(&req)["loras"], json!([{"path": "org/model", "scale": 1}]));
+    }
+
+    #[test]
+    fn submit_answers_name_the_job() {
+        let answer = json!({"code": 200, "data": {"id": "abc", "status": "created",
+            "urls": {"get": "https://api.wavespeed.ai/api/v3/predictions/abc/result"}}});
+        let job = parse_submit(&answer).unwrap();
+        assert_eq!(job.id, "abc");
+        assert!(job.result_url.ends_with("/predictions/abc/result"));
+        assert!(matches!(
+            parse_submit(&json!({"code": 200, "data": {"id": "abc"}})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
+    }
+
+    #[test]
+    fn completed_pending_failed_and_malformed_results() {
+        let done = parse_result(&json!({"data": {"id": "abc", "status": "completed",
+            "outputs": ["https://d.wavespeed.ai/x.png"]}}));
+        assert!(matches!(
+            done,
+            Ok(Poll::Ready(MediaOutput {
+                body: MediaBody::Url(ref url),
+                ..
+            })) if url.as_str() == "https://d.wavespeed.ai/x.png"
+        ));
+        assert!(matches!(
+            parse_result(&json!({"data": {"id": "abc", "status": "created"}})),
+            Ok(Poll::Pending(ProviderStatus { ref state, .. })) if state == "queued"
+        ));
+        assert!(matches!(
+            parse_result(&json!({"data": {"id": "abc", "status": "processing"}})),
+            Ok(Poll::Pending(ProviderStatus { ref state, .. })) if state == "in_progress"
+        ));
+        let err = parse_result(&json!({"data": {"id": "abc", "status": "failed", "error": "NSFW"}})).unwrap_err();
+        assert_eq!(err.to_string(), "wavespeed reported that job abc failed: NSFW");
+        assert!(matches!(
+            parse_result(&json!({"data": {"id": "abc", "status": "weird"}})),
+            Err(ProviderError::JobFailed { ref message, .. }) if message.contains("unexpected status")
+        ));
+        assert!(matches!(
+            parse_result(&json!({"data": {"id": "abc", "status": "completed", "outputs": []}})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
+        assert!(matches!(
+            parse_result(&json!({"message": "x"})),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
+    }
+}
