@@ -221,6 +221,22 @@ pub fn decode_base64(provider: &str, encoded: &str) -> Result<Bytes, ProviderErr
         })
 }
 
+/// Reads an OpenAI-style images answer: `data[0].b64_json` (decoded) or `data[0].url`.
+pub fn images_api_answer(provider: &str, answer: &Value) -> Result<crate::MediaOutput, ProviderError> {
+    let first = answer.pointer("/data/0");
+    let body = if let Some(b64) = first.and_then(|d| d.get("b64_json")).and_then(Value::as_str) {
+        crate::MediaBody::Bytes(decode_base64(provider, b64)?)
+    } else if let Some(url) = first.and_then(|d| d.get("url")).and_then(Value::as_str) {
+        crate::MediaBody::Url(media_url(provider, url)?)
+    } else {
+        return Err(ProviderError::InvalidResponse {
+            provider: provider.to_owned(),
+            reason: "the answer has no `data[0].b64_json` or `data[0].url`".into(),
+        });
+    };
+    Ok(crate::MediaOutput::new(body).with_provider_response(answer))
+}
+
 /// A media URL from a provider's answer: only `http`, `https` and `data:` URLs are accepted.
 pub fn media_url(provider: &str, raw: &str) -> Result<Url, ProviderError> {
     let url = Url::parse(raw).map_err(|e| ProviderError::InvalidResponse {

@@ -8,9 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::http;
-use crate::{
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters,
-};
+use crate::{GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters};
 
 /// The provider's Hub name.
 pub const NSCALE: &str = "nscale";
@@ -55,20 +53,9 @@ pub fn payload(request: &GenerationRequest) -> Value {
     Value::Object(body)
 }
 
-/// Reads an image answer.
+/// Reads an image answer (the OpenAI images shape: `data[0].b64_json` or `data[0].url`).
 pub fn parse_image(answer: &Value) -> Result<MediaOutput, ProviderError> {
-    let first = answer.pointer("/data/0");
-    let body = if let Some(b64) = first.and_then(|d| d.get("b64_json")).and_then(Value::as_str) {
-        MediaBody::Bytes(http::decode_base64(NSCALE, b64)?)
-    } else if let Some(url) = first.and_then(|d| d.get("url")).and_then(Value::as_str) {
-        MediaBody::Url(http::media_url(NSCALE, url)?)
-    } else {
-        return Err(ProviderError::InvalidResponse {
-            provider: NSCALE.into(),
-            reason: "the answer has no `data[0].b64_json` or `data[0].url`".into(),
-        });
-    };
-    Ok(MediaOutput::new(body).with_provider_response(answer))
+    http::images_api_answer(NSCALE, answer)
 }
 
 #[async_trait]
@@ -100,6 +87,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::MediaBody;
     use crate::{GenerationParams, ProviderMapping};
 
     fn request(params: GenerationParams) -> GenerationRequest {

@@ -94,20 +94,9 @@ pub fn parse_video_job(answer: &Value) -> Result<Poll<MediaOutput>, ProviderErro
     }
 }
 
-/// Reads an image answer.
+/// Reads an image answer (the OpenAI images shape: `data[0].b64_json` or `data[0].url`).
 pub fn parse_image(answer: &Value) -> Result<MediaOutput, ProviderError> {
-    let first = answer.pointer("/data/0");
-    let body = if let Some(b64) = first.and_then(|d| d.get("b64_json")).and_then(Value::as_str) {
-        MediaBody::Bytes(http::decode_base64(TOGETHER, b64)?)
-    } else if let Some(url) = first.and_then(|d| d.get("url")).and_then(Value::as_str) {
-        MediaBody::Url(http::media_url(TOGETHER, url)?)
-    } else {
-        return Err(ProviderError::InvalidResponse {
-            provider: TOGETHER.into(),
-            reason: "the answer has no `data[0].b64_json` or `data[0].url`".into(),
-        });
-    };
-    Ok(MediaOutput::new(body).with_provider_response(answer))
+    http::images_api_answer(TOGETHER, answer)
 }
 
 #[async_trait]
