@@ -304,7 +304,7 @@ async fn replicate_text_to_image_with_an_output_string() {
     let media = single_media(&events);
     assert_eq!(media.provider, "replicate");
     assert_eq!(media.provider_id, "black-forest-labs/flux-dev");
-    assert_eq!((media.kind, media.mime), (MediaKind::Image, "image/png"));
+    assert_eq!((media.kind, media.mime.as_str()), (MediaKind::Image, "image/png"));
     assert_eq!(media.source_url.as_deref(), Some(cdn.as_str()));
     let sidecar = check_stored_file(media, dir.path(), &png(), "png");
     assert_eq!(sidecar["provider"], "replicate");
@@ -349,7 +349,7 @@ async fn replicate_text_to_image_with_an_output_list_of_webp() {
     let (events, dir) = run_to_files(&server, GenerateRequest::new(PROMPT).model(MODEL)).await;
 
     let media = single_media(&events);
-    assert_eq!((media.kind, media.mime), (MediaKind::Image, "image/webp"));
+    assert_eq!((media.kind, media.mime.as_str()), (MediaKind::Image, "image/webp"));
     assert_eq!(
         media.source_url.as_deref(),
         Some(cdn.as_str()),
@@ -514,7 +514,7 @@ async fn together_text_to_image_base64() {
 
     let media = single_media(&events);
     assert_eq!(media.provider, "together");
-    assert_eq!((media.kind, media.mime), (MediaKind::Image, "image/png"));
+    assert_eq!((media.kind, media.mime.as_str()), (MediaKind::Image, "image/png"));
     assert_eq!(media.seed, Some(9));
     assert_eq!(media.source_url, None, "base64 media have no source URL");
     let sidecar = check_stored_file(media, dir.path(), &png(), "png");

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Text (or a chat) to images and videos through Hugging Face Inference Providers.
 #[derive(Debug, Parser)]
@@ -27,6 +27,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the Hub's text-to-image and text-to-video models and the providers serving them live.
+    Models(ModelsArgs),
 }
 
 /// `hf-media generate`.
@@ -83,6 +85,21 @@ pub struct GenerateArgs {
     /// Providers to try first, comma-separated, before the rest in the Hub's order.
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
     pub prefer: Vec<String>,
+    /// A provider's own key, to call it directly instead of through the router (repeatable). Keys are
+    /// also read from each provider's variable: FAL_KEY, REPLICATE_API_TOKEN, TOGETHER_API_KEY,
+    /// NSCALE_API_KEY, WAVESPEED_API_KEY, ZAI_API_KEY, NOVITA_API_KEY.
+    #[arg(long = "provider-key", value_name = "NAME=KEY")]
+    pub provider_keys: Vec<String>,
+    /// The API address to use for a provider called with its own key (a proxy, a regional endpoint).
+    #[arg(long = "provider-url", value_name = "NAME=URL")]
+    pub provider_urls: Vec<String>,
+    /// Adds a provider the Hub does not list: any server speaking the OpenAI images API
+    /// (`POST {URL}/v1/images/generations`); use it with `-m MODEL:NAME`, and its key with --provider-key.
+    #[arg(long = "openai-provider", value_name = "NAME=URL")]
+    pub openai_providers: Vec<String>,
+    /// Do not download: report the provider's media URL (media answered as bytes are still saved).
+    #[arg(long)]
+    pub no_download: bool,
     /// Bill router calls to this organization (X-HF-Bill-To).
     #[arg(long, value_name = "ORG")]
     pub bill_to: Option<String>,
@@ -103,4 +120,41 @@ pub struct GenerateArgs {
     /// One JSON object per line on stdout, each with an "event" field.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `hf-media models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Only this task; without it, video models are listed first, then image models.
+    #[arg(long, value_enum)]
+    pub task: Option<MediaTask>,
+    /// Only models this provider serves live (its Hub name, such as fal-ai).
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// Only models whose id contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// The most models asked from the Hub, per task (those with no live provider are then left out).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    /// One JSON object per line on stdout: {"model", "task", "providers": [{"provider", "provider_id", "task"}]}.
+    #[arg(long)]
+    pub json: bool,
+    /// The Hub's URL.
+    #[arg(
+        long,
+        env = "HF_ENDPOINT",
+        default_value = "https://huggingface.co",
+        hide_env_values = true
+    )]
+    pub hf_endpoint: String,
+}
+
+/// A task `hf-media models` can list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MediaTask {
+    /// Image models.
+    TextToImage,
+    /// Video models.
+    TextToVideo,
 }

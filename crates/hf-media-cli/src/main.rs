@@ -1,6 +1,7 @@
 //! `hf-media`: the command line of hf-media.
 
 mod cli;
+mod models;
 mod output;
 
 use std::io::{IsTerminal, Write};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures::StreamExt;
+use hf_media::provider::providers::OpenAiCompatible;
 use hf_media::token::{TOKEN_SETTINGS_URL, find_token};
 use hf_media::{
     ChatMessage, FileSink, GenerateRequest, GenerationEvent, GenerationParams, MediaGenerator, ProviderRegistry,
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Generate(args) => runtime.block_on(generate(*args)),
         Command::Providers { json } => providers(json),
+        Command::Models(args) => runtime.block_on(models::run(args)),
     }
 }
 
@@ -74,6 +77,13 @@ fn providers(json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Splits `NAME=VALUE` (both non-empty, trimmed).
+fn name_value(entry: &str) -> Option<(&str, &str)> {
+    let (name, value) = entry.split_once('=')?;
+    let (name, value) = (name.trim(), value.trim());
+    (!name.is_empty() && !value.is_empty()).then_some((name, value))
 }
 
 /// Turns the flags into a request, or says what is wrong with them.
@@ -142,14 +152,43 @@ async fn generate(args: GenerateArgs) -> ExitCode {
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         return usage_error("--timeout must be a positive number of seconds");
     }
-    let Some((token, _source)) = find_token() else {
-        return usage_error(format!(
-            "no Hugging Face token found: set HF_TOKEN=hf_… (create a token at {TOKEN_SETTINGS_URL}), \
-             or log in with `hf auth login`"
-        ));
-    };
+    let mut registry = ProviderRegistry::with_defaults();
+    for entry in &args.openai_providers {
+        let Some((name, url)) = name_value(entry) else {
+            return usage_error(
+                "--openai-provider must be NAME=URL, for example --openai-provider my-images=https://api.example.com",
+            );
+        };
+        let url = match url::Url::parse(url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            _ => return usage_error(format!("--openai-provider {name}: `{url}` is not an http(s) URL")),
+        };
+        registry.register(Arc::new(OpenAiCompatible::new(name, url)));
+    }
     let mut builder = MediaGenerator::builder()
-        .secret_token(token)
+        .registry(registry)
+        .provider_keys_from_env(true);
+    for entry in &args.provider_keys {
+        let Some((name, key)) = name_value(entry) else {
+            return usage_error("--provider-key must be NAME=KEY, for example --provider-key fal-ai=$FAL_KEY");
+        };
+        builder = builder.provider_key(name, key);
+    }
+    for entry in &args.provider_urls {
+        let Some((name, url)) = name_value(entry) else {
+            return usage_error(
+                "--provider-url must be NAME=URL, for example --provider-url fal-ai=https://queue.fal.run",
+            );
+        };
+        builder = builder.provider_url(name, url);
+    }
+    // Without a token, only providers called with their own key can be used; `build` says so if there is
+    // neither.
+    if let Some((token, _source)) = find_token() {
+        builder = builder.secret_token(token);
+    }
+    let mut builder = builder
+        .download_media(!args.no_download)
         .hub_url(args.hf_endpoint.clone())
         .router_url(args.router_url.clone())
         .sink(Arc::new(FileSink::new(args.output.clone())))
@@ -160,6 +199,12 @@ async fn generate(args: GenerateArgs) -> ExitCode {
     }
     let generator = match builder.build() {
         Ok(generator) => generator,
+        Err(hf_media::Error::MissingToken) => {
+            return usage_error(format!(
+                "no Hugging Face token found: set HF_TOKEN=hf_… (create a token at {TOKEN_SETTINGS_URL}), \
+                 log in with `hf auth login`, or give a provider's own key with --provider-key NAME=KEY"
+            ));
+        }
         Err(e) => return usage_error(e),
     };
     let total = request.n;

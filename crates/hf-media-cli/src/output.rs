@@ -33,7 +33,7 @@ pub fn event_json(event: &GenerationEvent) -> Value {
             "event": "media", "task": media.task, "provider": media.provider, "provider_id": media.provider_id,
             "model": media.model, "kind": media.kind, "mime": media.mime, "path": media.location.to_string(),
             "bytes": media.bytes, "sidecar": media.sidecar, "seed": media.seed, "source_url": media.source_url,
-            "elapsed_ms": ms(media.elapsed)
+            "provider_response": media.provider_response, "elapsed_ms": ms(media.elapsed)
         }),
         GenerationEvent::Error { task, error } => error_json(*task, error),
         GenerationEvent::Done {

@@ -17,6 +17,13 @@ async fn run(args: &[&str], server: &MockServer, token: Option<&str>, home: &Pat
         .env_remove("HUGGING_FACE_HUB_TOKEN")
         .env_remove("HF_TOKEN_PATH")
         .env_remove("RUST_LOG")
+        .env_remove("FAL_KEY")
+        .env_remove("REPLICATE_API_TOKEN")
+        .env_remove("TOGETHER_API_KEY")
+        .env_remove("NSCALE_API_KEY")
+        .env_remove("WAVESPEED_API_KEY")
+        .env_remove("ZAI_API_KEY")
+        .env_remove("NOVITA_API_KEY")
         .env("HOME", home)
         .env("HF_HOME", home.join("hf"))
         .env("HF_ENDPOINT", server.uri())
@@ -326,4 +333,208 @@ async fn a_failed_generation_is_exit_1_with_a_typed_error_line() {
     let output = run(&["generate", "x", "--json"], &missing, Some("hf_x"), dir.path()).await;
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(json_lines(&output)[0]["kind"], "model_not_found");
+}
+
+#[tokio::test]
+async fn a_video_end_to_end_through_fal_queue() {
+    const VIDEO_MODEL: &str = "Wan-AI/Wan2.1-T2V-14B";
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    Mock::given(method("GET"))
+        .and(path(format!("/api/models/{VIDEO_MODEL}")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": VIDEO_MODEL, "inferenceProviderMapping": {
+                "fal-ai": {"status": "live", "providerId": "fal-ai/wan-t2v", "task": "text-to-video"}
+            }})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/fal-ai/fal-ai/wan-t2v"))
+        .and(wiremock::matchers::query_param("_subdomain", "queue"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"prompt": "a fox running", "aspect_ratio": "16:9", "resolution": "480p"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "request_id": "v1", "status": "IN_QUEUE", "queue_position": 0,
+            "response_url": "https://queue.fal.run/fal-ai/wan-t2v/requests/v1"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fal-ai/fal-ai/wan-t2v/requests/v1/status"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "COMPLETED"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fal-ai/fal-ai/wan-t2v/requests/v1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"video": {"url": format!("{}/cdn/v1.mp4", server.uri())}, "seed": 7})),
+        )
+        .mount(&server)
+        .await;
+    let mp4 = hf_media_sink::conformance::tiny_mp4_head();
+    Mock::given(method("GET"))
+        .and(path("/cdn/v1.mp4"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(mp4.clone(), "application/octet-stream"))
+        .mount(&server)
+        .await;
+    let out_dir = dir.path().join("videos");
+    let output = run(
+        &[
+            "generate",
+            "a fox running",
+            "-m",
+            VIDEO_MODEL,
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--json",
+        ],
+        &server,
+        Some("hf_x"),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = json_lines(&output);
+    let media = lines.iter().find(|l| l["event"] == "media").unwrap();
+    assert_eq!(media["kind"], "video");
+    assert_eq!(media["mime"], "video/mp4");
+    assert_eq!(media["seed"], 7);
+    assert_eq!(media["provider_response"]["seed"], 7);
+    let file = Path::new(media["path"].as_str().unwrap());
+    assert_eq!(file.extension().unwrap(), "mp4");
+    assert_eq!(std::fs::read(file).unwrap(), mp4);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "provider_status" && l["state"] == "queued")
+    );
+}
+
+#[tokio::test]
+async fn provider_keys_and_no_download_from_the_command_line() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_mapping(&server, json!({"replicate": {"status": "live", "providerId": "black-forest-labs/flux-schnell", "task": "text-to-image"}})).await;
+    let url = format!("{}/cdn/out.webp", server.uri());
+    Mock::given(method("POST"))
+        .and(path("/replicate/v1/models/black-forest-labs/flux-schnell/predictions"))
+        .and(header("authorization", "Bearer r8_cli_key"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": "p", "status": "succeeded", "output": url})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    // No HF token at all: the Hub is asked without one, and replicate is called with its own key on its
+    // "own API", which --provider-url points at the mock server.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hf-media"));
+    let output = cmd
+        .args([
+            "generate",
+            "x",
+            "--provider-key",
+            "replicate=r8_cli_key",
+            "--no-download",
+            "--json",
+        ])
+        .arg("--provider-url")
+        .arg(format!("replicate={}/replicate", server.uri()))
+        .env_remove("HF_TOKEN")
+        .env_remove("HUGGING_FACE_HUB_TOKEN")
+        .env_remove("REPLICATE_API_TOKEN")
+        .env("HOME", dir.path())
+        .env("HF_HOME", dir.path().join("hf"))
+        .env("HF_ENDPOINT", server.uri())
+        .env("HF_ROUTER_URL", server.uri())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = json_lines(&output);
+    let media = lines.iter().find(|l| l["event"] == "media").unwrap();
+    assert_eq!(media["path"], url.as_str());
+    assert_eq!(media["bytes"], 0);
+    let hub = server.received_requests().await.unwrap();
+    let hub_call = hub.iter().find(|r| r.url.path().starts_with("/api/models")).unwrap();
+    assert!(hub_call.headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn an_openai_compatible_provider_from_the_command_line() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let png = hf_media_sink::conformance::tiny_png();
+    Mock::given(method("POST"))
+        .and(path("/openai/v1/images/generations"))
+        .and(header("authorization", "Bearer sk-own-key"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"model": "my-model", "prompt": "a fox", "response_format": "b64_json", "size": "1024x576"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"b64_json": base64(&png)}]})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let out_dir = dir.path().join("o");
+    let openai = format!("my-images={}/openai", server.uri());
+    let output = run(
+        &[
+            "generate",
+            "a fox",
+            "-m",
+            "my-model:my-images",
+            "--openai-provider",
+            &openai,
+            "--provider-key",
+            "my-images=sk-own-key",
+            "--aspect-ratio",
+            "16:9",
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--json",
+        ],
+        &server,
+        Some("hf_never_sent"),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = json_lines(&output);
+    let media = lines.iter().find(|l| l["event"] == "media").unwrap();
+    assert_eq!(media["provider"], "my-images");
+    assert_eq!(std::fs::read(media["path"].as_str().unwrap()).unwrap(), png);
+    for request in server.received_requests().await.unwrap() {
+        assert!(
+            !request.url.path().starts_with("/api/models"),
+            "the Hub is not asked for an unlisted provider"
+        );
+        let auth = request
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_ne!(auth.as_deref(), Some("Bearer hf_never_sent"));
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

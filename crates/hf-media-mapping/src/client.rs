@@ -7,7 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use crate::{MappingError, ModelMapping};
+use crate::link::next_link;
+use crate::{MappingError, ModelMapping, ModelQuery};
 
 /// The Hub's default address.
 pub const DEFAULT_HUB_URL: &str = "https://huggingface.co";
@@ -198,12 +199,108 @@ impl MappingClient {
     async fn fetch(&self, model_id: &str) -> Result<ModelMapping, MappingError> {
         let url = self.model_url(model_id);
         tracing::debug!(model = model_id, url = %url, "asking the Hub for the provider mapping");
+        let subject = Subject::Model(model_id);
+        let answer = self.get_json(url, subject).await?.body;
+        let field = answer
+            .as_object()
+            .ok_or_else(|| subject.invalid("the answer is not a JSON object".into()))?
+            .get("inferenceProviderMapping");
+        ModelMapping::from_hub_field(model_id, field).map_err(|reason| subject.invalid(reason))
+    }
+
+    /// The Hub's models matching `query`, each with its provider mapping (every status and task, in the
+    /// Hub's order), in the Hub's order: `GET {hub}/api/models?inference_provider=…&pipeline_tag=…&
+    /// expand[]=inferenceProviderMapping&limit=…` (and `search=…`).
+    ///
+    /// Pages are followed through the `Link: <…>; rel="next"` header until [`ModelQuery::limit`] models are
+    /// collected, there is no next page, or 50 pages were read. A next link to another origin than the
+    /// Hub's is ignored, so the token is never sent elsewhere. Answers are not cached.
+    pub async fn list_models(&self, query: &ModelQuery) -> Result<Vec<ModelMapping>, MappingError> {
+        let mut models = Vec::new();
+        if query.limit == 0 {
+            return Ok(models);
+        }
+        let first = self.list_url(query);
+        let label = list_label(&first);
+        let subject = Subject::List(&label);
+        let mut next = Some(first);
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            if pages == MAX_LIST_PAGES {
+                tracing::debug!(pages, "stopped following the Hub's model list after the page bound");
+                break;
+            }
+            pages += 1;
+            tracing::debug!(url = %url, page = pages, "asking the Hub for a page of models");
+            let answer = self.get_json(url.clone(), subject).await?;
+            let list = answer
+                .body
+                .as_array()
+                .ok_or_else(|| subject.invalid("the answer is not a JSON list of models".into()))?;
+            for (i, model) in list.iter().enumerate() {
+                if models.len() == query.limit {
+                    break;
+                }
+                models.push(parse_listed_model(subject, i, model)?);
+            }
+            if models.len() == query.limit {
+                break;
+            }
+            next = answer.next_link.and_then(|link| self.same_origin_link(&url, &link));
+        }
+        Ok(models)
+    }
+
+    fn list_url(&self, query: &ModelQuery) -> Url {
+        let mut url = self.inner.hub_url.clone();
+        let path = format!("{}/api/models", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let mut q = format!(
+            "inference_provider={}",
+            encode(query.provider.as_deref().unwrap_or("all"))
+        );
+        if let Some(task) = &query.task {
+            q.push_str("&pipeline_tag=");
+            q.push_str(&encode(task.as_str()));
+        }
+        q.push_str("&expand[]=inferenceProviderMapping&limit=");
+        q.push_str(&query.effective_page_size().to_string());
+        if let Some(search) = &query.search {
+            q.push_str("&search=");
+            q.push_str(&encode(search));
+        }
+        url.set_query(Some(&q));
+        url
+    }
+
+    /// The next page's URL, if `link` (resolved against the current page) stays on the Hub's origin.
+    fn same_origin_link(&self, page: &Url, link: &str) -> Option<Url> {
+        let next = match page.join(link) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignored the Hub's next-page link: not a URL");
+                return None;
+            }
+        };
+        if next.origin() != self.inner.hub_url.origin() {
+            tracing::warn!(
+                host = next.host_str().unwrap_or(""),
+                "ignored the Hub's next-page link: it points to another origin than the Hub"
+            );
+            return None;
+        }
+        Some(next)
+    }
+
+    /// One GET to the Hub, with the token: the JSON answer and its next-page link, or the typed error.
+    async fn get_json(&self, url: Url, subject: Subject<'_>) -> Result<HubAnswer, MappingError> {
         let mut request = self.inner.http.get(url).header("accept", "application/json");
         if let Some(token) = &self.inner.token {
             request = request.bearer_auth(token.expose_secret());
         }
         let network = |e: reqwest::Error| MappingError::Network {
-            model: model_id.to_owned(),
+            model: subject.name().to_owned(),
             message: e.without_url().to_string(),
         };
         let mut response = request.send().await.map_err(network)?;
@@ -213,50 +310,97 @@ impl MappingClient {
             .get("x-error-message")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let next_link = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(next_link)
+            .map(str::to_owned);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(network)? {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(MappingError::InvalidResponse {
-                    model: model_id.to_owned(),
-                    reason: format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"),
-                });
+                return Err(subject.invalid(format!("the answer is larger than {MAX_ANSWER_BYTES} bytes")));
             }
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
             let message = header_message.unwrap_or_else(|| error_text(&body));
-            return Err(match status.as_u16() {
-                404 => MappingError::ModelNotFound {
-                    model: model_id.to_owned(),
-                },
-                code @ (401 | 403) => MappingError::Unauthorized {
-                    model: model_id.to_owned(),
-                    status: code,
-                    message,
-                },
-                code => MappingError::Http {
-                    model: model_id.to_owned(),
-                    status: code,
-                    message,
-                },
-            });
+            return Err(status_error(subject, status.as_u16(), message));
         }
-        let answer: Value = serde_json::from_slice(&body).map_err(|e| MappingError::InvalidResponse {
-            model: model_id.to_owned(),
-            reason: format!("not JSON: {e}"),
-        })?;
-        let field = answer
-            .as_object()
-            .ok_or_else(|| MappingError::InvalidResponse {
-                model: model_id.to_owned(),
-                reason: "the answer is not a JSON object".into(),
-            })?
-            .get("inferenceProviderMapping");
-        ModelMapping::from_hub_field(model_id, field).map_err(|reason| MappingError::InvalidResponse {
-            model: model_id.to_owned(),
-            reason,
-        })
+        let body = serde_json::from_slice(&body).map_err(|e| subject.invalid(format!("not JSON: {e}")))?;
+        Ok(HubAnswer { body, next_link })
     }
+}
+
+/// The most pages [`MappingClient::list_models`] reads, whatever the Hub's links say.
+const MAX_LIST_PAGES: usize = 50;
+
+/// What a Hub request asked for: names it in errors, and says what a 404 means.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    /// One model's mapping: a 404 is [`MappingError::ModelNotFound`].
+    Model(&'a str),
+    /// A model list, named by its first page's path and query.
+    List(&'a str),
+}
+
+impl Subject<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Subject::Model(name) | Subject::List(name) => name,
+        }
+    }
+
+    fn invalid(&self, reason: String) -> MappingError {
+        MappingError::InvalidResponse {
+            model: self.name().to_owned(),
+            reason,
+        }
+    }
+}
+
+/// A successful Hub answer.
+struct HubAnswer {
+    body: Value,
+    /// The `rel="next"` target of the `Link` header, as written (possibly relative).
+    next_link: Option<String>,
+}
+
+/// The error of a non-success Hub status.
+fn status_error(subject: Subject<'_>, status: u16, message: String) -> MappingError {
+    let model = subject.name().to_owned();
+    match (status, subject) {
+        (404, Subject::Model(_)) => MappingError::ModelNotFound { model },
+        (401 | 403, _) => MappingError::Unauthorized { model, status, message },
+        _ => MappingError::Http { model, status, message },
+    }
+}
+
+/// How a model list is named in errors: its first page's path and query (no host, never a token).
+fn list_label(url: &Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// One model of a list answer: `{"id": …, "inferenceProviderMapping": …}`.
+fn parse_listed_model(subject: Subject<'_>, index: usize, model: &Value) -> Result<ModelMapping, MappingError> {
+    let object = model
+        .as_object()
+        .ok_or_else(|| subject.invalid(format!("model #{index} is not a JSON object")))?;
+    let id = object
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| subject.invalid(format!("model #{index} has no `id` string")))?;
+    ModelMapping::from_hub_field(id, object.get("inferenceProviderMapping")).map_err(|reason| {
+        MappingError::InvalidResponse {
+            model: id.to_owned(),
+            reason,
+        }
+    })
 }
 
 /// The Hub's error text: the `error` field of a JSON body, else the start of the body.
@@ -306,6 +450,84 @@ mod tests {
             client.model_url("org/model").as_str(),
             "http://127.0.0.1:9/hub/api/models/org/model?expand[]=inferenceProviderMapping"
         );
+    }
+
+    #[test]
+    fn the_list_url_carries_the_query_and_keeps_a_base_path() {
+        let client = MappingClient::builder()
+            .hub_url("http://127.0.0.1:9/hub/")
+            .build()
+            .unwrap();
+        assert_eq!(
+            client.list_url(&ModelQuery::new()).as_str(),
+            "http://127.0.0.1:9/hub/api/models?inference_provider=all&expand[]=inferenceProviderMapping&limit=100"
+        );
+        let query = ModelQuery::new()
+            .task(crate::Task::TextToVideo)
+            .provider("fal-ai")
+            .search("wan 2&x")
+            .limit(30)
+            .page_size(1000);
+        assert_eq!(
+            client.list_url(&query).as_str(),
+            "http://127.0.0.1:9/hub/api/models?inference_provider=fal-ai&pipeline_tag=text-to-video\
+             &expand[]=inferenceProviderMapping&limit=30&search=wan+2%26x"
+        );
+        assert_eq!(
+            ModelQuery::new().page_size(1000).limit(10_000).effective_page_size(),
+            500
+        );
+        assert_eq!(ModelQuery::new().page_size(0).effective_page_size(), 1);
+    }
+
+    #[test]
+    fn only_same_origin_next_links_are_followed() {
+        let client = MappingClient::builder()
+            .hub_url("https://huggingface.co/base")
+            .build()
+            .unwrap();
+        let page = Url::parse("https://huggingface.co/base/api/models?limit=2").unwrap();
+        for ok in [
+            "https://huggingface.co/base/api/models?cursor=x",
+            "https://huggingface.co:443/api/models?cursor=x",
+            "/base/api/models?cursor=x",
+            "?cursor=x",
+        ] {
+            assert!(client.same_origin_link(&page, ok).is_some(), "{ok}");
+        }
+        for foreign in [
+            "http://huggingface.co/base/api/models?cursor=x",
+            "https://huggingface.co:8443/base/api/models",
+            "https://evil.example/base/api/models",
+            "//evil.example/api/models",
+            "https://huggingface.co.evil.example/api/models",
+        ] {
+            assert!(client.same_origin_link(&page, foreign).is_none(), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_the_same_errors_for_models_and_lists() {
+        let model = Subject::Model("a/b");
+        let list = Subject::List("/api/models?limit=1");
+        assert_eq!(
+            status_error(model, 404, "x".into()),
+            MappingError::ModelNotFound { model: "a/b".into() }
+        );
+        assert!(matches!(
+            status_error(list, 404, "x".into()),
+            MappingError::Http { status: 404, .. }
+        ));
+        for subject in [model, list] {
+            assert!(matches!(
+                status_error(subject, 403, "gated".into()),
+                MappingError::Unauthorized { status: 403, message, .. } if message == "gated"
+            ));
+            assert!(matches!(
+                status_error(subject, 503, "busy".into()),
+                MappingError::Http { status: 503, .. }
+            ));
+        }
     }
 
     #[test]

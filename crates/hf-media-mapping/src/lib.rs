@@ -3,11 +3,15 @@
 
 mod client;
 mod error;
+mod link;
 mod types;
 
 pub use client::{DEFAULT_CACHE_TTL, DEFAULT_HUB_URL, MappingClient, MappingClientBuilder, validate_model_id};
 pub use error::MappingError;
-pub use types::{MappingStatus, ModelMapping, ProviderMapping, Task};
+pub use types::{
+    DEFAULT_LIST_LIMIT, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MappingStatus, ModelMapping, ModelQuery, ProviderMapping,
+    Task,
+};
 
 /// Re-exported so callers can build tokens without naming the `secrecy` crate.
 pub use secrecy::SecretString;

@@ -216,6 +216,93 @@ impl ModelMapping {
     }
 }
 
+/// How many models [`MappingClient::list_models`](crate::MappingClient::list_models) returns by default.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+/// How many models are asked for per page by default.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// The largest page the Hub serves (larger page sizes are lowered to this).
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// Which models [`MappingClient::list_models`](crate::MappingClient::list_models) asks the Hub for.
+///
+/// Build it with [`ModelQuery::new`] (or `Default`) and the setters:
+///
+/// ```
+/// use hf_media_mapping::{ModelQuery, Task};
+///
+/// let query = ModelQuery::new().task(Task::TextToVideo).provider("fal-ai").limit(20);
+/// assert_eq!(query.limit, 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ModelQuery {
+    /// Only models with this pipeline tag (`pipeline_tag=`); `None` asks for every task.
+    pub task: Option<Task>,
+    /// Only models served by this provider (`inference_provider=`); `None` means any provider (`all`).
+    pub provider: Option<String>,
+    /// Only models whose id contains this text (`search=`).
+    pub search: Option<String>,
+    /// The most models returned in total, over every page (default [`DEFAULT_LIST_LIMIT`]).
+    pub limit: usize,
+    /// How many models are asked for per page (default [`DEFAULT_PAGE_SIZE`], at most [`MAX_PAGE_SIZE`]).
+    pub page_size: usize,
+}
+
+impl Default for ModelQuery {
+    fn default() -> Self {
+        ModelQuery {
+            task: None,
+            provider: None,
+            search: None,
+            limit: DEFAULT_LIST_LIMIT,
+            page_size: DEFAULT_PAGE_SIZE,
+        }
+    }
+}
+
+impl ModelQuery {
+    /// Every model served by any provider, up to [`DEFAULT_LIST_LIMIT`] of them.
+    pub fn new() -> Self {
+        ModelQuery::default()
+    }
+
+    /// Only models with this pipeline tag.
+    pub fn task(mut self, task: Task) -> Self {
+        self.task = Some(task);
+        self
+    }
+
+    /// Only models served by this provider (its Hub name, such as `fal-ai`).
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+
+    /// Only models whose id contains this text.
+    pub fn search(mut self, text: impl Into<String>) -> Self {
+        self.search = Some(text.into());
+        self
+    }
+
+    /// The most models returned in total; zero returns none without asking the Hub.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// How many models are asked for per page (kept between 1 and [`MAX_PAGE_SIZE`]).
+    pub fn page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size;
+        self
+    }
+
+    /// The page size actually asked for: [`ModelQuery::page_size`] kept between 1 and [`MAX_PAGE_SIZE`], and
+    /// no larger than [`ModelQuery::limit`] (the Hub repeats it in its next-page links).
+    pub(crate) fn effective_page_size(&self) -> usize {
+        self.page_size.clamp(1, MAX_PAGE_SIZE).min(self.limit.max(1))
+    }
+}
+
 fn parse_entry(model_id: &str, mut entry: Map<String, Value>) -> Result<ProviderMapping, String> {
     entry.insert("hfModelId".into(), Value::String(model_id.to_owned()));
     let provider = entry.get("provider").and_then(Value::as_str).unwrap_or("?").to_owned();

@@ -58,8 +58,18 @@ impl ProviderStatus {
     }
 }
 
-/// Receives [`ProviderStatus`] reports while a provider waits on a job.
-pub type StatusReporter = Arc<dyn Fn(ProviderStatus) + Send + Sync>;
+/// What a provider tells its caller while it works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProviderNotice {
+    /// The provider's own report on a pending job.
+    Status(ProviderStatus),
+    /// Something the user should know, such as a parameter the provider does not take and that was left out.
+    Warning(String),
+}
+
+/// Receives [`ProviderNotice`]s while a provider works.
+pub type NoticeReporter = Arc<dyn Fn(ProviderNotice) + Send + Sync>;
 
 /// Everything a provider needs to make one call: where, with which key, how to poll, whom to tell.
 ///
@@ -74,7 +84,7 @@ pub struct ProviderContext {
     auth: AuthScheme,
     hub_url: Url,
     poll: PollConfig,
-    reporter: Option<StatusReporter>,
+    reporter: Option<NoticeReporter>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -148,8 +158,8 @@ impl ProviderContext {
         self
     }
 
-    /// Sets who receives job status reports.
-    pub fn with_reporter(mut self, reporter: StatusReporter) -> Self {
+    /// Sets who receives job status reports and warnings.
+    pub fn with_reporter(mut self, reporter: NoticeReporter) -> Self {
         self.reporter = Some(reporter);
         self
     }
@@ -193,7 +203,29 @@ impl ProviderContext {
     /// Tells the caller about a pending job.
     pub fn report(&self, status: ProviderStatus) {
         if let Some(reporter) = &self.reporter {
-            reporter(status);
+            reporter(ProviderNotice::Status(status));
+        }
+    }
+
+    /// Warns the caller (shown to the user; the generation goes on).
+    pub fn warn(&self, message: impl Into<String>) {
+        if let Some(reporter) = &self.reporter {
+            reporter(ProviderNotice::Warning(message.into()));
+        }
+    }
+
+    /// Warns about each parameter in `names` that the caller set (explicitly or in the extras) but that
+    /// this provider does not take and leaves out of its request: silently ignored sizes cost users hours.
+    pub fn warn_left_out(&self, request: &crate::GenerationRequest, names: &[&str]) {
+        let given = request.params.to_canonical_map();
+        let left_out: Vec<&str> = names.iter().copied().filter(|name| given.contains_key(*name)).collect();
+        if !left_out.is_empty() {
+            self.warn(format!(
+                "{} does not take {} for {}: left out of the request",
+                self.provider,
+                left_out.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                request.mapping.task
+            ));
         }
     }
 

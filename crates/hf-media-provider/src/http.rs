@@ -59,22 +59,38 @@ pub async fn send(ctx: &ProviderContext, request: reqwest::RequestBuilder) -> Re
     check_status(ctx.provider(), response).await
 }
 
-/// Turns a non-success answer into [`ProviderError::Http`]; passes a success through.
-pub async fn check_status(provider: &str, response: reqwest::Response) -> Result<reqwest::Response, ProviderError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
+/// Sends a request without looking at the status (for providers with status codes of their own, such as
+/// hf-inference's 503 "model is loading").
+pub async fn send_unchecked(
+    ctx: &ProviderContext,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ProviderError> {
+    request.send().await.map_err(|e| network(ctx.provider(), &e))
+}
+
+/// Reads a failed answer's body (at most 64 KiB) and turns it into [`ProviderError::Http`]; also returns
+/// the body, for providers that read more from it.
+pub async fn http_error(provider: &str, response: reqwest::Response) -> (ProviderError, Vec<u8>) {
+    let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = read_limited(provider, response, 64 * 1024, true)
         .await
         .unwrap_or_default();
-    Err(ProviderError::Http {
+    let error = ProviderError::Http {
         provider: provider.to_owned(),
-        status: status.as_u16(),
+        status,
         message: error_message(&headers, &body),
         retry_after: retry_after(&headers),
-    })
+    };
+    (error, body)
+}
+
+/// Turns a non-success answer into [`ProviderError::Http`]; passes a success through.
+pub async fn check_status(provider: &str, response: reqwest::Response) -> Result<reqwest::Response, ProviderError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    Err(http_error(provider, response).await.0)
 }
 
 /// Reads at most `limit` bytes of a body; past it, an error (or, with `truncate`, the first `limit` bytes).

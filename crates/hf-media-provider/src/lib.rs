@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use context::{AuthScheme, PollConfig, ProviderContext, ProviderStatus, StatusReporter};
+pub use context::{AuthScheme, NoticeReporter, PollConfig, ProviderContext, ProviderNotice, ProviderStatus};
 pub use error::ProviderError;
 pub use hf_media_mapping::{MappingStatus, ProviderMapping, Task};
 pub use hf_media_prompt::GenerationParams;
@@ -66,6 +66,18 @@ pub trait MediaProvider: Send + Sync + Debug {
         AuthScheme::Bearer
     }
 
+    /// The environment variable that conventionally holds the provider's own key (`FAL_KEY`, …).
+    fn direct_key_env(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether the Hub must say which models this provider serves (`true` for every Hugging Face inference
+    /// provider). A provider the Hub does not list returns `false`: when it is named (`model:provider`), the
+    /// Hub is not asked, and the model id is sent to it as its provider id.
+    fn needs_hub_mapping(&self) -> bool {
+        true
+    }
+
     /// Makes one media.
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError>;
 }
@@ -89,6 +101,12 @@ macro_rules! forward_media_provider {
             }
             fn direct_auth(&self) -> AuthScheme {
                 (**self).direct_auth()
+            }
+            fn direct_key_env(&self) -> Option<&str> {
+                (**self).direct_key_env()
+            }
+            fn needs_hub_mapping(&self) -> bool {
+                (**self).needs_hub_mapping()
             }
             async fn generate(
                 &self,

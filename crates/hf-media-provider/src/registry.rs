@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::providers::{FalAi, HfInference, Nscale, Replicate, Together, WaveSpeed, ZaiOrg};
+use crate::providers::{FalAi, HfInference, Novita, Nscale, Replicate, Together, WaveSpeed, ZaiOrg};
 use crate::{DynMediaProvider, MediaProvider};
 
 /// Provider names mapped to implementations. Cheap to clone.
@@ -33,6 +33,7 @@ impl ProviderRegistry {
         registry.register(Arc::new(Nscale));
         registry.register(Arc::new(WaveSpeed));
         registry.register(Arc::new(ZaiOrg));
+        registry.register(Arc::new(Novita));
         registry
     }
 
@@ -85,6 +86,7 @@ mod tests {
             [
                 "fal-ai",
                 "hf-inference",
+                "novita",
                 "nscale",
                 "replicate",
                 "together",
@@ -104,6 +106,6 @@ mod tests {
         assert_eq!(replaced.map(|p| p.name().to_owned()), Some("fal-ai".into()));
         assert!(registry.remove("fal-ai").is_some());
         assert!(registry.get("fal-ai").is_none());
-        assert_eq!(registry.len(), 6);
+        assert_eq!(registry.len(), 7);
     }
 }

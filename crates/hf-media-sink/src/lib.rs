@@ -79,6 +79,8 @@ pub enum MediaLocation {
         /// Index of the entry in [`MemorySink::items`].
         id: usize,
     },
+    /// Left at the provider's URL, not downloaded (no sink produces this; the caller chose not to download).
+    Url(String),
 }
 
 impl fmt::Display for MediaLocation {
@@ -86,6 +88,7 @@ impl fmt::Display for MediaLocation {
         match self {
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Memory { id } => write!(f, "memory://{id}"),
+            Self::Url(url) => f.write_str(url),
         }
     }
 }

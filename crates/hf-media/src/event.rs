@@ -18,13 +18,13 @@ pub struct GeneratedMedia {
     pub provider_id: String,
     /// The Hub model id.
     pub model: String,
-    /// Image or video (decided from the bytes).
+    /// Image or video (decided from the bytes; from the task when the media was not downloaded).
     pub kind: MediaKind,
-    /// The MIME type, decided from the bytes.
-    pub mime: &'static str,
-    /// Where the sink put it.
+    /// The MIME type, decided from the bytes (the provider's claim, if any, when not downloaded).
+    pub mime: String,
+    /// Where the sink put it, or [`MediaLocation::Url`] when the media was not downloaded.
     pub location: MediaLocation,
-    /// Its size.
+    /// Its size (0 when not downloaded).
     pub bytes: u64,
     /// The JSON record next to it, when the sink wrote one.
     pub sidecar: Option<PathBuf>,
@@ -88,7 +88,7 @@ pub enum GenerationEvent {
         total: usize,
     },
     /// A media is ready.
-    Media(GeneratedMedia),
+    Media(Box<GeneratedMedia>),
     /// Generation `task` failed (or, with `task: None`, the whole request failed before any started).
     Error {
         /// Which generation.

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -5,12 +6,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{Stream, StreamExt};
-use hf_media_mapping::MappingClient;
+use hf_media_mapping::{MappingClient, ModelMapping, ProviderMapping, Task};
 use hf_media_prompt::{GenerationParams, format_prompt};
 use hf_media_provider::{
-    GenerationRequest, MediaBody, PollConfig, ProviderContext, ProviderError, ProviderRegistry, StatusReporter, http,
+    GenerationRequest, MediaBody, NoticeReporter, PollConfig, ProviderContext, ProviderError, ProviderNotice,
+    ProviderRegistry, http,
 };
-use hf_media_sink::{BoxError, DynMediaSink, FileSink, MediaRecord, MediaTimings, SinkError};
+use hf_media_sink::{BoxError, DynMediaSink, FileSink, MediaKind, MediaLocation, MediaRecord, MediaTimings, SinkError};
 use reqwest::header::{HeaderName, HeaderValue};
 use secrecy::SecretString;
 use tokio::sync::mpsc;
@@ -44,6 +46,15 @@ struct Inner {
     generation_timeout: Option<Duration>,
     progress_interval: Duration,
     bill_to: Option<HeaderValue>,
+    /// Providers called on their own API with their own key.
+    direct: HashMap<String, DirectAccess>,
+    download_media: bool,
+}
+
+/// A provider's own API and key.
+struct DirectAccess {
+    base_url: Url,
+    key: SecretString,
 }
 
 impl fmt::Debug for MediaGenerator {
@@ -55,6 +66,7 @@ impl fmt::Debug for MediaGenerator {
             .field("registry", &self.inner.registry)
             .field("sink", &self.inner.sink)
             .field("provider_order", &self.inner.provider_order)
+            .field("direct", &self.inner.direct.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +87,10 @@ pub struct MediaGeneratorBuilder {
     progress_interval: Duration,
     http: Option<reqwest::Client>,
     bill_to: Option<String>,
+    provider_keys: HashMap<String, SecretString>,
+    provider_urls: HashMap<String, String>,
+    provider_keys_from_env: bool,
+    download_media: bool,
 }
 
 impl fmt::Debug for MediaGeneratorBuilder {
@@ -83,6 +99,7 @@ impl fmt::Debug for MediaGeneratorBuilder {
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .field("hub_url", &self.hub_url)
             .field("router_url", &self.router_url)
+            .field("provider_keys", &self.provider_keys.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -104,18 +121,24 @@ impl Default for MediaGeneratorBuilder {
             progress_interval: Duration::from_millis(500),
             http: None,
             bill_to: None,
+            provider_keys: HashMap::new(),
+            provider_urls: HashMap::new(),
+            provider_keys_from_env: false,
+            download_media: true,
         }
     }
 }
 
 impl MediaGeneratorBuilder {
     /// Reads the environment: the token (`HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, `$HF_HOME/token`), `HF_ENDPOINT`
-    /// for the Hub and `HF_ROUTER_URL` for the router. Setters called afterwards win.
+    /// for the Hub, `HF_ROUTER_URL` for the router, and each provider's own key variable (`FAL_KEY`, …; see
+    /// [`MediaGeneratorBuilder::provider_keys_from_env`]). Setters called afterwards win.
     pub fn from_env() -> Self {
         MediaGeneratorBuilder {
             token: crate::token::find_token().map(|(token, _)| token),
             hub_url: std::env::var("HF_ENDPOINT").ok().filter(|s| !s.trim().is_empty()),
             router_url: std::env::var("HF_ROUTER_URL").ok().filter(|s| !s.trim().is_empty()),
+            provider_keys_from_env: true,
             ..MediaGeneratorBuilder::default()
         }
     }
@@ -208,6 +231,37 @@ impl MediaGeneratorBuilder {
         self
     }
 
+    /// Calls `provider` on its own API with its own key (sent only to that provider), instead of through
+    /// the router with the HF token. The provider must have a direct API
+    /// ([`MediaProvider::direct_base_url`](hf_media_provider::MediaProvider::direct_base_url)).
+    pub fn provider_key(mut self, provider: impl Into<String>, key: impl Into<String>) -> Self {
+        self.provider_keys
+            .insert(provider.into(), SecretString::from(key.into()));
+        self
+    }
+
+    /// Uses `url` instead of the provider's own API address for direct calls (a proxy, a test server).
+    pub fn provider_url(mut self, provider: impl Into<String>, url: impl Into<String>) -> Self {
+        self.provider_urls.insert(provider.into(), url.into());
+        self
+    }
+
+    /// At build time, reads each registered provider's key variable
+    /// ([`MediaProvider::direct_key_env`](hf_media_provider::MediaProvider::direct_key_env): `FAL_KEY`,
+    /// `REPLICATE_API_TOKEN`, `TOGETHER_API_KEY`, …) for the providers given no key explicitly.
+    pub fn provider_keys_from_env(mut self, read: bool) -> Self {
+        self.provider_keys_from_env = read;
+        self
+    }
+
+    /// Whether media are downloaded into the sink (default `true`). With `false`, media that a provider
+    /// answers with as an `http(s)` URL are reported with [`MediaLocation::Url`](hf_media_sink::MediaLocation::Url)
+    /// and not fetched; media answered as bytes are still stored, with a warning.
+    pub fn download_media(mut self, download: bool) -> Self {
+        self.download_media = download;
+        self
+    }
+
     /// The HTTP client (default: a pooled rustls client with the timeouts above).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
@@ -215,8 +269,44 @@ impl MediaGeneratorBuilder {
     }
 
     /// Builds the generator.
-    pub fn build(self) -> Result<MediaGenerator, Error> {
-        let token = self.token.ok_or(Error::MissingToken)?;
+    pub fn build(mut self) -> Result<MediaGenerator, Error> {
+        let registry = self.registry.take().unwrap_or_else(ProviderRegistry::with_defaults);
+        if self.provider_keys_from_env {
+            for provider in registry.iter() {
+                let Some(var) = provider.direct_key_env() else { continue };
+                if self.provider_keys.contains_key(provider.name()) {
+                    continue;
+                }
+                if let Ok(key) = std::env::var(var)
+                    && !key.trim().is_empty()
+                {
+                    self.provider_keys
+                        .insert(provider.name().to_owned(), SecretString::from(key.trim().to_owned()));
+                }
+            }
+        }
+        let mut direct = HashMap::new();
+        for (name, key) in self.provider_keys {
+            let provider = registry.get(&name).ok_or_else(|| Error::UnknownProvider {
+                provider: name.clone(),
+                known: registry.names().map(str::to_owned).collect(),
+            })?;
+            let raw = match self.provider_urls.get(&name) {
+                Some(url) => url.clone(),
+                None => provider.direct_base_url().map(str::to_owned).ok_or_else(|| {
+                    Error::Config(format!(
+                        "{name} has no API of its own to call with a provider key: it is always called through \
+                         the router with the Hugging Face token"
+                    ))
+                })?,
+            };
+            let base_url = parse_base_url(&format!("{name} API"), &raw)?;
+            direct.insert(name, DirectAccess { base_url, key });
+        }
+        if self.token.is_none() && direct.is_empty() {
+            return Err(Error::MissingToken);
+        }
+        let token = self.token;
         let router_raw = self.router_url.unwrap_or_else(|| DEFAULT_ROUTER_URL.to_owned());
         let router_url = parse_base_url("router", &router_raw)?;
         let http = match self.http {
@@ -231,7 +321,7 @@ impl MediaGeneratorBuilder {
         };
         let mut mapping = MappingClient::builder()
             .http_client(http.clone())
-            .secret_token(Some(token.clone()))
+            .secret_token(token.clone())
             .cache_ttl(self.mapping_cache_ttl);
         if let Some(hub) = &self.hub_url {
             mapping = mapping.hub_url(hub.clone());
@@ -255,14 +345,16 @@ impl MediaGeneratorBuilder {
                 mapping,
                 router_url,
                 hub_url,
-                token: Some(token),
-                registry: self.registry.unwrap_or_else(ProviderRegistry::with_defaults),
+                token,
+                registry,
                 sink: self.sink.unwrap_or_else(|| Arc::new(FileSink::default())),
                 provider_order: self.provider_order,
                 poll: self.poll,
                 generation_timeout: self.generation_timeout,
                 progress_interval: self.progress_interval,
                 bill_to,
+                direct,
+                download_media: self.download_media,
             }),
         })
     }
@@ -361,7 +453,7 @@ impl MediaGenerator {
                 GenerationEvent::Media(media) => {
                     let task = media.task;
                     if let Some(slot) = outcomes.get_mut(task) {
-                        *slot = Some(Ok(media));
+                        *slot = Some(Ok(*media));
                     }
                 }
                 GenerationEvent::Error {
@@ -445,15 +537,24 @@ async fn prepare(inner: &Inner, request: GenerateRequest, tx: &Events) -> Result
     let prompt = format_prompt(request.prompt.as_deref(), &request.messages)?;
     request.params.validate()?;
     let spec = ModelSpec::parse(&request.model)?;
-    if let Some(name) = &spec.provider
-        && inner.registry.get(name).is_none()
-    {
-        return Err(Error::UnknownProvider {
+    let named = match &spec.provider {
+        Some(name) => Some(inner.registry.get(name).ok_or_else(|| Error::UnknownProvider {
             provider: name.clone(),
             known: inner.registry.names().map(str::to_owned).collect(),
-        });
-    }
-    let mapping = inner.mapping.mapping(&spec.model).await?;
+        })?),
+        None => None,
+    };
+    let mapping = match named {
+        // A provider the Hub does not list serves the model id as it is: no Hub call.
+        Some(provider) if !provider.needs_hub_mapping() => {
+            let task = provider.tasks().first().cloned().unwrap_or(Task::TextToImage);
+            Arc::new(ModelMapping {
+                model_id: spec.model.clone(),
+                entries: vec![ProviderMapping::new(provider.name(), &spec.model, task, &spec.model)],
+            })
+        }
+        _ => inner.mapping.mapping(&spec.model).await?,
+    };
     let selection = select(
         &mapping,
         spec.provider.as_deref(),
@@ -481,7 +582,7 @@ async fn run_task(inner: Arc<Inner>, job: Arc<Job>, task: usize, tx: Events) -> 
     };
     match outcome {
         Ok(media) => {
-            let _ = tx.send(GenerationEvent::Media(media));
+            let _ = tx.send(GenerationEvent::Media(Box::new(media)));
             true
         }
         Err(error) => {
@@ -549,24 +650,44 @@ async fn attempt(
     started: Instant,
 ) -> Result<GeneratedMedia, AttemptError> {
     let name = candidate.mapping.provider.clone();
-    let reporter: StatusReporter = {
+    let reporter: NoticeReporter = {
         let tx = tx.clone();
         let provider = name.clone();
-        Arc::new(move |status| {
-            let _ = tx.send(GenerationEvent::ProviderStatus {
-                task,
-                provider: provider.clone(),
-                status,
-            });
+        Arc::new(move |notice| {
+            let event = match notice {
+                ProviderNotice::Status(status) => GenerationEvent::ProviderStatus {
+                    task,
+                    provider: provider.clone(),
+                    status,
+                },
+                ProviderNotice::Warning(message) => GenerationEvent::Warning {
+                    task: Some(task),
+                    message,
+                },
+                _ => return,
+            };
+            let _ = tx.send(event);
         })
     };
-    let mut ctx = ProviderContext::routed(inner.http.clone(), &inner.router_url, &name, inner.token.clone())
-        .with_hub_url(inner.hub_url.clone())
-        .with_poll(inner.poll)
-        .with_reporter(reporter);
-    if let Some(org) = &inner.bill_to {
-        ctx = ctx.with_header(HeaderName::from_static("x-hf-bill-to"), org.clone());
+    let ctx = match inner.direct.get(&name) {
+        Some(access) => ProviderContext::direct(
+            inner.http.clone(),
+            access.base_url.clone(),
+            &name,
+            Some(access.key.clone()),
+            candidate.provider.direct_auth(),
+        ),
+        None => {
+            let ctx = ProviderContext::routed(inner.http.clone(), &inner.router_url, &name, inner.token.clone());
+            match &inner.bill_to {
+                Some(org) => ctx.with_header(HeaderName::from_static("x-hf-bill-to"), org.clone()),
+                None => ctx,
+            }
+        }
     }
+    .with_hub_url(inner.hub_url.clone())
+    .with_poll(inner.poll)
+    .with_reporter(reporter);
     let request = GenerationRequest {
         mapping: candidate.mapping.clone(),
         prompt: job.prompt.clone(),
@@ -579,6 +700,40 @@ async fn attempt(
         .await
         .map_err(AttemptError::Provider)?;
     let generation_ms = millis(attempt_started.elapsed());
+    if !inner.download_media {
+        match &output.body {
+            MediaBody::Url(url) if url.scheme() != "data" => {
+                return Ok(GeneratedMedia {
+                    task,
+                    provider: name,
+                    provider_id: candidate.mapping.provider_id.clone(),
+                    model: job.model.clone(),
+                    kind: if candidate.mapping.task == Task::TextToVideo {
+                        MediaKind::Video
+                    } else {
+                        MediaKind::Image
+                    },
+                    mime: output
+                        .mime
+                        .clone()
+                        .unwrap_or_else(|| "application/octet-stream".to_owned()),
+                    location: MediaLocation::Url(url.to_string()),
+                    bytes: 0,
+                    sidecar: None,
+                    seed: output.seed,
+                    source_url: Some(url.to_string()),
+                    provider_response: output.provider_response,
+                    elapsed: started.elapsed(),
+                });
+            }
+            _ => {
+                let _ = tx.send(GenerationEvent::Warning {
+                    task: Some(task),
+                    message: format!("{name} answered with the media itself, not a URL: saving it to the sink"),
+                });
+            }
+        }
+    }
     let (stream, source_url) = match output.body {
         MediaBody::Bytes(bytes) => (futures::stream::once(async move { Ok(bytes) }).boxed(), None),
         MediaBody::Stream(stream) => (stream, None),
@@ -621,7 +776,7 @@ async fn attempt(
         provider_id: candidate.mapping.provider_id.clone(),
         model: job.model.clone(),
         kind: stored.format.kind,
-        mime: stored.format.mime,
+        mime: stored.format.mime.to_owned(),
         location: stored.location,
         bytes: stored.bytes,
         sidecar: stored.sidecar,

@@ -149,7 +149,7 @@ mod tests {
 
     fn mapping() -> ModelMapping {
         let field = json!({
-            "novita": {"status": "live", "providerId": "n", "task": "text-to-video"},
+            "lumalabs": {"status": "live", "providerId": "n", "task": "text-to-video"},
             "replicate": {"status": "live", "providerId": "r", "task": "text-to-image"},
             "together": {"status": "staging", "providerId": "t", "task": "text-to-image"},
             "nebius": {"status": "live", "providerId": "x", "task": "text-to-image"},
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(names(&s), ["replicate", "fal-ai"]);
         let warnings = s.warnings.join("\n");
         assert!(
-            warnings.contains("nebius") && warnings.contains("hf-inference") && warnings.contains("novita"),
+            warnings.contains("nebius") && warnings.contains("hf-inference") && warnings.contains("lumalabs"),
             "{warnings}"
         );
         assert!(

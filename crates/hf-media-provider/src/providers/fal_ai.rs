@@ -185,6 +185,10 @@ impl MediaProvider for FalAi {
         Some(FAL_QUEUE_URL)
     }
 
+    fn direct_key_env(&self) -> Option<&str> {
+        Some("FAL_KEY")
+    }
+
     fn direct_auth(&self) -> AuthScheme {
         AuthScheme::Key
     }

@@ -1,14 +1,19 @@
 //! hf-inference: Hugging Face's own serverless inference, always through the router.
 //!
 //! `POST {base}/models/{providerId}` with `{"inputs": prompt, "parameters": {…}}`; the answer is the raw
-//! image bytes (some deployments answer JSON with `data[0].b64_json` or `output[0]`).
+//! image bytes (some deployments answer JSON with `data[0].b64_json` or `output[0]`). A `503` whose body
+//! carries `estimated_time` means the model is loading: the call is repeated after that time (reported as
+//! a `loading` status), until the polling deadline.
+
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::http::{self, body_stream};
 use crate::{
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters,
+    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
+    provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -53,6 +58,17 @@ pub fn parse_json_answer(answer: &Value) -> Result<MediaBody, ProviderError> {
     }
 }
 
+/// The wait a "model is loading" answer asks for (`estimated_time`, seconds), kept between 0.1 s and 60 s.
+pub fn loading_estimate(body: &[u8]) -> Option<Duration> {
+    let seconds = serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("estimated_time")?
+        .as_f64()?;
+    seconds
+        .is_finite()
+        .then(|| Duration::from_secs_f64(seconds.clamp(0.1, 60.0)))
+}
+
 #[async_trait]
 impl MediaProvider for HfInference {
     fn name(&self) -> &str {
@@ -66,7 +82,30 @@ impl MediaProvider for HfInference {
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         super::ensure_task(HF_INFERENCE, TASKS, &request)?;
         let url = ctx.url(&route(&request))?;
-        let response = http::send(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
+        let body = payload(&request);
+        let started = Instant::now();
+        let response = loop {
+            let response =
+                http::send_unchecked(ctx, ctx.request(reqwest::Method::POST, url.clone()).json(&body)).await?;
+            if response.status().is_success() {
+                break response;
+            }
+            let is_loading = response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+            let (error, error_body) = http::http_error(HF_INFERENCE, response).await;
+            let Some(estimated) = is_loading.then(|| loading_estimate(&error_body)).flatten() else {
+                return Err(error);
+            };
+            let remaining = ctx.poll().deadline.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                return Err(ProviderError::Timeout {
+                    provider: HF_INFERENCE.into(),
+                    what: "waiting for the model to load".into(),
+                    after: started.elapsed(),
+                });
+            }
+            ctx.report(ProviderStatus::new("loading"));
+            tokio::time::sleep(estimated.min(remaining)).await;
+        };
         let mime = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)

@@ -3,7 +3,9 @@
 
 mod fal_ai;
 mod hf_inference;
+mod novita;
 mod nscale;
+mod openai_compatible;
 mod replicate;
 mod together;
 mod wavespeed;
@@ -11,7 +13,9 @@ mod zai_org;
 
 pub use fal_ai::FalAi;
 pub use hf_inference::HfInference;
+pub use novita::Novita;
 pub use nscale::Nscale;
+pub use openai_compatible::{OpenAiCompatible, ResponseFormat};
 pub use replicate::Replicate;
 pub use together::Together;
 pub use wavespeed::WaveSpeed;

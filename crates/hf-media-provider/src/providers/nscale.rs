@@ -19,6 +19,9 @@ const TASKS: &[Task] = &[Task::TextToImage];
 /// The image route.
 pub const IMAGE_ROUTE: &str = "/v1/images/generations";
 
+/// Parameters nscale does not take: left out, with a warning when the caller set them.
+pub const LEFT_OUT: &[&str] = &["num_inference_steps", "cfg_scale"];
+
 /// nscale (`nscale`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Nscale;
@@ -39,8 +42,9 @@ pub fn payload(request: &GenerationRequest) -> Value {
     body.insert("model".into(), Value::from(request.mapping.provider_id.clone()));
     body.insert("response_format".into(), Value::from("b64_json"));
     let mut params = provider_parameters(request);
-    params.remove("num_inference_steps");
-    params.remove("cfg_scale");
+    for name in LEFT_OUT {
+        params.remove(*name);
+    }
     if let (Some(width), Some(height)) = (
         params.get("width").and_then(dimension),
         params.get("height").and_then(dimension),
@@ -72,8 +76,13 @@ impl MediaProvider for Nscale {
         Some(NSCALE_API_URL)
     }
 
+    fn direct_key_env(&self) -> Option<&str> {
+        Some("NSCALE_API_KEY")
+    }
+
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         super::ensure_task(NSCALE, TASKS, &request)?;
+        ctx.warn_left_out(&request, LEFT_OUT);
         let url = ctx.url(IMAGE_ROUTE)?;
         let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
         let mut output = parse_image(&answer)?;

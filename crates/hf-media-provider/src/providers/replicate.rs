@@ -123,6 +123,10 @@ impl MediaProvider for Replicate {
         Some(REPLICATE_API_URL)
     }
 
+    fn direct_key_env(&self) -> Option<&str> {
+        Some("REPLICATE_API_TOKEN")
+    }
+
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         super::ensure_task(REPLICATE, TASKS, &request)?;
         let url = ctx.url(&route(&request))?;

@@ -31,6 +31,9 @@ pub const IMAGE_ROUTE: &str = "/v1/images/generations";
 /// The video route (jobs are polled at `{VIDEO_ROUTE}/{id}`).
 pub const VIDEO_ROUTE: &str = "/v2/videos";
 
+/// Parameters the videos API does not take: left out, with a warning when the caller set them.
+pub const VIDEO_LEFT_OUT: &[&str] = &["aspect_ratio", "resolution"];
+
 /// The request body of either task.
 pub fn payload(request: &GenerationRequest) -> Value {
     let mut body: Map<String, Value> = Map::new();
@@ -39,8 +42,9 @@ pub fn payload(request: &GenerationRequest) -> Value {
     let mut params = provider_parameters(request);
     if request.mapping.task == Task::TextToVideo {
         // The videos API takes an explicit width and height, not aspect-ratio or resolution labels.
-        params.remove("aspect_ratio");
-        params.remove("resolution");
+        for name in VIDEO_LEFT_OUT {
+            params.remove(*name);
+        }
     } else {
         body.insert("response_format".into(), Value::from("base64"));
     }
@@ -113,6 +117,10 @@ impl MediaProvider for Together {
         Some(TOGETHER_API_URL)
     }
 
+    fn direct_key_env(&self) -> Option<&str> {
+        Some("TOGETHER_API_KEY")
+    }
+
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         super::ensure_task(TOGETHER, TASKS, &request)?;
         if request.mapping.task == Task::TextToVideo {
@@ -127,6 +135,7 @@ impl MediaProvider for Together {
 }
 
 async fn generate_video(ctx: &ProviderContext, request: &GenerationRequest) -> Result<MediaOutput, ProviderError> {
+    ctx.warn_left_out(request, VIDEO_LEFT_OUT);
     let submit = ctx
         .request(reqwest::Method::POST, ctx.url(VIDEO_ROUTE)?)
         .json(&payload(request));

@@ -144,6 +144,10 @@ impl MediaProvider for WaveSpeed {
         Some(WAVESPEED_API_URL)
     }
 
+    fn direct_key_env(&self) -> Option<&str> {
+        Some("WAVESPEED_API_KEY")
+    }
+
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         super::ensure_task(WAVESPEED, TASKS, &request)?;
         let url = ctx.url(&route(&request))?;

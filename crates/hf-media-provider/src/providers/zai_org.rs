@@ -153,6 +153,10 @@ impl MediaProvider for ZaiOrg {
         Some(ZAI_API_URL)
     }
 
+    fn direct_key_env(&self) -> Option<&str> {
+        Some("ZAI_API_KEY")
+    }
+
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         super::ensure_task(ZAI_ORG, TASKS, &request)?;
         let url = ctx.url(IMAGE_ROUTE)?;

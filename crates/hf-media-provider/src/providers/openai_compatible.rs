@@ -1,0 +1,305 @@
+//! openai-compatible: any server that speaks the OpenAI images protocol, under a name of your choosing.
+//!
+//! This is how a provider the Hub does not list (nebius- or hyperbolic-style, a self-hosted server) is
+//! added: it is never registered by default.
+//!
+//! `POST {base}/v1/images/generations` with `{"prompt", "model": providerId, "response_format": "b64_json" |
+//! "url", "n": 1, …}` and `Authorization: Bearer <its own key>`; `width` + `height` (both present) become
+//! `size: "WxH"`, every other parameter (`negative_prompt`, `num_inference_steps`, `seed`, …) passes
+//! unchanged. The answer carries `data[0].b64_json` (decoded) or `data[0].url`.
+//!
+//! The server is always called directly, at its own base URL and with its own key: the
+//! [`ProviderContext`] handed to [`MediaProvider::generate`] only lends its HTTP client and polling
+//! settings. Its base URL, key and extra headers (`X-HF-Bill-To`, …) belong to the Hugging Face router or
+//! to another provider and must never reach this server.
+//!
+//! The requests still need a mapping entry whose provider is this name (the Hub has none for it): the
+//! entry's `providerId` is sent as `model`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use hf_media_provider::ProviderRegistry;
+//! use hf_media_provider::providers::OpenAiCompatible;
+//! use url::Url;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut registry = ProviderRegistry::with_defaults();
+//! registry.register(Arc::new(
+//!     OpenAiCompatible::new("my-images", Url::parse("https://images.example.com")?).with_key("sk-…"),
+//! ));
+//! assert!(registry.get("my-images").is_some());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::http;
+use crate::{
+    AuthScheme, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task,
+    provider_parameters,
+};
+
+/// The image route.
+pub const IMAGE_ROUTE: &str = "/v1/images/generations";
+const TASKS: &[Task] = &[Task::TextToImage];
+
+/// How the server is asked to send the image (`response_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ResponseFormat {
+    /// `b64_json`: the image comes back in the answer, base64-encoded.
+    #[default]
+    B64Json,
+    /// `url`: the answer carries a URL to download the image from.
+    Url,
+}
+
+impl ResponseFormat {
+    /// The wire value: `b64_json` or `url`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseFormat::B64Json => "b64_json",
+            ResponseFormat::Url => "url",
+        }
+    }
+}
+
+impl fmt::Display for ResponseFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A server speaking the OpenAI images protocol, registered under `name`. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct OpenAiCompatible {
+    name: String,
+    base_url: Url,
+    key: Option<SecretString>,
+    response_format: ResponseFormat,
+}
+
+impl fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url.as_str())
+            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("response_format", &self.response_format)
+            .finish()
+    }
+}
+
+impl OpenAiCompatible {
+    /// A provider called `name` (its registry key and mapping provider name) at `base_url` (routes are
+    /// appended to it: `{base_url}/v1/images/generations`), without a key, asking for `b64_json`.
+    pub fn new(name: impl Into<String>, base_url: Url) -> Self {
+        OpenAiCompatible {
+            name: name.into(),
+            base_url,
+            key: None,
+            response_format: ResponseFormat::default(),
+        }
+    }
+
+    /// Sets the server's key, sent as `Authorization: Bearer <key>` to this server only.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(SecretString::from(key.into()));
+        self
+    }
+
+    /// Sets the `response_format` asked for.
+    pub fn with_response_format(mut self, response_format: ResponseFormat) -> Self {
+        self.response_format = response_format;
+        self
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// The `response_format` asked for.
+    pub fn response_format(&self) -> ResponseFormat {
+        self.response_format
+    }
+
+    /// Whether a key is set.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The request body.
+    pub fn payload(&self, request: &GenerationRequest) -> Value {
+        payload(request, self.response_format)
+    }
+
+    /// The context of a call: this server's base and key, with the caller's HTTP client, Hub URL and
+    /// polling settings. Nothing else of the caller's context (router base, HF token, extra headers) is
+    /// carried over.
+    pub fn context_from(&self, caller: &ProviderContext) -> ProviderContext {
+        ProviderContext::direct(
+            caller.http().clone(),
+            self.base_url.clone(),
+            &self.name,
+            self.key.clone(),
+            AuthScheme::Bearer,
+        )
+        .with_hub_url(caller.hub_url().clone())
+        .with_poll(caller.poll())
+    }
+}
+
+/// A `width` or `height` value as text (a number, or a string as given).
+fn dimension(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The request body for a `response_format`.
+pub fn payload(request: &GenerationRequest, response_format: ResponseFormat) -> Value {
+    let mut body: Map<String, Value> = Map::new();
+    body.insert("prompt".into(), Value::from(request.prompt.clone()));
+    body.insert("model".into(), Value::from(request.mapping.provider_id.clone()));
+    body.insert("response_format".into(), Value::from(response_format.as_str()));
+    body.insert("n".into(), Value::from(1));
+    let mut params = provider_parameters(request);
+    if let (Some(width), Some(height)) = (
+        params.get("width").and_then(dimension),
+        params.get("height").and_then(dimension),
+    ) {
+        params.remove("width");
+        params.remove("height");
+        params.insert("size".into(), Value::from(format!("{width}x{height}")));
+    }
+    body.extend(params);
+    Value::Object(body)
+}
+
+#[async_trait]
+impl MediaProvider for OpenAiCompatible {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn tasks(&self) -> &[Task] {
+        TASKS
+    }
+
+    fn direct_base_url(&self) -> Option<&str> {
+        Some(self.base_url.as_str())
+    }
+
+    fn needs_hub_mapping(&self) -> bool {
+        false
+    }
+
+    async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        super::ensure_task(&self.name, TASKS, &request)?;
+        // A routed context points at the router and carries the HF token: this server gets its own base and
+        // its own key, nothing else. A direct context was made for this provider (its base URL, or the
+        // caller's override, with the key the caller configured for it) and is used as it is.
+        let own;
+        let ctx = if ctx.is_routed() {
+            own = self.context_from(ctx);
+            &own
+        } else {
+            ctx
+        };
+        let url = ctx.url(IMAGE_ROUTE)?;
+        let answer = http::send_json(
+            ctx,
+            ctx.request(reqwest::Method::POST, url).json(&self.payload(&request)),
+        )
+        .await?;
+        let mut output = http::images_api_answer(&self.name, &answer)?;
+        output.seed = output.seed.or(request.params.seed);
+        Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{GenerationParams, MediaBody, ProviderMapping};
+
+    fn request(params: GenerationParams) -> GenerationRequest {
+        GenerationRequest {
+            mapping: ProviderMapping::new("my-images", "flux-dev", Task::TextToImage, "org/model"),
+            prompt: "a fox".into(),
+            params,
+        }
+    }
+
+    #[test]
+    fn width_and_height_become_size_and_the_rest_is_kept() {
+        let params = GenerationParams {
+            width: Some(1024),
+            height: Some(768),
+            num_inference_steps: Some(20),
+            negative_prompt: Some("blurry".into()),
+            seed: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            payload(&request(params.clone()), ResponseFormat::B64Json),
+            json!({"prompt": "a fox", "model": "flux-dev", "response_format": "b64_json", "n": 1,
+                   "negative_prompt": "blurry", "num_inference_steps": 20, "seed": 3, "size": "1024x768"})
+        );
+        let provider = OpenAiCompatible::new("my-images", Url::parse("https://images.example.com").unwrap())
+            .with_response_format(ResponseFormat::Url);
+        assert_eq!(provider.payload(&request(params))["response_format"], json!("url"));
+        let body = payload(&request(GenerationParams::default()), ResponseFormat::B64Json);
+        assert!(body.get("size").is_none(), "{body}");
+    }
+
+    #[test]
+    fn debug_hides_the_key_and_the_base_is_its_own() {
+        let provider = OpenAiCompatible::new("my-images", Url::parse("https://images.example.com/api").unwrap())
+            .with_key("sk-canary");
+        let shown = format!("{provider:?}");
+        assert!(!shown.contains("sk-canary") && shown.contains("[redacted]"), "{shown}");
+        assert!(provider.has_key());
+        assert_eq!(provider.name(), "my-images");
+        assert_eq!(provider.tasks(), [Task::TextToImage]);
+        assert_eq!(provider.direct_base_url(), Some("https://images.example.com/api"));
+
+        let router = Url::parse("https://router.huggingface.co").unwrap();
+        let caller = ProviderContext::routed(
+            reqwest::Client::new(),
+            &router,
+            "my-images",
+            Some("hf_canary".to_owned().into()),
+        );
+        let ctx = provider.context_from(&caller);
+        assert!(!ctx.is_routed());
+        assert_eq!(
+            ctx.url(IMAGE_ROUTE).unwrap().as_str(),
+            "https://images.example.com/api/v1/images/generations"
+        );
+    }
+
+    #[test]
+    fn base64_and_url_answers() {
+        let out = http::images_api_answer("my-images", &json!({"data": [{"b64_json": "aGVsbG8="}]})).unwrap();
+        assert!(matches!(out.body, MediaBody::Bytes(ref b) if b.as_ref() == b"hello"));
+        let out =
+            http::images_api_answer("my-images", &json!({"data": [{"url": "https://cdn.example/x.png"}]})).unwrap();
+        assert!(matches!(out.body, MediaBody::Url(_)));
+        assert!(matches!(
+            http::images_api_answer("my-images", &json!({"data": []})),
+            Err(ProviderError::InvalidResponse { ref provider, .. }) if provider == "my-images"
+        ));
+    }
+}
