@@ -296,6 +296,42 @@ mod tests {
         assert!(parse_result(&Task::TextToImage, &json!({"images": [{"url": "ftp://x"}]})).is_err());
     }
 
+    fn lora_request(provider_id: &str) -> GenerationRequest {
+        let mut mapping = crate::ProviderMapping::new(FAL_AI, provider_id, Task::TextToImage, "someone/pixel-lora");
+        mapping.adapter = Some("lora".into());
+        mapping.adapter_weights_path = Some("pixel.safetensors".into());
+        GenerationRequest {
+            mapping,
+            prompt: "a castle".into(),
+            params: GenerationParams {
+                width: Some(512),
+                height: Some(768),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn lora_weights_come_from_the_configured_hub_and_sizes_become_image_size() {
+        let router = url::Url::parse("http://127.0.0.1:9/router").unwrap();
+        let ctx = ProviderContext::routed(reqwest::Client::new(), &router, FAL_AI, None)
+            .with_hub_url(url::Url::parse("http://127.0.0.1:9/hub").unwrap());
+        assert_eq!(
+            payload(&ctx, &lora_request("fal-ai/flux-lora")),
+            json!({"prompt": "a castle", "image_size": {"width": 512, "height": 768},
+                   "loras": [{"path": "http://127.0.0.1:9/hub/someone/pixel-lora/resolve/main/pixel.safetensors", "scale": 1}]})
+        );
+        let sd = payload(&ctx, &lora_request("fal-ai/lora"));
+        assert_eq!(sd["model_name"], "stabilityai/stable-diffusion-xl-base-1.0");
+        assert_eq!(
+            route(&ctx, &lora_request("fal-ai/lora")),
+            "/fal-ai/lora?_subdomain=queue"
+        );
+        let mut plain = lora_request("fal-ai/flux/dev");
+        plain.mapping.adapter = None;
+        assert!(payload(&ctx, &plain).get("loras").is_none(), "no adapter, no LoRA");
+    }
+
     #[test]
     fn submit_answers_give_the_response_path() {
         let request = GenerationRequest {

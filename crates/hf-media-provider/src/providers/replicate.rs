@@ -211,6 +211,35 @@ mod tests {
     }
 
     #[test]
+    fn payload_puts_everything_in_input_with_lora_and_version() {
+        let mut mapping = crate::ProviderMapping::new(
+            REPLICATE,
+            "owner/flux-lora:abc123",
+            Task::TextToImage,
+            "someone/pixel-lora",
+        );
+        mapping.adapter = Some("lora".into());
+        mapping.adapter_weights_path = Some("pixel.safetensors".into());
+        let request = GenerationRequest {
+            mapping,
+            prompt: "a castle".into(),
+            params: crate::GenerationParams {
+                seed: Some(1),
+                ..Default::default()
+            },
+        };
+        let router = url::Url::parse("http://127.0.0.1:9").unwrap();
+        let ctx = ProviderContext::routed(reqwest::Client::new(), &router, REPLICATE, None)
+            .with_hub_url(url::Url::parse("https://hub.example").unwrap());
+        assert_eq!(route(&request), "/v1/predictions");
+        assert_eq!(
+            payload(&ctx, &request),
+            json!({"input": {"prompt": "a castle", "seed": 1, "lora_weights": "https://hub.example/someone/pixel-lora"},
+                   "version": "abc123"})
+        );
+    }
+
+    #[test]
     fn pinned_versions_use_the_predictions_route() {
         assert_eq!(split_version("owner/name:abc123"), ("owner/name", Some("abc123")));
         assert_eq!(split_version("owner/name"), ("owner/name", None));
