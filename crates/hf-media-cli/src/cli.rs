@@ -29,6 +29,19 @@ pub enum Command {
     },
     /// List the Hub's text-to-image and text-to-video models and the providers serving them live.
     Models(ModelsArgs),
+    /// Serve the embedded emulator of the Hub and the providers (offline; no token needed).
+    Emulator(EmulatorArgs),
+}
+
+/// `hf-media emulator`.
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Where to listen (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8700")]
+    pub addr: std::net::SocketAddr,
+    /// A JSON file of provider behaviours: {"fal-ai": {"latency": 500, "pending_polls": 3, "fault": …}, …}.
+    #[arg(long, value_name = "FILE")]
+    pub behaviours: Option<PathBuf>,
 }
 
 /// `hf-media generate`.
@@ -120,6 +133,10 @@ pub struct GenerateArgs {
     /// One JSON object per line on stdout, each with an "event" field.
     #[arg(long)]
     pub json: bool,
+    /// Run against the embedded emulator instead of Hugging Face (offline; no token needed). With
+    /// HF_MEDIA_EMULATOR_BEHAVIOURS=FILE, providers behave as that JSON file says (see `hf-media emulator`).
+    #[arg(long, conflicts_with_all = ["hf_endpoint", "router_url"])]
+    pub emulator: bool,
 }
 
 /// `hf-media models`.

@@ -1,6 +1,7 @@
 //! `hf-media`: the command line of hf-media.
 
 mod cli;
+mod emulator;
 mod models;
 mod output;
 
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => runtime.block_on(generate(*args)),
         Command::Providers { json } => providers(json),
         Command::Models(args) => runtime.block_on(models::run(args)),
+        Command::Emulator(args) => runtime.block_on(emulator::serve(args)),
     }
 }
 
@@ -183,14 +185,34 @@ async fn generate(args: GenerateArgs) -> ExitCode {
         builder = builder.provider_url(name, url);
     }
     // Without a token, only providers called with their own key can be used; `build` says so if there is
-    // neither.
-    if let Some((token, _source)) = find_token() {
-        builder = builder.secret_token(token);
-    }
+    // neither. The emulator needs none: it gets a stand-in token.
+    let _emulator = if args.emulator {
+        let running = match emulator::start_embedded().await {
+            Ok(running) => running,
+            Err(message) => return usage_error(message),
+        };
+        builder = builder
+            .token(emulator::EMULATOR_TOKEN)
+            .hub_url(running.url())
+            .router_url(running.url())
+            // Offline means offline: no key from the environment sends a call to a real provider, and a
+            // provider given a key on the command line is called on the emulator's copy of its API.
+            .provider_keys_from_env(false);
+        for name in emulator::PROVIDERS {
+            builder = builder.provider_url(name, format!("{}/{name}", running.url()));
+        }
+        Some(running)
+    } else {
+        if let Some((token, _source)) = find_token() {
+            builder = builder.secret_token(token);
+        }
+        builder = builder
+            .hub_url(args.hf_endpoint.clone())
+            .router_url(args.router_url.clone());
+        None
+    };
     let mut builder = builder
         .download_media(!args.no_download)
-        .hub_url(args.hf_endpoint.clone())
-        .router_url(args.router_url.clone())
         .sink(Arc::new(FileSink::new(args.output.clone())))
         .provider_order(args.prefer.clone())
         .generation_timeout(Some(Duration::from_secs_f64(args.timeout)));

@@ -1,0 +1,178 @@
+//! The emulator's shared state: behaviours, queued jobs, served files, request counts.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::behaviour::{FaultRule, FaultTarget, ProviderBehaviour};
+use crate::catalogue::CatalogueModel;
+
+/// How many rendered files are kept for download before the oldest are forgotten.
+const MAX_FILES: usize = 1024;
+
+/// A rendered media, served from the file route.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredFile {
+    /// The provider that made it (download faults are the provider's).
+    pub provider: &'static str,
+    pub bytes: Bytes,
+    pub mime: &'static str,
+}
+
+/// A queued job of an asynchronous provider.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub provider: &'static str,
+    pub created: Instant,
+    pub polls: u32,
+    /// The rendered media's file id.
+    pub file_id: String,
+    /// Provider-specific data (the submitted body, the task).
+    pub data: Value,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone)]
+pub(crate) enum JobState {
+    /// Still pending; `polls` status requests were answered so far (this one included).
+    Pending { polls: u32 },
+    /// Done.
+    Done,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub catalogue: Vec<CatalogueModel>,
+    behaviours: RwLock<HashMap<String, ProviderBehaviour>>,
+    fault_hits: Mutex<HashMap<String, u32>>,
+    jobs: Mutex<HashMap<String, Job>>,
+    files: Mutex<(HashMap<String, StoredFile>, VecDeque<String>)>,
+    next_id: AtomicU64,
+    stats: Mutex<BTreeMap<String, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl State {
+    pub fn new(catalogue: Vec<CatalogueModel>) -> Self {
+        State {
+            catalogue,
+            ..State::default()
+        }
+    }
+
+    pub fn behaviour(&self, provider: &str) -> ProviderBehaviour {
+        self.behaviours
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(provider)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn set_behaviour(&self, provider: &str, behaviour: ProviderBehaviour) {
+        self.behaviours
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(provider.to_owned(), behaviour);
+        lock(&self.fault_hits).remove(provider);
+    }
+
+    pub fn reset(&self) {
+        self.behaviours.write().unwrap_or_else(|p| p.into_inner()).clear();
+        lock(&self.fault_hits).clear();
+        lock(&self.stats).clear();
+    }
+
+    /// Whether the provider's fault hits this request; counts the hit.
+    pub fn fault_for(&self, provider: &str, target: FaultTarget) -> Option<FaultRule> {
+        let rule = self.behaviour(provider).fault?;
+        if rule.target != FaultTarget::Any && rule.target != target {
+            return None;
+        }
+        let mut hits = lock(&self.fault_hits);
+        let count = hits.entry(provider.to_owned()).or_insert(0);
+        if rule.times.is_some_and(|times| *count >= times) {
+            return None;
+        }
+        *count += 1;
+        Some(rule)
+    }
+
+    pub fn new_id(&self, prefix: &str) -> String {
+        format!("{prefix}{:06}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn count(&self, key: impl Into<String>) {
+        *lock(&self.stats).entry(key.into()).or_insert(0) += 1;
+    }
+
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        lock(&self.stats).clone()
+    }
+
+    pub fn store_file(&self, provider: &'static str, bytes: Bytes, mime: &'static str) -> String {
+        let id = self.new_id("f");
+        let mut files = lock(&self.files);
+        files.0.insert(id.clone(), StoredFile { provider, bytes, mime });
+        files.1.push_back(id.clone());
+        while files.1.len() > MAX_FILES {
+            if let Some(old) = files.1.pop_front() {
+                files.0.remove(&old);
+            }
+        }
+        id
+    }
+
+    pub fn file(&self, id: &str) -> Option<StoredFile> {
+        lock(&self.files).0.get(id).cloned()
+    }
+
+    pub fn create_job(&self, provider: &'static str, file_id: String, data: Value) -> String {
+        let id = self.new_id(&format!("{}-", provider.replace('-', "")));
+        lock(&self.jobs).insert(
+            id.clone(),
+            Job {
+                provider,
+                created: Instant::now(),
+                polls: 0,
+                file_id,
+                data,
+            },
+        );
+        id
+    }
+
+    pub fn job(&self, provider: &str, id: &str) -> Option<Job> {
+        lock(&self.jobs).get(id).filter(|job| job.provider == provider).cloned()
+    }
+
+    /// Counts a status poll and says where the job is: pending until both the provider's latency has
+    /// passed and it answered `pending_polls` polls.
+    pub fn poll_job(&self, provider: &str, id: &str) -> Option<(Job, JobState)> {
+        let behaviour = self.behaviour(provider);
+        let mut jobs = lock(&self.jobs);
+        let job = jobs.get_mut(id).filter(|job| job.provider == provider)?;
+        let state = if job.polls >= behaviour.pending_polls && job.created.elapsed() >= behaviour.latency {
+            JobState::Done
+        } else {
+            job.polls += 1;
+            JobState::Pending { polls: job.polls }
+        };
+        Some((job.clone(), state))
+    }
+
+    /// Whether a job is done, without counting a poll (result fetches).
+    pub fn job_done(&self, provider: &str, id: &str) -> Option<(Job, bool)> {
+        let behaviour = self.behaviour(provider);
+        let job = self.job(provider, id)?;
+        let done = job.polls >= behaviour.pending_polls && job.created.elapsed() >= behaviour.latency;
+        Some((job, done))
+    }
+}

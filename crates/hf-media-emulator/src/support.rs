@@ -1,0 +1,374 @@
+//! What every emulated provider shares: authorization, faults, latency, reading sizes from payloads,
+//! rendering media, and error answers.
+
+// Helpers return the provider's ready error answer so handlers can return it as is.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::behaviour::{Fault, FaultTarget, ProviderBehaviour};
+use crate::media::{self, ImageFormat};
+use crate::state::State;
+
+/// The shared state, as handlers receive it.
+pub(crate) type Shared = Arc<State>;
+
+/// Most frames a video may ask for.
+const MAX_FRAMES: u32 = 120;
+/// Frames of a video when the request names none.
+const DEFAULT_FRAMES: u32 = 16;
+/// Frames per second of rendered videos.
+pub(crate) const FPS: u32 = 8;
+
+/// A JSON error answer in the common `{"error": …}` shape.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let message = message.into();
+    let mut response = (status, axum::Json(json!({ "error": message }))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&message.replace(['\r', '\n'], " ")) {
+        response.headers_mut().insert("x-error-message", value);
+    }
+    response
+}
+
+/// `http://{host}` of the request: absolute URLs in answers point back at the emulator.
+pub(crate) fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+/// The start of every provider request: counts it, checks the credentials, plays a scripted fault, and
+/// returns the provider's behaviour.
+pub(crate) async fn enter(
+    state: &State,
+    provider: &'static str,
+    target: FaultTarget,
+    headers: &HeaderMap,
+) -> Result<ProviderBehaviour, Response> {
+    state.count(format!("{provider} {}", target_name(target)));
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| (v.starts_with("Bearer ") || v.starts_with("Key ")) && v.len() > 7);
+    if !authorized {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid credentials in Authorization header",
+        ));
+    }
+    if let Some(rule) = state.fault_for(provider, target) {
+        return Err(fault_response(&rule.fault, provider));
+    }
+    Ok(state.behaviour(provider))
+}
+
+fn target_name(target: FaultTarget) -> &'static str {
+    match target {
+        FaultTarget::Submit => "submit",
+        FaultTarget::Poll => "poll",
+        FaultTarget::Download => "download",
+        FaultTarget::Any => "any",
+    }
+}
+
+/// The answer of a scripted fault.
+pub(crate) fn fault_response(fault: &Fault, provider: &str) -> Response {
+    match fault {
+        Fault::Status { status, body } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            match body {
+                Some(body) => (status, axum::Json(body.clone())).into_response(),
+                None => error(
+                    status,
+                    format!(
+                        "{} (emulated {provider} fault)",
+                        status.canonical_reason().unwrap_or("error")
+                    ),
+                ),
+            }
+        }
+        Fault::RateLimited { retry_after_secs } => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Rate limit reached, slow down");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            response
+        }
+        Fault::Loading { estimated_time_secs } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "error": "Model is currently loading",
+                "estimated_time": estimated_time_secs,
+            })),
+        )
+            .into_response(),
+        Fault::MalformedJson => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"images\": [{\"url\": ",
+        )
+            .into_response(),
+        Fault::TruncatedBody => broken_body(b"{\"images\": [{\"url\": \"http://", None),
+        Fault::ConnectionReset => broken_body(b"", None),
+        Fault::Stall { secs } => broken_body(b"{\"status\": ", Some(Duration::from_secs_f64(secs.max(0.0)))),
+    }
+}
+
+/// A 200 answer that sends `prefix`, then (after `stall`, if any) breaks the connection.
+fn broken_body(prefix: &'static [u8], stall: Option<Duration>) -> Response {
+    let stream = futures::stream::unfold(0u8, move |step| async move {
+        match step {
+            0 => Some((Ok::<Bytes, std::io::Error>(Bytes::from_static(prefix)), 1)),
+            1 => {
+                if let Some(stall) = stall {
+                    tokio::time::sleep(stall).await;
+                }
+                Some((Err(std::io::Error::other("emulated broken connection")), 2))
+            }
+            _ => None,
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, 4096)
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Waits the provider's latency (synchronous providers).
+pub(crate) async fn wait(behaviour: &ProviderBehaviour) {
+    if !behaviour.latency.is_zero() {
+        tokio::time::sleep(behaviour.latency).await;
+    }
+}
+
+/// What to render, read from a provider's payload.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MediaAsk {
+    pub prompt: String,
+    pub seed: Option<u64>,
+    pub width: u32,
+    pub height: u32,
+    pub frames: u32,
+}
+
+fn dimension(v: &Value) -> Option<u32> {
+    match v {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Width and height from the shapes providers use: `width`/`height`, `image_size: {width, height}`,
+/// `size: "WxH"` or `"W*H"`.
+fn explicit_size(params: &Value) -> Option<(u32, u32)> {
+    if let (Some(w), Some(h)) = (
+        params.get("width").and_then(dimension),
+        params.get("height").and_then(dimension),
+    ) {
+        return Some((w, h));
+    }
+    if let Some(size) = params.get("image_size")
+        && let (Some(w), Some(h)) = (
+            size.get("width").and_then(dimension),
+            size.get("height").and_then(dimension),
+        )
+    {
+        return Some((w, h));
+    }
+    let size = params.get("size")?.as_str()?;
+    let (w, h) = size.split_once(['x', '*', 'X'])?;
+    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
+}
+
+fn aspect_size(label: &str) -> Option<(u32, u32)> {
+    Some(match label {
+        "1:1" => (1024, 1024),
+        "16:9" => (1024, 576),
+        "9:16" => (576, 1024),
+        "4:3" => (1024, 768),
+        "3:4" => (768, 1024),
+        "3:2" => (1024, 682),
+        "2:3" => (682, 1024),
+        "21:9" => (1024, 440),
+        "9:21" => (440, 1024),
+        "4:5" => (832, 1040),
+        "5:4" => (1040, 832),
+        "2:1" => (1024, 512),
+        "1:2" => (512, 1024),
+        _ => return None,
+    })
+}
+
+/// An image request: the prompt under `prompt_key` of `body`, sizes from `params` (default 1024×1024).
+pub(crate) fn image_ask(body: &Value, prompt_key: &str, params: &Value) -> Result<MediaAsk, Response> {
+    let prompt = prompt_of(body, prompt_key)?;
+    let (width, height) = explicit_size(params)
+        .or_else(|| params.get("aspect_ratio").and_then(Value::as_str).and_then(aspect_size))
+        .unwrap_or((1024, 1024));
+    check_size(width, height)?;
+    Ok(MediaAsk {
+        prompt,
+        seed: params.get("seed").and_then(Value::as_u64),
+        width,
+        height,
+        frames: 1,
+    })
+}
+
+/// A video request: explicit sizes win, else `resolution` and `aspect_ratio`; `num_frames` frames.
+pub(crate) fn video_ask(body: &Value, prompt_key: &str, params: &Value) -> Result<MediaAsk, Response> {
+    let prompt = prompt_of(body, prompt_key)?;
+    let (width, height) = explicit_size(params).unwrap_or_else(|| {
+        media::video_size(
+            params.get("resolution").and_then(Value::as_str),
+            params.get("aspect_ratio").and_then(Value::as_str),
+        )
+    });
+    check_size(width, height)?;
+    let frames = params
+        .get("num_frames")
+        .and_then(dimension)
+        .unwrap_or(DEFAULT_FRAMES)
+        .clamp(1, MAX_FRAMES);
+    Ok(MediaAsk {
+        prompt,
+        seed: params.get("seed").and_then(Value::as_u64),
+        width,
+        height,
+        frames,
+    })
+}
+
+fn prompt_of(body: &Value, key: &str) -> Result<String, Response> {
+    match body.get(key).and_then(Value::as_str) {
+        Some(prompt) if !prompt.trim().is_empty() => Ok(prompt.to_owned()),
+        _ => Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("field required: `{key}` (a non-empty string)"),
+        )),
+    }
+}
+
+fn check_size(width: u32, height: u32) -> Result<(), Response> {
+    if width == 0 || height == 0 || width > media::MAX_SIDE || height > media::MAX_SIDE {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "invalid size {width}x{height}: each side must be between 1 and {}",
+                media::MAX_SIDE
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Renders an image off the async threads.
+pub(crate) async fn render_image(ask: &MediaAsk, format: ImageFormat) -> Result<(Bytes, &'static str), Response> {
+    let ask = ask.clone();
+    tokio::task::spawn_blocking(move || media::render_image(&ask.prompt, ask.seed, ask.width, ask.height, format))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("renderer crashed: {e}")))?
+        .map(|bytes| (Bytes::from(bytes), format.mime()))
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+}
+
+/// Renders an MP4 video off the async threads.
+pub(crate) async fn render_video(ask: &MediaAsk) -> Result<(Bytes, &'static str), Response> {
+    let ask = ask.clone();
+    tokio::task::spawn_blocking(move || {
+        media::render_video(&ask.prompt, ask.seed, ask.width, ask.height, ask.frames, FPS)
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("renderer crashed: {e}")))?
+    .map(|bytes| (Bytes::from(bytes), "video/mp4"))
+    .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+}
+
+/// Renders the media a task asks for and keeps it for download; returns the file id.
+pub(crate) async fn render_and_store(
+    state: &State,
+    provider: &'static str,
+    task_is_video: bool,
+    ask: &MediaAsk,
+    format: ImageFormat,
+) -> Result<String, Response> {
+    let (bytes, mime) = if task_is_video {
+        render_video(ask).await?
+    } else {
+        render_image(ask, format).await?
+    };
+    Ok(state.store_file(provider, bytes, mime))
+}
+
+/// The absolute URL of a stored file.
+pub(crate) fn file_url(origin: &str, file_id: &str) -> String {
+    format!("{origin}/_emulator/files/{file_id}")
+}
+
+/// Whether a model id (provider side) is one the catalogue serves for `provider`, and for which task.
+pub(crate) fn served_task(state: &State, provider: &str, provider_id: &str) -> Option<&'static str> {
+    state
+        .catalogue
+        .iter()
+        .flat_map(|m| &m.entries)
+        .find(|e| e.provider == provider && e.provider_id == provider_id)
+        .map(|e| e.task)
+}
+
+/// The provider's 404 for a model it does not serve.
+pub(crate) fn unknown_model(provider: &str, provider_id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("Model {provider_id} does not exist on {provider}"),
+    )
+}
+
+/// A JSON body, or the provider's 400 when it is not JSON.
+pub(crate) fn json_body(body: &Bytes) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// Seconds since the Unix epoch (`created` fields).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Now in UTC as providers write timestamps: `2025-01-23T15:47:32.383Z`.
+pub(crate) fn timestamp_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        now.subsec_millis()
+    )
+}
