@@ -110,3 +110,100 @@ async fn the_emulator_command_serves_the_hub_and_the_router() {
     assert_eq!((image.width(), image.height()), (64, 64));
     server.kill().await.unwrap();
 }
+
+/// Runs `generate --emulator` and returns the exit code and the JSON lines.
+async fn generate_offline(home: &Path, args: &[&str], behaviours: Option<&Path>) -> (Option<i32>, Vec<Value>) {
+    let mut cmd = command(home);
+    cmd.args(["generate", "a fox running", "--emulator", "--json", "-o"])
+        .arg(home.join("out"))
+        .args(args);
+    if let Some(path) = behaviours {
+        cmd.env("HF_MEDIA_EMULATOR_BEHAVIOURS", path);
+    }
+    let output = cmd.output().await.unwrap();
+    (output.status.code(), lines(&output.stdout))
+}
+
+#[tokio::test]
+async fn the_binary_makes_every_provider_and_task_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for model in hf_media_emulator::catalogue::builtin() {
+        for entry in model.entries.iter().filter(|e| e.status == "live") {
+            let video = entry.task == "text-to-video";
+            if !seen.insert((entry.provider, video)) {
+                continue;
+            }
+            let spec = format!("{}:{}", model.id, entry.provider);
+            let size: &[&str] = if video {
+                &["--width", "64", "--height", "48", "--num-frames", "3"]
+            } else {
+                &["--width", "80", "--height", "48"]
+            };
+            let (code, lines) = generate_offline(dir.path(), &[&["-m", spec.as_str()], size].concat(), None).await;
+            assert_eq!(code, Some(0), "{spec}: {lines:?}");
+            let media = lines
+                .iter()
+                .find(|l| l["event"] == "media")
+                .unwrap_or_else(|| panic!("{spec}: {lines:?}"));
+            let path = media["path"].as_str().unwrap();
+            if video {
+                assert_eq!(media["mime"], "video/mp4", "{spec}");
+                let bytes = std::fs::read(path).unwrap();
+                let reader = mp4::Mp4Reader::read_header(std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
+                let track = reader.tracks().values().next().unwrap();
+                assert_eq!((track.width(), track.height()), (64, 48), "{spec}");
+                assert_eq!(track.sample_count(), 3, "{spec}");
+            } else {
+                let image = image::open(path).unwrap();
+                assert_eq!((image.width(), image.height()), (80, 48), "{spec}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 12, "{seen:?}");
+}
+
+#[tokio::test]
+async fn faults_scripted_in_a_behaviours_file_drive_fallback_and_not_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let behaviours = dir.path().join("behaviours.json");
+    std::fs::write(
+        &behaviours,
+        r#"{"fal-ai": {"fault": {"fault": {"kind": "status", "status": 402,
+            "body": {"error": "You have exceeded your monthly included credits"}}}}}"#,
+    )
+    .unwrap();
+    let (code, lines) = generate_offline(dir.path(), &["--width", "64", "--height", "64"], Some(&behaviours)).await;
+    assert_eq!(code, Some(0), "{lines:?}");
+    let fallback = lines.iter().find(|l| l["event"] == "fallback").unwrap();
+    assert_eq!(
+        (fallback["provider"].as_str(), fallback["status"].as_u64()),
+        (Some("fal-ai"), Some(402))
+    );
+    assert!(
+        fallback["message"]
+            .as_str()
+            .unwrap()
+            .contains("monthly included credits")
+    );
+    let media = lines.iter().find(|l| l["event"] == "media").unwrap();
+    assert_eq!(media["provider"], "together");
+
+    std::fs::write(
+        &behaviours,
+        r#"{"fal-ai": {"fault": {"fault": {"kind": "status", "status": 404}}}}"#,
+    )
+    .unwrap();
+    let (code, lines) = generate_offline(dir.path(), &["--width", "64", "--height", "64"], Some(&behaviours)).await;
+    assert_eq!(code, Some(1), "{lines:?}");
+    let error = lines.iter().find(|l| l["event"] == "error").unwrap();
+    assert_eq!(error["kind"], "model_not_supported");
+
+    std::fs::write(&behaviours, r#"{"acme": {}}"#).unwrap();
+    let (code, _) = generate_offline(dir.path(), &[], Some(&behaviours)).await;
+    assert_eq!(
+        code,
+        Some(2),
+        "an unknown provider in the behaviours file is a usage error"
+    );
+}

@@ -214,13 +214,14 @@ fn aspect_size(label: &str) -> Option<(u32, u32)> {
 /// An image request: the prompt under `prompt_key` of `body`, sizes from `params` (default 1024×1024).
 pub(crate) fn image_ask(body: &Value, prompt_key: &str, params: &Value) -> Result<MediaAsk, Response> {
     let prompt = prompt_of(body, prompt_key)?;
+    let seed = seed_of(&prompt, params);
     let (width, height) = explicit_size(params)
         .or_else(|| params.get("aspect_ratio").and_then(Value::as_str).and_then(aspect_size))
         .unwrap_or((1024, 1024));
     check_size(width, height)?;
     Ok(MediaAsk {
         prompt,
-        seed: params.get("seed").and_then(Value::as_u64),
+        seed: Some(seed),
         width,
         height,
         frames: 1,
@@ -230,6 +231,7 @@ pub(crate) fn image_ask(body: &Value, prompt_key: &str, params: &Value) -> Resul
 /// A video request: explicit sizes win, else `resolution` and `aspect_ratio`; `num_frames` frames.
 pub(crate) fn video_ask(body: &Value, prompt_key: &str, params: &Value) -> Result<MediaAsk, Response> {
     let prompt = prompt_of(body, prompt_key)?;
+    let seed = seed_of(&prompt, params);
     let (width, height) = explicit_size(params).unwrap_or_else(|| {
         media::video_size(
             params.get("resolution").and_then(Value::as_str),
@@ -244,11 +246,20 @@ pub(crate) fn video_ask(body: &Value, prompt_key: &str, params: &Value) -> Resul
         .clamp(1, MAX_FRAMES);
     Ok(MediaAsk {
         prompt,
-        seed: params.get("seed").and_then(Value::as_u64),
+        seed: Some(seed),
         width,
         height,
         frames,
     })
+}
+
+/// The request's seed, or, like real providers that pick one, a seed derived from the prompt (so the
+/// answer always names the seed that reproduces it).
+fn seed_of(prompt: &str, params: &Value) -> u64 {
+    params
+        .get("seed")
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| media::picture_seed(prompt, None) & 0xFFFF_FFFF)
 }
 
 fn prompt_of(body: &Value, key: &str) -> Result<String, Response> {

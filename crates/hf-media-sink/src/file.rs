@@ -135,12 +135,22 @@ impl Drop for Placed {
     }
 }
 
+/// A temporary-file builder in the sink's style. Temporary files are private (0600) by default; media
+/// and sidecars are published files, readable like any other output (0644 on Unix).
+fn temp_builder(suffix: &'static str) -> Builder<'static, 'static> {
+    let mut builder = Builder::new();
+    builder.prefix(TEMP_PREFIX).suffix(suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    builder
+}
+
 /// Writes `json` to `path` atomically, never replacing an existing file.
 fn write_sidecar(dir: &Path, path: &Path, json: &[u8]) -> io::Result<()> {
-    let mut tmp = Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(".json.part")
-        .tempfile_in(dir)?;
+    let mut tmp = temp_builder(".json.part").tempfile_in(dir)?;
     tmp.write_all(json)?;
     tmp.as_file().sync_all()?;
     // On failure the temporary file is dropped, hence deleted.
@@ -229,9 +239,7 @@ impl MediaSink for FileSink {
 
         let temp_dir = dir.clone();
         let (file, temp) = blocking(&dir, move || {
-            Builder::new()
-                .prefix(TEMP_PREFIX)
-                .suffix(".part")
+            temp_builder(".part")
                 .tempfile_in(&temp_dir)
                 .map(tempfile::NamedTempFile::into_parts)
                 .map_err(|e| SinkError::io(&temp_dir, e))
@@ -368,6 +376,12 @@ mod tests {
         assert_eq!(std::fs::read(path).expect("read"), PNG);
         assert_eq!(stored.bytes, PNG.len() as u64);
         assert_eq!(stored.format.extension, "png");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "published media are readable like any other output");
+        }
 
         let sidecar = stored.sidecar.as_ref().expect("sidecar");
         assert_eq!(sidecar.with_extension("png"), *path);
