@@ -84,6 +84,17 @@ pub fn builder(server: &MockServer) -> MediaGeneratorBuilder {
             deadline: Duration::from_secs(5),
         })
         .progress_interval(Duration::from_millis(50))
+        .retry(fast_retry())
+}
+
+/// Three tries with millisecond backoff: retries are exercised without slowing the tests.
+pub fn fast_retry() -> hf_media::RetryPolicy {
+    hf_media::RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        max_retry_after: Duration::from_secs(2),
+    }
 }
 
 /// [`builder`] with `sink`, built.

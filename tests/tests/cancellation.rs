@@ -29,8 +29,9 @@ impl Drop for DropFlag {
     }
 }
 
-/// A provider whose media stream yields the first 40 bytes of a PNG, then never ends (a stalled
-/// download). `dropped` turns true once the stream is dropped.
+/// A provider whose media stream yields a PNG head and 2 MiB of data (more than the sink keeps in memory,
+/// so a temporary file exists), then never ends (a stalled download). `dropped` turns true once the stream
+/// is dropped.
 #[derive(Debug, Default)]
 struct StallingProvider {
     dropped: Arc<AtomicBool>,
@@ -52,7 +53,9 @@ impl MediaProvider for StallingProvider {
         _request: GenerationRequest,
     ) -> Result<MediaOutput, ProviderError> {
         let guard = DropFlag(self.dropped.clone());
-        let head = Bytes::from(png()[..40].to_vec());
+        let mut head = png()[..40].to_vec();
+        head.resize(2 * 1024 * 1024, 0);
+        let head = Bytes::from(head);
         let stream = futures::stream::once(async move { Ok(head) })
             .chain(futures::stream::pending())
             .map(move |chunk| {

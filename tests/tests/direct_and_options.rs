@@ -238,21 +238,30 @@ async fn hf_inference_waits_out_a_loading_model() {
 }
 
 #[tokio::test]
-async fn a_503_without_an_estimate_is_a_failure() {
+async fn a_503_without_an_estimate_is_retried_then_a_failure_listing_every_try() {
     let server = start_server().await;
     mount_hub_mapping(&server, MODEL, json!({"hf-inference": live(MODEL, "text-to-image")})).await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(503).set_body_json(json!({"error": "overloaded"})))
-        .expect(1)
+        .expect(3)
         .mount(&server)
         .await;
     let generator = generator(&server, Arc::new(MemorySink::new()));
     let events = collect(generator.generate(GenerateRequest::new(PROMPT).model(MODEL))).await;
     match single_error(&events) {
         Error::AllProvidersFailed { attempts, .. } => {
-            assert_eq!(attempts[0].status, Some(503));
-            assert_eq!(attempts[0].message, "overloaded");
+            assert_eq!(attempts.len(), 3, "{attempts:?}");
+            assert!(
+                attempts
+                    .iter()
+                    .all(|a| a.provider == "hf-inference" && a.status == Some(503) && a.message == "overloaded")
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, hf_media::GenerationEvent::Retry { .. }))
+        .count();
+    assert_eq!(retries, 2);
 }

@@ -1,6 +1,12 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
 //! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, and every test.
+//! - `cargo xtask bench [--smoke]`: the performance scenarios (big video, parallel, per-generation
+//!   overhead) side by side with reference clients; prints a Markdown table (see `docs/PERFORMANCE.md`).
+//! - `cargo xtask fuzz [--cases N]`: the property tests of every parser of untrusted input, with many cases.
+
+mod bench;
+mod fuzz;
 
 use std::process::{Command, ExitCode};
 
@@ -42,9 +48,33 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some("bench") => {
+            let smoke = std::env::args().skip(2).any(|a| a == "--smoke");
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .to_owned();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            match bench::run(&root, &cargo, smoke) {
+                Ok(table) => {
+                    println!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("bench failed: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("fuzz") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            fuzz::run(&std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()), &args)
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci\n\n  ci   format check, clippy (-D warnings) and every test, as CI runs them"
+                "usage: cargo xtask ci | cargo xtask bench [--smoke]\n\n  \
+                 ci      format check, clippy (-D warnings) and every test, as CI runs them\n  \
+                 bench   the performance scenarios against the emulator, with reference clients (--smoke: tiny sizes)"
             );
             ExitCode::from(2)
         }

@@ -116,6 +116,9 @@ pub struct GenerateArgs {
     /// Bill router calls to this organization (X-HF-Bill-To).
     #[arg(long, value_name = "ORG")]
     pub bill_to: Option<String>,
+    /// Largest media accepted, in bytes (a larger one is abandoned as it arrives, never buffered whole).
+    #[arg(long, value_name = "BYTES", default_value_t = hf_media::sink::DEFAULT_MAX_BYTES)]
+    pub max_media_bytes: u64,
     /// Overall deadline of each generation, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1800.0)]
     pub timeout: f64,

@@ -213,7 +213,9 @@ async fn generate(args: GenerateArgs) -> ExitCode {
     };
     let mut builder = builder
         .download_media(!args.no_download)
-        .sink(Arc::new(FileSink::new(args.output.clone())))
+        .sink(Arc::new(
+            FileSink::new(args.output.clone()).with_max_bytes(args.max_media_bytes),
+        ))
         .provider_order(args.prefer.clone())
         .generation_timeout(Some(Duration::from_secs_f64(args.timeout)));
     if let Some(org) = &args.bill_to {

@@ -21,6 +21,15 @@ pub fn event_json(event: &GenerationEvent) -> Value {
             status,
             message,
         } => json!({"event": "fallback", "task": task, "provider": provider, "status": status, "message": message}),
+        GenerationEvent::Retry {
+            task,
+            provider,
+            attempt,
+            delay,
+            status,
+            message,
+        } => json!({"event": "retry", "task": task, "provider": provider, "attempt": attempt,
+                    "delay_ms": ms(*delay), "status": status, "message": message}),
         GenerationEvent::Warning { task, message } => json!({"event": "warning", "task": task, "message": message}),
         GenerationEvent::ProviderStatus { task, provider, status } => json!({
             "event": "provider_status", "task": task, "provider": provider, "state": status.state,
@@ -87,6 +96,21 @@ pub fn event_line(event: &GenerationEvent, total: usize) -> Option<String> {
             Some(status) => format!("{}↷ {provider} failed with HTTP {status}: {message}", tag(*task)),
             None => format!("{}↷ {provider} failed: {message}", tag(*task)),
         },
+        GenerationEvent::Retry {
+            task,
+            provider,
+            attempt,
+            delay,
+            status,
+            message,
+        } => {
+            let what = status.map_or_else(|| message.clone(), |s| format!("HTTP {s}: {message}"));
+            format!(
+                "{}⟳ {provider} try {attempt} failed ({what}); again in {:.1}s",
+                tag(*task),
+                delay.as_secs_f64()
+            )
+        }
         GenerationEvent::Warning { task, message } => {
             format!("{}! {message}", task.map(tag).unwrap_or_default())
         }

@@ -207,3 +207,98 @@ async fn faults_scripted_in_a_behaviours_file_drive_fallback_and_not_supported()
         "an unknown provider in the behaviours file is a usage error"
     );
 }
+
+#[tokio::test]
+async fn ctrl_c_cancels_everything_exits_130_and_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let behaviours = dir.path().join("stall.json");
+    std::fs::write(
+        &behaviours,
+        r#"{"fal-ai": {"fault": {"fault": {"kind": "stall", "secs": 60}, "target": "download"}}}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut child = command(dir.path())
+        .args([
+            "generate",
+            "a fox",
+            "--emulator",
+            "--json",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "-o",
+        ])
+        .arg(&out)
+        .env("HF_MEDIA_EMULATOR_BEHAVIOURS", &behaviours)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait until the job is in progress; the download (which stalls) follows right after it completes.
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if line.contains("in_progress") {
+                return;
+            }
+        }
+        panic!("the CLI ended before the job was in progress");
+    })
+    .await;
+    assert!(waited.is_ok(), "the job never got in progress");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let pid = child.id().unwrap().to_string();
+    let interrupted = std::time::Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
+        .await
+        .expect("the CLI stops promptly after Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        interrupted.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        interrupted.elapsed()
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing may be left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn media_over_the_size_limit_are_refused_and_nothing_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, lines) = generate_offline(
+        dir.path(),
+        &[
+            "-m",
+            "black-forest-labs/FLUX.1-schnell:hf-inference",
+            "--width",
+            "256",
+            "--height",
+            "256",
+            "--max-media-bytes",
+            "1000",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, Some(1), "{lines:?}");
+    let error = lines.iter().find(|l| l["event"] == "error").unwrap();
+    assert_eq!(error["kind"], "sink");
+    assert!(error["message"].as_str().unwrap().contains("1000"), "{error}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .map(|d| d.flatten().count())
+        .into_iter()
+        .collect();
+    assert!(left.iter().all(|n| *n == 0), "{left:?}");
+}

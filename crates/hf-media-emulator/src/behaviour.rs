@@ -68,6 +68,10 @@ pub struct FaultRule {
     /// Hit only the first `times` matching requests, then behave (`None`: every one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,
+    /// Hit each matching request with this probability (0 to 1) instead of every one: a few percent of
+    /// faults for soak tests. `None`: every matching request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
 }
 
 impl FaultRule {
@@ -77,6 +81,7 @@ impl FaultRule {
             fault,
             target: FaultTarget::Submit,
             times: None,
+            probability: None,
         }
     }
 
@@ -86,6 +91,17 @@ impl FaultRule {
             fault,
             target: FaultTarget::Submit,
             times: Some(times),
+            probability: None,
+        }
+    }
+
+    /// A fault on each submit with probability `p` (0 to 1).
+    pub fn sometimes(fault: Fault, p: f64) -> Self {
+        FaultRule {
+            fault,
+            target: FaultTarget::Submit,
+            times: None,
+            probability: Some(p.clamp(0.0, 1.0)),
         }
     }
 

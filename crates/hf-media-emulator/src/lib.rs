@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod behaviour;
+mod bench;
 pub mod catalogue;
 mod error;
 mod hub;
@@ -109,7 +110,8 @@ impl Emulator {
             .route("/_emulator/health", get(|| async { "ok" }))
             .route("/_emulator/files/{id}", get(file))
             .route("/_emulator/stats", get(stats))
-            .route("/_emulator/behaviour/{provider}", get(get_behaviour).put(put_behaviour));
+            .route("/_emulator/behaviour/{provider}", get(get_behaviour).put(put_behaviour))
+            .nest("/_emulator/bench", bench::routes());
         for (prefix, routes) in providers::routes() {
             router = router.nest(prefix, routes);
         }

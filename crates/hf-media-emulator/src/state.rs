@@ -96,6 +96,11 @@ impl State {
         if rule.target != FaultTarget::Any && rule.target != target {
             return None;
         }
+        if let Some(p) = rule.probability
+            && fastrand::f64() >= p
+        {
+            return None;
+        }
         let mut hits = lock(&self.fault_hits);
         let count = hits.entry(provider.to_owned()).or_insert(0);
         if rule.times.is_some_and(|times| *count >= times) {

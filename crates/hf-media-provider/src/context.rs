@@ -86,6 +86,7 @@ pub struct ProviderContext {
     poll: PollConfig,
     reporter: Option<NoticeReporter>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    request_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for ProviderContext {
@@ -121,6 +122,7 @@ impl ProviderContext {
             poll: PollConfig::default(),
             reporter: None,
             headers: Vec::new(),
+            request_timeout: None,
         }
     }
 
@@ -143,6 +145,7 @@ impl ProviderContext {
             poll: PollConfig::default(),
             reporter: None,
             headers: Vec::new(),
+            request_timeout: None,
         }
     }
 
@@ -161,6 +164,13 @@ impl ProviderContext {
     /// Sets who receives job status reports and warnings.
     pub fn with_reporter(mut self, reporter: NoticeReporter) -> Self {
         self.reporter = Some(reporter);
+        self
+    }
+
+    /// Bounds each API call (sending, waiting for the answer and reading it) of this context; media
+    /// downloads are not bounded by it (a large video may take long), only by the client's stall timeout.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
         self
     }
 
@@ -193,6 +203,11 @@ impl ProviderContext {
     /// The Hub's base URL.
     pub fn hub_url(&self) -> &Url {
         &self.hub_url
+    }
+
+    /// The bound on each API call, if any.
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.request_timeout
     }
 
     /// The polling settings.
@@ -270,6 +285,9 @@ impl ProviderContext {
         }
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
+        }
+        if let Some(timeout) = self.request_timeout {
+            builder = builder.timeout(timeout);
         }
         builder
     }

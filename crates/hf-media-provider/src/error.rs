@@ -44,7 +44,16 @@ pub enum ProviderError {
         /// The provider's own message.
         message: String,
     },
-    /// Something took longer than allowed.
+    /// A request got no answer, or its body stopped arriving, within the HTTP timeouts (connect, request,
+    /// or the stall timeout on bodies). Transient: worth another try.
+    #[error("{provider} did not answer in time: {what}")]
+    RequestTimeout {
+        /// The provider's Hub name.
+        provider: String,
+        /// Which timeout expired.
+        what: String,
+    },
+    /// A job took longer than its polling deadline (or a model longer than that to load). Final.
     #[error("timed out after {}s while {what} ({provider})", after.as_secs_f32())]
     Timeout {
         /// The provider's Hub name.
@@ -81,6 +90,7 @@ impl ProviderError {
             | ProviderError::InvalidResponse { provider, .. }
             | ProviderError::JobFailed { provider, .. }
             | ProviderError::Timeout { provider, .. }
+            | ProviderError::RequestTimeout { provider, .. }
             | ProviderError::UnsupportedTask { provider, .. }
             | ProviderError::InvalidRequest { provider, .. } => provider,
         }
@@ -104,11 +114,12 @@ impl ProviderError {
         matches!(self.status(), Some(400..=402))
     }
 
-    /// A transient failure worth trying again on the same provider (408, 429, 5xx, network, timeouts).
+    /// A transient failure worth trying again on the same provider (408, 429, 500, 502, 503, 504, connection
+    /// errors and HTTP timeouts). A polling deadline that expired is final.
     pub fn is_retryable(&self) -> bool {
         match self {
             ProviderError::Http { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            ProviderError::Network { .. } | ProviderError::Timeout { .. } => true,
+            ProviderError::Network { .. } | ProviderError::RequestTimeout { .. } => true,
             _ => false,
         }
     }
@@ -120,7 +131,7 @@ impl ProviderError {
             ProviderError::Network { .. } => "network",
             ProviderError::InvalidResponse { .. } => "invalid_response",
             ProviderError::JobFailed { .. } => "job_failed",
-            ProviderError::Timeout { .. } => "timeout",
+            ProviderError::Timeout { .. } | ProviderError::RequestTimeout { .. } => "timeout",
             ProviderError::UnsupportedTask { .. } => "unsupported_task",
             ProviderError::InvalidRequest { .. } => "invalid_request",
         }

@@ -46,6 +46,18 @@ pub fn describe(error: &reqwest::Error) -> String {
 }
 
 fn network(provider: &str, error: &reqwest::Error) -> ProviderError {
+    if error.is_timeout() {
+        return ProviderError::RequestTimeout {
+            provider: provider.to_owned(),
+            what: if error.is_body() || error.is_decode() {
+                "the answer stopped arriving (stall timeout)".to_owned()
+            } else if error.is_connect() {
+                "the connection could not be opened (connect timeout)".to_owned()
+            } else {
+                "no answer within the request timeout".to_owned()
+            },
+        };
+    }
     ProviderError::Network {
         provider: provider.to_owned(),
         message: describe(error),
@@ -148,14 +160,17 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 /// The error text of a failed answer, wherever the provider put it: `X-Error-Message`, `error` (string or
 /// `{message}`), `detail` (string or pydantic list), `message`, `errors[].message`; else the body's start.
 pub fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
-    if let Some(message) = headers.get("x-error-message").and_then(|v| v.to_str().ok()) {
+    if let Some(message) = headers
+        .get("x-error-message")
+        .and_then(|v| v.to_str().ok())
+        .filter(|m| !m.trim().is_empty())
+    {
         return message.to_owned();
     }
     if let Ok(json) = serde_json::from_slice::<Value>(body)
@@ -174,28 +189,37 @@ pub fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
 
 /// The error text inside a JSON body, if any.
 pub fn json_error_text(json: &Value) -> Option<String> {
+    fn text(s: &str) -> Option<String> {
+        let s = s.trim();
+        (!s.is_empty()).then(|| s.to_owned())
+    }
     let text_of = |v: &Value| match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Object(o) => o.get("message").and_then(Value::as_str).map(str::to_owned),
+        Value::String(s) => text(s),
+        Value::Object(o) => o.get("message").and_then(Value::as_str).and_then(text),
         _ => None,
     };
     if let Some(message) = json.get("error").and_then(text_of) {
         return Some(message);
     }
     match json.get("detail") {
-        Some(Value::String(s)) => return Some(s.trim().to_owned()),
+        Some(Value::String(s)) => {
+            if let Some(message) = text(s) {
+                return Some(message);
+            }
+        }
         Some(Value::Array(items)) => {
             let parts: Vec<String> = items
                 .iter()
                 .map(|item| {
-                    let msg = item.get("msg").and_then(Value::as_str).unwrap_or("invalid");
+                    let msg = item.get("msg").and_then(Value::as_str).and_then(text);
+                    let msg = msg.as_deref().unwrap_or("invalid");
                     let loc = item.get("loc").and_then(Value::as_array).map(|l| {
                         l.iter()
                             .map(|p| p.to_string().trim_matches('"').to_owned())
                             .collect::<Vec<_>>()
                             .join(".")
                     });
-                    match loc {
+                    match loc.filter(|l| !l.is_empty()) {
                         Some(loc) => format!("{loc}: {msg}"),
                         None => msg.to_owned(),
                     }
@@ -207,14 +231,14 @@ pub fn json_error_text(json: &Value) -> Option<String> {
         }
         _ => {}
     }
-    if let Some(message) = json.get("message").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-        return Some(message.to_owned());
+    if let Some(message) = json.get("message").and_then(Value::as_str).and_then(text) {
+        return Some(message);
     }
-    let errors: Vec<&str> = json
+    let errors: Vec<String> = json
         .get("errors")?
         .as_array()?
         .iter()
-        .filter_map(|e| e.get("message").and_then(Value::as_str))
+        .filter_map(|e| e.get("message").and_then(Value::as_str).and_then(text))
         .collect();
     (!errors.is_empty()).then(|| errors.join("; "))
 }
@@ -292,12 +316,14 @@ pub async fn download(
         return Ok((stream, Some(mime)));
     }
     let response = http.get(url.clone()).send().await.map_err(|e| network(provider, &e))?;
-    // A failed download is a bad media URL, not a statement about the model: it must never read as the
-    // provider's "404 = model not supported".
+    // A missing media is a bad media URL, not a statement about the model: it must never read as the
+    // provider's "404 = model not supported". Other statuses keep their meaning (5xx and 429 are retried).
     let response = check_status(provider, response).await.map_err(|e| match e {
-        ProviderError::Http { status, message, .. } => ProviderError::InvalidResponse {
+        ProviderError::Http {
+            status: 404, message, ..
+        } => ProviderError::InvalidResponse {
             provider: provider.to_owned(),
-            reason: format!("the media URL answered HTTP {status}: {message}"),
+            reason: format!("the media URL answered HTTP 404: {message}"),
         },
         other => other,
     })?;
@@ -440,6 +466,13 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
         headers.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
+        for absurd in ["1e20", "-3", "NaN", "inf"] {
+            headers.insert("retry-after", absurd.parse().unwrap());
+            assert!(
+                retry_after(&headers).is_none_or(|d| d > Duration::from_secs(1_000_000)),
+                "{absurd}"
+            );
+        }
     }
 
     #[test]

@@ -22,6 +22,9 @@ const TEMP_PREFIX: &str = ".hf-media-";
 
 /// How many fresh names are tried when a name is already taken.
 const NAME_ATTEMPTS: usize = 8;
+/// Media up to this size are gathered in memory and written in one go; larger ones are written to a
+/// temporary file in writes of this size.
+const SPILL_BYTES: usize = 1024 * 1024;
 
 /// Stores each media as a file in a folder.
 ///
@@ -233,24 +236,12 @@ impl MediaSink for FileSink {
     async fn store(&self, mut media: ByteStream, mut record: MediaRecord) -> Result<StoredMedia, SinkError> {
         let started = Instant::now();
         let dir = self.dir.clone();
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| SinkError::io(&dir, e))?;
-
-        let temp_dir = dir.clone();
-        let (file, temp) = blocking(&dir, move || {
-            temp_builder(".part")
-                .tempfile_in(&temp_dir)
-                .map(tempfile::NamedTempFile::into_parts)
-                .map_err(|e| SinkError::io(&temp_dir, e))
-        })
-        .await?;
-        // From here on, any early return or cancellation drops `temp`, which
-        // deletes the partial file. `file` is declared after `temp` so that it
-        // is closed first.
-        let mut file = tokio::fs::File::from_std(file);
-        let write_err = |e| SinkError::io(temp.to_path_buf(), e);
-
+        // Bytes are gathered in memory up to SPILL_BYTES: a typical image never touches the disk until it
+        // is complete, and is then written, synced and renamed in one blocking call. Larger media spill to
+        // a temporary file in SPILL_BYTES writes. Either way nothing is visible before the rename, and a
+        // cancelled store leaves nothing (the temporary file is deleted when `spilled` is dropped).
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut spilled: Option<(tokio::fs::File, TempPath)> = None;
         let mut intake = Intake::new(self.max_bytes);
         while let Some(chunk) = media.next().await {
             let chunk = chunk.map_err(SinkError::Source)?;
@@ -258,13 +249,34 @@ impl MediaSink for FileSink {
                 continue;
             }
             intake.accept(&chunk)?;
-            file.write_all(&chunk).await.map_err(write_err)?;
+            buffer.extend_from_slice(&chunk);
+            if buffer.len() >= SPILL_BYTES {
+                if spilled.is_none() {
+                    let temp_dir = dir.clone();
+                    let (file, temp) = blocking(&dir, move || {
+                        std::fs::create_dir_all(&temp_dir).map_err(|e| SinkError::io(&temp_dir, e))?;
+                        temp_builder(".part")
+                            .tempfile_in(&temp_dir)
+                            .map(tempfile::NamedTempFile::into_parts)
+                            .map_err(|e| SinkError::io(&temp_dir, e))
+                    })
+                    .await?;
+                    spilled = Some((tokio::fs::File::from_std(file), temp));
+                }
+                if let Some((file, temp)) = spilled.as_mut() {
+                    file.write_all(&buffer)
+                        .await
+                        .map_err(|e| SinkError::io(temp.to_path_buf(), e))?;
+                }
+                buffer.clear();
+            }
         }
         let format = intake.finish()?;
-        file.flush().await.map_err(write_err)?;
-        file.sync_all().await.map_err(write_err)?;
-        drop(file);
         drop(media);
+        let spilled = match spilled {
+            Some((file, temp)) => Some((file.into_std().await, temp)),
+            None => None,
+        };
 
         record.timings.store_ms = millis(started.elapsed());
         let sidecar_json = if self.sidecar {
@@ -278,6 +290,20 @@ impl MediaSink for FileSink {
         let extension = format.extension;
         let place_dir = dir.clone();
         let placed = blocking(&dir, move || {
+            let (mut file, temp) = match spilled {
+                Some(spilled) => spilled,
+                None => {
+                    std::fs::create_dir_all(&place_dir).map_err(|e| SinkError::io(&place_dir, e))?;
+                    temp_builder(".part")
+                        .tempfile_in(&place_dir)
+                        .map(tempfile::NamedTempFile::into_parts)
+                        .map_err(|e| SinkError::io(&place_dir, e))?
+                }
+            };
+            let write_err = |e| SinkError::io(temp.to_path_buf(), e);
+            file.write_all(&buffer).map_err(write_err)?;
+            file.sync_all().map_err(write_err)?;
+            drop(file);
             place(&place_dir, temp, &prompt, extension, sidecar_json.as_deref())
         })
         .await?;
@@ -338,6 +364,43 @@ mod tests {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => panic!("cannot list {}: {e}", dir.display()),
         }
+    }
+
+    /// A PNG signature followed by `len` pattern bytes, in 64 KiB chunks.
+    fn big_png(len: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut bytes = PNG[..16].to_vec();
+        bytes.extend((0..len).map(|i| (i % 251) as u8));
+        let chunks = bytes.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+        (bytes, chunks)
+    }
+
+    #[tokio::test]
+    async fn large_media_spill_to_disk_and_arrive_whole() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (bytes, parts) = big_png(3 * SPILL_BYTES + 12345);
+        let stored = FileSink::new(tmp.path())
+            .store(chunks(parts), record("big"))
+            .await
+            .expect("stored");
+        let MediaLocation::File(path) = &stored.location else {
+            panic!("expected a file");
+        };
+        assert_eq!(std::fs::read(path).expect("read"), bytes);
+        assert_eq!(stored.bytes, bytes.len() as u64);
+        assert_eq!(listing(tmp.path()).len(), 2, "the media and its sidecar only");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_store_that_already_spilled_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_, parts) = big_png(2 * SPILL_BYTES);
+        let stalled = stream::iter(parts.into_iter().map(|p| Ok(Bytes::from(p))))
+            .chain(stream::pending())
+            .boxed();
+        let sink = FileSink::new(tmp.path());
+        let outcome = tokio::time::timeout(Duration::from_millis(300), sink.store(stalled, record("stall"))).await;
+        assert!(outcome.is_err(), "the store is still waiting for bytes");
+        assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
     }
 
     #[test]

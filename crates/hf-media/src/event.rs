@@ -51,6 +51,21 @@ pub enum GenerationEvent {
         /// The model's id on that provider.
         provider_id: String,
     },
+    /// `provider` failed transiently for generation `task`; it is tried again after `delay`.
+    Retry {
+        /// Which generation.
+        task: usize,
+        /// The provider tried again.
+        provider: String,
+        /// The try that failed (1 for the first).
+        attempt: u32,
+        /// The wait before the next try.
+        delay: Duration,
+        /// Its HTTP status, when it answered one.
+        status: Option<u16>,
+        /// What it said.
+        message: String,
+    },
     /// `provider` failed for generation `task`; the next provider, if any, is tried.
     Fallback {
         /// Which generation.

@@ -20,6 +20,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
 use crate::request::{MAX_GENERATIONS, ModelSpec};
+use crate::retry::RetryPolicy;
 use crate::selection::{Candidate, select};
 use crate::{Error, GenerateRequest, GeneratedMedia, GenerationEvent, ProviderAttempt};
 
@@ -49,6 +50,8 @@ struct Inner {
     /// Providers called on their own API with their own key.
     direct: HashMap<String, DirectAccess>,
     download_media: bool,
+    retry: RetryPolicy,
+    request_timeout: Duration,
 }
 
 /// A provider's own API and key.
@@ -91,6 +94,8 @@ pub struct MediaGeneratorBuilder {
     provider_urls: HashMap<String, String>,
     provider_keys_from_env: bool,
     download_media: bool,
+    retry: RetryPolicy,
+    request_timeout: Duration,
 }
 
 impl fmt::Debug for MediaGeneratorBuilder {
@@ -125,6 +130,8 @@ impl Default for MediaGeneratorBuilder {
             provider_urls: HashMap::new(),
             provider_keys_from_env: false,
             download_media: true,
+            retry: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -201,7 +208,22 @@ impl MediaGeneratorBuilder {
         self
     }
 
-    /// How long a response may go without sending a byte (default 120 s: replicate holds answers ≤ 60 s).
+    /// Retries of transient failures on the same provider (default: 3 tries, backoff from 500 ms to 10 s
+    /// with jitter, `Retry-After` honoured up to 60 s).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The longest one API call may take, answer included (default 300 s). Media downloads are bounded
+    /// by the stall timeout ([`MediaGeneratorBuilder::read_timeout`]) and the generation deadline instead.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long a response may go without sending a byte: the stall timeout (default 120 s: replicate
+    /// holds answers up to 60 s).
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;
         self
@@ -355,6 +377,8 @@ impl MediaGeneratorBuilder {
                 bill_to,
                 direct,
                 download_media: self.download_media,
+                retry: self.retry,
+                request_timeout: self.request_timeout,
             }),
         })
     }
@@ -611,10 +635,15 @@ async fn try_providers(
             provider: provider.clone(),
             provider_id: candidate.mapping.provider_id.clone(),
         });
-        match attempt(inner, job, candidate, task, tx, started).await {
-            Ok(media) => return Ok(media),
-            Err(AttemptError::Fatal(error)) => return Err(error),
-            Err(AttemptError::Provider(error)) if error.is_model_not_supported() => {
+        let mut tries = 0;
+        let error = loop {
+            tries += 1;
+            let error = match attempt(inner, job, candidate, task, tx, started).await {
+                Ok(media) => return Ok(media),
+                Err(AttemptError::Fatal(error)) => return Err(error),
+                Err(AttemptError::Provider(error)) => error,
+            };
+            if error.is_model_not_supported() {
                 return Err(Error::ModelNotSupported {
                     model: job.model.clone(),
                     provider,
@@ -622,17 +651,28 @@ async fn try_providers(
                     message: error.message(),
                 });
             }
-            Err(AttemptError::Provider(error)) => {
-                tracing::warn!(task, provider = %provider, %error, "provider failed, trying the next one");
-                let _ = tx.send(GenerationEvent::Fallback {
-                    task,
-                    provider,
-                    status: error.status(),
-                    message: error.message(),
-                });
-                attempts.push(ProviderAttempt::from_error(&error));
-            }
-        }
+            attempts.push(ProviderAttempt::from_error(&error));
+            let Some(delay) = inner.retry.delay(tries, &error) else {
+                break error;
+            };
+            tracing::info!(task, provider = %provider, %error, ?delay, "transient failure, trying again");
+            let _ = tx.send(GenerationEvent::Retry {
+                task,
+                provider: provider.clone(),
+                attempt: tries,
+                delay,
+                status: error.status(),
+                message: error.message(),
+            });
+            tokio::time::sleep(delay).await;
+        };
+        tracing::warn!(task, provider = %provider, %error, "provider failed, trying the next one");
+        let _ = tx.send(GenerationEvent::Fallback {
+            task,
+            provider,
+            status: error.status(),
+            message: error.message(),
+        });
     }
     Err(Error::AllProvidersFailed {
         model: job.model.clone(),
@@ -687,6 +727,7 @@ async fn attempt(
     }
     .with_hub_url(inner.hub_url.clone())
     .with_poll(inner.poll)
+    .with_request_timeout(inner.request_timeout)
     .with_reporter(reporter);
     let request = GenerationRequest {
         mapping: candidate.mapping.clone(),

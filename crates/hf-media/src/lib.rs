@@ -5,6 +5,7 @@ mod error;
 mod event;
 mod generator;
 mod request;
+mod retry;
 mod selection;
 pub mod token;
 
@@ -12,6 +13,7 @@ pub use error::{Error, ProviderAttempt};
 pub use event::{GeneratedMedia, GenerationEvent};
 pub use generator::{DEFAULT_ROUTER_URL, GenerationStream, MediaGenerator, MediaGeneratorBuilder};
 pub use request::{DEFAULT_MODEL, GenerateRequest, MAX_GENERATIONS, MODEL_ALIASES, ModelSpec};
+pub use retry::RetryPolicy;
 
 /// The Hub mapping client crate.
 pub use hf_media_mapping as mapping;

@@ -1,15 +1,15 @@
 //! One module per Hugging Face inference provider. Everything provider-specific (routes, payload
 //! renames, headers, answer shapes, polling) lives in that provider's module.
 
-mod fal_ai;
-mod hf_inference;
-mod novita;
-mod nscale;
-mod openai_compatible;
-mod replicate;
-mod together;
-mod wavespeed;
-mod zai_org;
+pub mod fal_ai;
+pub mod hf_inference;
+pub mod novita;
+pub mod nscale;
+pub mod openai_compatible;
+pub mod replicate;
+pub mod together;
+pub mod wavespeed;
+pub mod zai_org;
 
 pub use fal_ai::FalAi;
 pub use hf_inference::HfInference;

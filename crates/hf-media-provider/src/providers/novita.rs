@@ -134,7 +134,12 @@ pub fn parse_task_result(task_id: &str, answer: &Value) -> Result<Poll<MediaOutp
         }),
         STATUS_QUEUED => pending("queued".into()),
         STATUS_PROCESSING => pending("in_progress".into()),
-        other => pending(other.strip_prefix("TASK_STATUS_").unwrap_or(other).to_ascii_lowercase()),
+        // An unknown status is final: a job is never polled forever on a word nobody documented.
+        other => Err(ProviderError::JobFailed {
+            provider: NOVITA.into(),
+            job_id: id.to_owned(),
+            message: format!("the task reported an unknown status {other:?}"),
+        }),
     }
 }
 
@@ -233,11 +238,18 @@ mod tests {
             &json!({"task": {"status": "TASK_STATUS_SUCCEED"}, "video": {"video_url": "https://n.ai/v.mp4"}}),
         );
         assert!(matches!(fallback, Ok(Poll::Ready(_))));
+        for status in ["TASK_STATUS_PAUSED", "WARMING", ""] {
+            assert!(
+                matches!(
+                    parse_task_result("t1", &json!({"task": {"status": status}})),
+                    Err(ProviderError::JobFailed { ref message, .. }) if message.contains("unknown status")
+                ),
+                "an unknown status is final: {status:?}"
+            );
+        }
         for (status, state) in [
             ("TASK_STATUS_QUEUED", "queued"),
             ("TASK_STATUS_PROCESSING", "in_progress"),
-            ("TASK_STATUS_PAUSED", "paused"),
-            ("WARMING", "warming"),
         ] {
             assert!(
                 matches!(

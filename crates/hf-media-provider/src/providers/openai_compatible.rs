@@ -144,7 +144,7 @@ impl OpenAiCompatible {
     /// polling settings. Nothing else of the caller's context (router base, HF token, extra headers) is
     /// carried over.
     pub fn context_from(&self, caller: &ProviderContext) -> ProviderContext {
-        ProviderContext::direct(
+        let ctx = ProviderContext::direct(
             caller.http().clone(),
             self.base_url.clone(),
             &self.name,
@@ -152,7 +152,11 @@ impl OpenAiCompatible {
             AuthScheme::Bearer,
         )
         .with_hub_url(caller.hub_url().clone())
-        .with_poll(caller.poll())
+        .with_poll(caller.poll());
+        match caller.request_timeout() {
+            Some(timeout) => ctx.with_request_timeout(timeout),
+            None => ctx,
+        }
     }
 }
 

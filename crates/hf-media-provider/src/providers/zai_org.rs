@@ -122,11 +122,12 @@ pub fn parse_task(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> {
             state: "in_progress".into(),
             queue_position: None,
         })),
-        other => Ok(Poll::Pending(ProviderStatus {
-            job_id: Some(id.to_owned()),
-            state: other.to_ascii_lowercase(),
-            queue_position: None,
-        })),
+        // An unknown status is final: a job is never polled forever on a word nobody documented.
+        other => Err(ProviderError::JobFailed {
+            provider: ZAI_ORG.into(),
+            job_id: id.to_owned(),
+            message: format!("the task reported an unknown status {other:?}"),
+        }),
     }
 }
 
