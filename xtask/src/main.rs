@@ -70,11 +70,45 @@ fn main() -> ExitCode {
             let args: Vec<String> = std::env::args().skip(2).collect();
             fuzz::run(&std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()), &args)
         }
+        Some("soak") => {
+            // Thousands of generations through the emulator with a few percent of faults (tests/tests/soak.rs).
+            let generations = std::env::args()
+                .skip(2)
+                .find_map(|a| a.strip_prefix("--generations=").map(str::to_owned))
+                .unwrap_or_else(|| "5000".into());
+            eprintln!(
+                "$ SOAK_GENERATIONS={generations} cargo test --release -p hf-media-tests --test soak -- --ignored --nocapture"
+            );
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "test",
+                    "--release",
+                    "-p",
+                    "hf-media-tests",
+                    "--test",
+                    "soak",
+                    "--",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env("SOAK_GENERATIONS", generations)
+                .status();
+            match status {
+                Ok(status) if status.success() => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("could not run cargo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | cargo xtask bench [--smoke]\n\n  \
+                "usage: cargo xtask ci | bench [--smoke] | fuzz [--cases N] | soak [--generations=N]\n\n  \
                  ci      format check, clippy (-D warnings) and every test, as CI runs them\n  \
-                 bench   the performance scenarios against the emulator, with reference clients (--smoke: tiny sizes)"
+                 bench   the performance scenarios against the emulator, with reference clients (--smoke: tiny sizes)\n  \
+                 fuzz    the property tests of every parser with many cases (default 20000)\n  \
+                 soak    thousands of generations through the emulator with injected faults (default 5000)"
             );
             ExitCode::from(2)
         }

@@ -4,9 +4,9 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use futures::StreamExt as _;
 use tempfile::{Builder, TempPath};
-use tokio::io::AsyncWriteExt as _;
 
 use crate::intake::Intake;
 use crate::{ByteStream, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_file_stem, millis};
@@ -170,6 +170,39 @@ fn sync_dir(dir: &Path) {
     let _ = dir;
 }
 
+/// Creates the temporary file the media is written to, in the target folder (created if missing).
+fn create_temp(dir: &Path) -> Result<(std::fs::File, TempPath), SinkError> {
+    std::fs::create_dir_all(dir).map_err(|e| SinkError::io(dir, e))?;
+    temp_builder(".part")
+        .tempfile_in(dir)
+        .map(tempfile::NamedTempFile::into_parts)
+        .map_err(|e| SinkError::io(dir, e))
+}
+
+/// Writes a batch of chunks, handing the file back for the next batch.
+fn write_batch(mut file: std::fs::File, batch: &[Bytes]) -> io::Result<std::fs::File> {
+    for chunk in batch {
+        file.write_all(chunk)?;
+    }
+    Ok(file)
+}
+
+/// Waits for a batch being written.
+async fn finish_write(
+    dir: &Path,
+    temp: Option<&TempPath>,
+    write: tokio::task::JoinHandle<io::Result<std::fs::File>>,
+) -> Result<std::fs::File, SinkError> {
+    let path = temp.map_or_else(|| dir.to_path_buf(), |t| t.to_path_buf());
+    match write.await {
+        Ok(result) => result.map_err(|e| SinkError::io(path, e)),
+        Err(join) => Err(SinkError::io(
+            path,
+            io::Error::other(format!("file-system task failed: {join}")),
+        )),
+    }
+}
+
 /// Names the media, writes the sidecar, renames the media into place.
 fn place(
     dir: &Path,
@@ -238,10 +271,14 @@ impl MediaSink for FileSink {
         let dir = self.dir.clone();
         // Bytes are gathered in memory up to SPILL_BYTES: a typical image never touches the disk until it
         // is complete, and is then written, synced and renamed in one blocking call. Larger media spill to
-        // a temporary file in SPILL_BYTES writes. Either way nothing is visible before the rename, and a
-        // cancelled store leaves nothing (the temporary file is deleted when `spilled` is dropped).
-        let mut buffer: Vec<u8> = Vec::new();
-        let mut spilled: Option<(tokio::fs::File, TempPath)> = None;
+        // a temporary file in batches of SPILL_BYTES, each written by a blocking task while the next batch
+        // arrives (at most two batches in memory). Nothing is visible before the rename, and a cancelled
+        // store leaves nothing: the temporary file is deleted when `temp` is dropped (a batch still being
+        // written then goes to the unlinked file).
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_len = 0usize;
+        let mut temp: Option<TempPath> = None;
+        let mut in_flight: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>> = None;
         let mut intake = Intake::new(self.max_bytes);
         while let Some(chunk) = media.next().await {
             let chunk = chunk.map_err(SinkError::Source)?;
@@ -249,32 +286,28 @@ impl MediaSink for FileSink {
                 continue;
             }
             intake.accept(&chunk)?;
-            buffer.extend_from_slice(&chunk);
-            if buffer.len() >= SPILL_BYTES {
-                if spilled.is_none() {
-                    let temp_dir = dir.clone();
-                    let (file, temp) = blocking(&dir, move || {
-                        std::fs::create_dir_all(&temp_dir).map_err(|e| SinkError::io(&temp_dir, e))?;
-                        temp_builder(".part")
-                            .tempfile_in(&temp_dir)
-                            .map(tempfile::NamedTempFile::into_parts)
-                            .map_err(|e| SinkError::io(&temp_dir, e))
-                    })
-                    .await?;
-                    spilled = Some((tokio::fs::File::from_std(file), temp));
-                }
-                if let Some((file, temp)) = spilled.as_mut() {
-                    file.write_all(&buffer)
-                        .await
-                        .map_err(|e| SinkError::io(temp.to_path_buf(), e))?;
-                }
-                buffer.clear();
+            pending_len += chunk.len();
+            pending.push(chunk);
+            if pending_len < SPILL_BYTES {
+                continue;
             }
+            let file = match in_flight.take() {
+                Some(write) => finish_write(&dir, temp.as_ref(), write).await?,
+                None => {
+                    let temp_dir = dir.clone();
+                    let (file, path) = blocking(&dir, move || create_temp(&temp_dir)).await?;
+                    temp = Some(path);
+                    file
+                }
+            };
+            let batch = std::mem::take(&mut pending);
+            pending_len = 0;
+            in_flight = Some(tokio::task::spawn_blocking(move || write_batch(file, &batch)));
         }
         let format = intake.finish()?;
         drop(media);
-        let spilled = match spilled {
-            Some((file, temp)) => Some((file.into_std().await, temp)),
+        let spilled = match in_flight.take() {
+            Some(write) => Some(finish_write(&dir, temp.as_ref(), write).await?),
             None => None,
         };
 
@@ -290,18 +323,12 @@ impl MediaSink for FileSink {
         let extension = format.extension;
         let place_dir = dir.clone();
         let placed = blocking(&dir, move || {
-            let (mut file, temp) = match spilled {
-                Some(spilled) => spilled,
-                None => {
-                    std::fs::create_dir_all(&place_dir).map_err(|e| SinkError::io(&place_dir, e))?;
-                    temp_builder(".part")
-                        .tempfile_in(&place_dir)
-                        .map(tempfile::NamedTempFile::into_parts)
-                        .map_err(|e| SinkError::io(&place_dir, e))?
-                }
+            let (file, temp) = match (spilled, temp) {
+                (Some(file), Some(temp)) => (file, temp),
+                _ => create_temp(&place_dir)?,
             };
             let write_err = |e| SinkError::io(temp.to_path_buf(), e);
-            file.write_all(&buffer).map_err(write_err)?;
+            let file = write_batch(file, &pending).map_err(write_err)?;
             file.sync_all().map_err(write_err)?;
             drop(file);
             place(&place_dir, temp, &prompt, extension, sidecar_json.as_deref())
