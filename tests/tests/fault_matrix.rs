@@ -293,3 +293,92 @@ async fn every_fault_on_every_provider_has_its_outcome() {
     }
     assert!(runs >= 150, "only {runs} runs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_deadline_is_a_typed_timeout_naming_what_timed_out() {
+    let emulator = Emulator::new();
+    let running = emulator.start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let params = GenerationParams {
+        width: Some(32),
+        height: Some(32),
+        ..Default::default()
+    };
+    let request = || {
+        GenerateRequest::new("a fox")
+            .model("black-forest-labs/FLUX.1-schnell:hf-inference")
+            .params(params.clone())
+    };
+    let builder = || {
+        MediaGenerator::builder()
+            .token(CANARY)
+            .hub_url(running.url())
+            .router_url(running.url())
+            .retry(fast_retry())
+            .sink(Arc::new(hf_media::MemorySink::new()))
+    };
+
+    // The per-call request timeout: a provider slower than it.
+    emulator.set_behaviour(
+        "hf-inference",
+        ProviderBehaviour::default().with_latency(Duration::from_secs(3)),
+    );
+    let generator = builder().request_timeout(Duration::from_millis(200)).build().unwrap();
+    let events = collect(generator.generate(request())).await;
+    let Some(GenerationEvent::Error {
+        error: Error::AllProvidersFailed { attempts, .. },
+        ..
+    }) = events.iter().find(|e| matches!(e, GenerationEvent::Error { .. }))
+    else {
+        panic!("{events:#?}");
+    };
+    assert_eq!(attempts.len(), 3, "request timeouts are retried: {attempts:?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.kind == "timeout" && a.message.contains("request timeout")),
+        "{attempts:?}"
+    );
+
+    // The overall deadline of a generation.
+    let generator = builder()
+        .generation_timeout(Some(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let events = collect(generator.generate(request())).await;
+    let error = events.iter().find_map(|e| match e {
+        GenerationEvent::Error { error, .. } => Some(error),
+        _ => None,
+    });
+    assert!(matches!(error, Some(Error::Timeout { .. })), "{events:#?}");
+    assert!(error.unwrap().to_string().contains("overall deadline"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // The polling deadline of a job that never completes.
+    emulator.set_behaviour("fal-ai", ProviderBehaviour::default().with_pending_polls(1000));
+    let generator = builder()
+        .poll(PollConfig {
+            interval: Duration::from_millis(10),
+            deadline: Duration::from_millis(200),
+        })
+        .build()
+        .unwrap();
+    let events = collect(
+        generator.generate(
+            GenerateRequest::new("a fox")
+                .model("black-forest-labs/FLUX.1-schnell:fal-ai")
+                .params(params.clone()),
+        ),
+    )
+    .await;
+    let Some(GenerationEvent::Error {
+        error: Error::AllProvidersFailed { attempts, .. },
+        ..
+    }) = events.iter().find(|e| matches!(e, GenerationEvent::Error { .. }))
+    else {
+        panic!("{events:#?}");
+    };
+    assert_eq!(attempts.len(), 1, "an expired polling deadline is final: {attempts:?}");
+    assert_eq!(attempts[0].kind, "timeout");
+    assert!(attempts[0].message.contains("waiting for fal job"), "{attempts:?}");
+}
