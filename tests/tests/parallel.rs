@@ -192,3 +192,27 @@ async fn concurrent_requests_share_one_hub_call() {
     assert_eq!(done(&b), (2, 0));
     assert_eq!(sink.len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_bounds_how_many_run_at_once() {
+    let server = start_server().await;
+    mount_hub_mapping(&server, MODEL, json!({ "hf-inference": live(MODEL, "text-to-image") })).await;
+    let delay = Duration::from_millis(300);
+    Mock::given(method("POST"))
+        .and(path(format!("/hf-inference/models/{MODEL}")))
+        .respond_with(bytes_response(png(), "image/png").set_delay(delay))
+        .expect(6)
+        .mount(&server)
+        .await;
+    let generator = generator(&server, Arc::new(MemorySink::new()));
+    let started = Instant::now();
+    let events = collect(generator.generate(GenerateRequest::new(PROMPT).model(MODEL).n(6).concurrency(2))).await;
+    let elapsed = started.elapsed();
+    assert_eq!(done(&events), (6, 0));
+    // Three waves of two: at least 3 × the delay, well under 6 × it.
+    assert!(elapsed >= delay * 3, "more than 2 ran at once: {elapsed:?}");
+    assert!(elapsed < delay * 5, "the waves did not overlap pairwise: {elapsed:?}");
+
+    let refused = collect(generator.generate(GenerateRequest::new(PROMPT).model(MODEL).concurrency(0))).await;
+    assert_eq!(errors(&refused)[0].1.kind(), "invalid_request");
+}

@@ -550,23 +550,24 @@ fn overhead(ctx: &Context, sizes: Sizes, smoke: bool) -> Result<Vec<Row>, String
         generate(&ctx.bin, &emulator.url, &router, &format!("{model}:hf-inference"), &out).args(["-n", "1"]),
         &ctx.log,
     )?;
-    let (mut cpu, mut wall, mut rss) = (Duration::ZERO, Duration::ZERO, 0);
-    eprintln!("  overhead: {rounds} × `-n {concurrency}`");
-    for _ in 0..rounds {
-        fresh_dir(&out)?;
-        let (usage, stdout) = measure(
-            generate(&ctx.bin, &emulator.url, &router, &format!("{model}:hf-inference"), &out)
-                .args(["-n", &concurrency.to_string()]),
-            &ctx.log,
-        )?;
-        let succeeded = done(&events(&stdout)).map(|d| d.0);
-        if !usage.success || succeeded != Some(u64::from(concurrency)) {
-            return Err(format!("a round of the overhead scenario failed:\n{stdout}"));
-        }
-        cpu += usage.cpu;
-        wall += usage.wall;
-        rss = rss.max(usage.max_rss);
+    // One process makes every generation, `concurrency` at a time, like the Python reference's one
+    // process with its pool of `concurrency` threads.
+    eprintln!("  overhead: `-n {total} --concurrency {concurrency}`");
+    fresh_dir(&out)?;
+    let (usage, stdout) = measure(
+        generate(&ctx.bin, &emulator.url, &router, &format!("{model}:hf-inference"), &out).args([
+            "-n",
+            &total.to_string(),
+            "--concurrency",
+            &concurrency.to_string(),
+        ]),
+        &ctx.log,
+    )?;
+    let succeeded = done(&events(&stdout)).map(|d| d.0);
+    if !usage.success || succeeded != Some(u64::from(total)) {
+        return Err(format!("the overhead scenario failed:\n{stdout}"));
     }
+    let (cpu, wall, rss) = (usage.cpu, usage.wall, usage.max_rss);
     let _ = std::fs::remove_dir_all(&out);
     let per_gen = cpu.as_secs_f64() / f64::from(total);
     let rate = f64::from(total) / wall.as_secs_f64();
@@ -629,7 +630,7 @@ fn overhead(ctx: &Context, sizes: Sizes, smoke: bool) -> Result<Vec<Row>, String
             ratio(rate / py_rate, rate / py_rate >= 10.0),
         ),
         Row::new(
-            format!("{label}: peak RSS of one `-n {concurrency}` process"),
+            format!("{label}: peak RSS of the `-n {total} --concurrency {concurrency}` process"),
             mib(rss),
             "—".into(),
             "—".into(),

@@ -53,9 +53,12 @@ pub struct GenerateArgs {
     /// (flux, flux-dev, flux-schnell, sdxl-turbo, sd-3.5-large).
     #[arg(short, long, default_value = hf_media::DEFAULT_MODEL)]
     pub model: String,
-    /// How many generations to run in parallel.
-    #[arg(short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// How many generations to make.
+    #[arg(short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub n: u16,
+    /// How many generations run at once (default: all of them).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub concurrency: Option<u16>,
     /// Folder the media are written to.
     #[arg(short, long, default_value = "generated_media")]
     pub output: PathBuf,

@@ -143,6 +143,7 @@ fn build_request(args: &GenerateArgs) -> Result<GenerateRequest, String> {
         messages,
         params,
         n: usize::from(args.n),
+        concurrency: args.concurrency.map(usize::from),
     })
 }
 

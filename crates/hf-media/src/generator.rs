@@ -505,6 +505,7 @@ impl MediaGenerator {
 async fn drive(inner: Arc<Inner>, request: GenerateRequest, tx: Events) {
     let started = Instant::now();
     let total = request.n.clamp(1, MAX_GENERATIONS);
+    let concurrency = request.concurrency.unwrap_or(total);
     let job = match prepare(&inner, request, &tx).await {
         Ok(job) => Arc::new(job),
         Err(error) => {
@@ -518,8 +519,14 @@ async fn drive(inner: Arc<Inner>, request: GenerateRequest, tx: Events) {
         }
     };
     let mut tasks = JoinSet::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.clamp(1, total)));
     for task in 0..total {
-        tasks.spawn(run_task(inner.clone(), job.clone(), task, tx.clone()));
+        let (inner, job, tx, permits) = (inner.clone(), job.clone(), tx.clone(), permits.clone());
+        tasks.spawn(async move {
+            // The generation's own deadline starts once it may run.
+            let _permit = permits.acquire_owned().await;
+            run_task(inner, job, task, tx).await
+        });
     }
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + inner.progress_interval,
@@ -557,6 +564,11 @@ async fn prepare(inner: &Inner, request: GenerateRequest, tx: &Events) -> Result
             "n must be between 1 and {MAX_GENERATIONS} (got {})",
             request.n
         )));
+    }
+    if request.concurrency == Some(0) {
+        return Err(Error::InvalidRequest(
+            "concurrency must be at least 1 (or unset to run all n at once)".into(),
+        ));
     }
     let prompt = format_prompt(request.prompt.as_deref(), &request.messages)?;
     request.params.validate()?;

@@ -5,7 +5,7 @@ use crate::Error;
 /// The model used when a request names none.
 pub const DEFAULT_MODEL: &str = "black-forest-labs/FLUX.1-schnell";
 /// The most generations one request may run.
-pub const MAX_GENERATIONS: usize = 256;
+pub const MAX_GENERATIONS: usize = 4096;
 
 /// Short names for popular models.
 pub const MODEL_ALIASES: &[(&str, &str)] = &[
@@ -66,8 +66,10 @@ pub struct GenerateRequest {
     pub messages: Vec<ChatMessage>,
     /// Provider-neutral parameters.
     pub params: GenerationParams,
-    /// How many generations to run in parallel (1 to [`MAX_GENERATIONS`]).
+    /// How many generations to make (1 to [`MAX_GENERATIONS`]).
     pub n: usize,
+    /// How many of them run at once (default: all `n`).
+    pub concurrency: Option<usize>,
 }
 
 impl Default for GenerateRequest {
@@ -78,6 +80,7 @@ impl Default for GenerateRequest {
             messages: Vec::new(),
             params: GenerationParams::default(),
             n: 1,
+            concurrency: None,
         }
     }
 }
@@ -108,6 +111,12 @@ impl GenerateRequest {
     /// Sets how many generations run in parallel.
     pub fn n(mut self, n: usize) -> Self {
         self.n = n;
+        self
+    }
+
+    /// Sets how many generations run at once (the rest wait their turn).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = Some(concurrency);
         self
     }
 
