@@ -253,6 +253,20 @@ pub(crate) fn video_ask(body: &Value, prompt_key: &str, params: &Value) -> Resul
     })
 }
 
+/// What a request for `task` asks for: a video for `text-to-video` ([`video_ask`]), else an image
+/// ([`image_ask`]).
+pub(crate) fn media_ask(task: &str, body: &Value, prompt_key: &str, params: &Value) -> Result<MediaAsk, Response> {
+    if is_video(task) {
+        video_ask(body, prompt_key, params)
+    } else {
+        image_ask(body, prompt_key, params)
+    }
+}
+
+fn is_video(task: &str) -> bool {
+    task == "text-to-video"
+}
+
 /// The request's seed, or, like real providers that pick one, a seed derived from the prompt (so the
 /// answer always names the seed that reproduces it).
 fn seed_of(prompt: &str, params: &Value) -> u64 {
@@ -311,11 +325,11 @@ pub(crate) async fn render_video(ask: &MediaAsk) -> Result<(Bytes, &'static str)
 pub(crate) async fn render_and_store(
     state: &State,
     provider: &'static str,
-    task_is_video: bool,
+    task: &str,
     ask: &MediaAsk,
     format: ImageFormat,
 ) -> Result<String, Response> {
-    let (bytes, mime) = if task_is_video {
+    let (bytes, mime) = if is_video(task) {
         render_video(ask).await?
     } else {
         render_image(ask, format).await?

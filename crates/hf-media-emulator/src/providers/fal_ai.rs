@@ -44,18 +44,12 @@ async fn submit(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let video = task == "text-to-video";
-    let ask = if video {
-        support::video_ask(&body, "prompt", &body)
-    } else {
-        support::image_ask(&body, "prompt", &body)
-    };
-    let ask = match ask {
+    let ask = match support::media_ask(task, &body, "prompt", &body) {
         Ok(ask) => ask,
         Err(response) => return response,
     };
     let format = behaviour.image_format.unwrap_or(ImageFormat::Png);
-    let file_id = match support::render_and_store(&state, PROVIDER, video, &ask, format).await {
+    let file_id = match support::render_and_store(&state, PROVIDER, task, &ask, format).await {
         Ok(id) => id,
         Err(response) => return response,
     };

@@ -70,18 +70,7 @@ async fn generate(AxumState(state): AxumState<Shared>, headers: HeaderMap, body:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RunningEmulator;
-
-    async fn serve() -> RunningEmulator {
-        crate::Emulator::new()
-            .start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap()
-    }
-
-    fn client() -> reqwest::Client {
-        reqwest::Client::new()
-    }
+    use crate::providers::test_support::{client, serve};
 
     #[tokio::test]
     async fn missing_auth_unknown_model_and_url_answers_are_refused() {

@@ -213,18 +213,12 @@ async fn create(
     input: Map<String, Value>,
 ) -> Response {
     let input = Value::Object(input);
-    let video = task == "text-to-video";
-    let ask = if video {
-        support::video_ask(&input, "prompt", &input)
-    } else {
-        support::image_ask(&input, "prompt", &input)
-    };
-    let ask = match ask {
+    let ask = match support::media_ask(task, &input, "prompt", &input) {
         Ok(ask) => ask,
         Err(response) => return response,
     };
     let format = behaviour.image_format.unwrap_or(ImageFormat::Webp);
-    let file_id = match support::render_and_store(state, PROVIDER, video, &ask, format).await {
+    let file_id = match support::render_and_store(state, PROVIDER, task, &ask, format).await {
         Ok(id) => id,
         Err(response) => return response,
     };
@@ -309,17 +303,7 @@ async fn poll(AxumState(state): AxumState<Shared>, Path(id): Path<String>, heade
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Emulator, RunningEmulator};
-
-    async fn serve() -> (Emulator, RunningEmulator) {
-        let emulator = Emulator::new();
-        let running = emulator.start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        (emulator, running)
-    }
-
-    fn client() -> reqwest::Client {
-        reqwest::Client::new()
-    }
+    use crate::providers::test_support::{client, poll_until, serve, serve_scripted};
 
     #[test]
     fn prefer_wait_windows() {
@@ -335,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_auth_unknown_model_and_extra_fields_are_refused() {
-        let (_emulator, running) = serve().await;
+        let running = serve().await;
         let url = format!(
             "{}/replicate/v1/models/black-forest-labs/flux-schnell/predictions",
             running.url()
@@ -402,7 +386,7 @@ mod tests {
 
     #[tokio::test]
     async fn prefer_wait_answers_a_finished_prediction() {
-        let (emulator, running) = serve().await;
+        let (emulator, running) = serve_scripted().await;
         emulator.set_behaviour(PROVIDER, ProviderBehaviour::default().with_pending_polls(0));
         let answer = client()
             .post(format!("{}/replicate/v1/predictions", running.url()))
@@ -425,7 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_prediction_is_polled_until_it_succeeds() {
-        let (_emulator, running) = serve().await;
+        let running = serve().await;
         let answer = client()
             .post(format!(
                 "{}/replicate/v1/models/lightricks/ltx-video/predictions",
@@ -445,23 +429,7 @@ mod tests {
         }
         let get = body["urls"]["get"].as_str().unwrap().to_owned();
         assert!(get.starts_with(&running.url()));
-        let mut statuses = Vec::new();
-        let done = loop {
-            let body: Value = client()
-                .get(&get)
-                .bearer_auth("hf_test")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            statuses.push(body["status"].as_str().unwrap().to_owned());
-            if body["status"] == "succeeded" {
-                break body;
-            }
-            assert!(statuses.len() < 5, "{statuses:?}");
-        };
+        let (statuses, done) = poll_until(|| client().get(&get).bearer_auth("hf_test"), "/status", "succeeded").await;
         assert_eq!(statuses, ["processing", "succeeded"]);
         let video = client().get(done["output"].as_str().unwrap()).send().await.unwrap();
         assert_eq!(video.headers()[header::CONTENT_TYPE], "video/mp4");

@@ -127,7 +127,7 @@ async fn submit_video(AxumState(state): AxumState<Shared>, headers: HeaderMap, b
         Err(response) => return response,
     };
     let format = behaviour.image_format.unwrap_or(ImageFormat::Jpeg);
-    let file_id = match support::render_and_store(&state, PROVIDER, true, &ask, format).await {
+    let file_id = match support::render_and_store(&state, PROVIDER, "text-to-video", &ask, format).await {
         Ok(id) => id,
         Err(response) => return response,
     };
@@ -175,18 +175,7 @@ mod tests {
     use axum::http::header;
 
     use super::*;
-    use crate::RunningEmulator;
-
-    async fn serve() -> RunningEmulator {
-        crate::Emulator::new()
-            .start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap()
-    }
-
-    fn client() -> reqwest::Client {
-        reqwest::Client::new()
-    }
+    use crate::providers::test_support::{client, poll_until, serve};
 
     #[tokio::test]
     async fn missing_auth_unknown_model_and_unknown_job_are_refused() {
@@ -289,23 +278,13 @@ mod tests {
         let job: Value = answer.json().await.unwrap();
         assert_eq!(job["status"], "queued");
         let id = job["id"].as_str().unwrap();
-        let mut statuses = Vec::new();
-        let done = loop {
-            let body: Value = client()
-                .get(format!("{}/together/v2/videos/{id}", running.url()))
-                .bearer_auth("hf_test")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            statuses.push(body["status"].as_str().unwrap().to_owned());
-            if body["status"] == "completed" {
-                break body;
-            }
-            assert!(statuses.len() < 5, "{statuses:?}");
-        };
+        let poll_url = format!("{}/together/v2/videos/{id}", running.url());
+        let (statuses, done) = poll_until(
+            || client().get(&poll_url).bearer_auth("hf_test"),
+            "/status",
+            "completed",
+        )
+        .await;
         assert_eq!(statuses, ["in_progress", "completed"]);
         let video = client()
             .get(done["outputs"]["video_url"].as_str().unwrap())

@@ -48,18 +48,12 @@ async fn submit(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let video = task == "text-to-video";
-    let ask = if video {
-        support::video_ask(&body, "prompt", &body)
-    } else {
-        support::image_ask(&body, "prompt", &body)
-    };
-    let ask = match ask {
+    let ask = match support::media_ask(task, &body, "prompt", &body) {
         Ok(ask) => ask,
         Err(response) => return response,
     };
     let format = behaviour.image_format.unwrap_or(ImageFormat::Png);
-    let file_id = match support::render_and_store(&state, PROVIDER, video, &ask, format).await {
+    let file_id = match support::render_and_store(&state, PROVIDER, task, &ask, format).await {
         Ok(id) => id,
         Err(response) => return response,
     };
@@ -118,18 +112,7 @@ mod tests {
     use axum::http::header;
 
     use super::*;
-    use crate::RunningEmulator;
-
-    async fn serve() -> RunningEmulator {
-        crate::Emulator::new()
-            .start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap()
-    }
-
-    fn client() -> reqwest::Client {
-        reqwest::Client::new()
-    }
+    use crate::providers::test_support::{client, poll_until, serve};
 
     #[tokio::test]
     async fn missing_auth_unknown_model_and_unknown_prediction_are_refused() {
@@ -189,23 +172,13 @@ mod tests {
         assert_eq!(body["data"]["model"], "wavespeed-ai/qwen-image/text-to-image");
         let get = body["data"]["urls"]["get"].as_str().unwrap();
         let path = get.strip_prefix(API_HOST).unwrap();
-        let mut statuses = Vec::new();
-        let done = loop {
-            let body: Value = client()
-                .get(format!("{}/wavespeed{path}", running.url()))
-                .bearer_auth("hf_test")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            statuses.push(body["data"]["status"].as_str().unwrap().to_owned());
-            if body["data"]["status"] == "completed" {
-                break body;
-            }
-            assert!(statuses.len() < 5, "{statuses:?}");
-        };
+        let poll_url = format!("{}/wavespeed{path}", running.url());
+        let (statuses, done) = poll_until(
+            || client().get(&poll_url).bearer_auth("hf_test"),
+            "/data/status",
+            "completed",
+        )
+        .await;
         assert_eq!(statuses, ["processing", "completed"]);
         let image = client()
             .get(done["data"]["outputs"][0].as_str().unwrap())

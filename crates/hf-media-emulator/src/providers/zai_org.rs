@@ -67,7 +67,7 @@ async fn submit(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: B
         Err(response) => return response,
     };
     let format = behaviour.image_format.unwrap_or(ImageFormat::Png);
-    let file_id = match support::render_and_store(&state, PROVIDER, false, &ask, format).await {
+    let file_id = match support::render_and_store(&state, PROVIDER, "text-to-image", &ask, format).await {
         Ok(id) => id,
         Err(response) => return response,
     };
@@ -105,20 +105,9 @@ mod tests {
     use axum::http::header;
 
     use super::*;
-    use crate::RunningEmulator;
+    use crate::providers::test_support::{client, poll_until, serve};
 
     const SUBMIT: &str = "/zai-org/api/paas/v4/async/images/generations";
-
-    async fn serve() -> RunningEmulator {
-        crate::Emulator::new()
-            .start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap()
-    }
-
-    fn client() -> reqwest::Client {
-        reqwest::Client::new()
-    }
 
     #[tokio::test]
     async fn missing_auth_missing_channel_unknown_model_and_unknown_task_are_refused() {
@@ -183,24 +172,18 @@ mod tests {
         assert_eq!(task["model"], "cogview-4-250304");
         assert!(task["request_id"].is_string());
         let id = task["id"].as_str().unwrap();
-        let mut statuses = Vec::new();
-        let done = loop {
-            let body: Value = client()
-                .get(format!("{}/zai-org/api/paas/v4/async-result/{id}", running.url()))
-                .bearer_auth("hf_test")
-                .header("x-source-channel", "hugging_face")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            statuses.push(body["task_status"].as_str().unwrap().to_owned());
-            if body["task_status"] == "SUCCESS" {
-                break body;
-            }
-            assert!(statuses.len() < 5, "{statuses:?}");
-        };
+        let poll_url = format!("{}/zai-org/api/paas/v4/async-result/{id}", running.url());
+        let (statuses, done) = poll_until(
+            || {
+                client()
+                    .get(&poll_url)
+                    .bearer_auth("hf_test")
+                    .header("x-source-channel", "hugging_face")
+            },
+            "/task_status",
+            "SUCCESS",
+        )
+        .await;
         assert_eq!(statuses, ["PROCESSING", "SUCCESS"]);
         assert_eq!(done["request_id"], task["request_id"]);
         let image = client()
