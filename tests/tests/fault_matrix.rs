@@ -144,11 +144,33 @@ fn cases(provider: &str, asynchronous: bool) -> Vec<Case> {
         ));
     }
     if asynchronous {
+        // A running job is not given up for a passing hiccup: the polling loop rides it out.
+        cases.push(case(status(500), FaultTarget::Poll, Some(2), Outcome::Success));
         cases.push(case(
-            status(500),
+            Fault::ConnectionReset,
             FaultTarget::Poll,
             Some(1),
-            Outcome::SuccessAfterRetry,
+            Outcome::Success,
+        ));
+        // A job whose status keeps failing is tried again from the start, then reported.
+        cases.push(case(
+            status(503),
+            FaultTarget::Poll,
+            None,
+            Outcome::Failed {
+                attempts: 3,
+                kind: "http",
+            },
+        ));
+        // A job that is gone is the provider's failure, not "model not supported".
+        cases.push(case(
+            status(404),
+            FaultTarget::Poll,
+            None,
+            Outcome::Failed {
+                attempts: 1,
+                kind: "job_failed",
+            },
         ));
         cases.push(case(
             Fault::MalformedJson,

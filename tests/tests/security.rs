@@ -215,3 +215,20 @@ async fn no_token_is_a_missing_token_error_naming_hf_token() {
     assert!(shown.contains("HF_TOKEN"), "{shown}");
     assert!(shown.contains("https://huggingface.co/settings/tokens"), "{shown}");
 }
+
+#[test]
+fn a_token_that_cannot_be_sent_is_refused_without_being_shown() {
+    let err = hf_media::MediaGenerator::builder()
+        .token("hf_secret_with\nnewline")
+        .build()
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("cannot be sent in an HTTP header"), "{shown}");
+    assert!(!shown.contains("hf_secret"), "{shown}");
+    let err = hf_media::MediaGenerator::builder()
+        .token("hf_fine")
+        .provider_key("fal-ai", "key\u{7f}bad")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("fal-ai"), "{err}");
+}

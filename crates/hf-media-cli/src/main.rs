@@ -26,6 +26,27 @@ use crate::cli::{Cli, Command, GenerateArgs};
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_INTERRUPTED: u8 = 130;
+const EXIT_TERMINATED: u8 = 143;
+
+/// Resolves on SIGTERM or SIGHUP (a `kill`, a closed terminal, a stopped container): the CLI then cleans
+/// up like on Ctrl-C. Never resolves where those signals do not exist.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(mut term), Ok(mut hup)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -152,9 +173,10 @@ async fn generate(args: GenerateArgs) -> ExitCode {
         Ok(request) => request,
         Err(message) => return usage_error(message),
     };
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return usage_error("--timeout must be a positive number of seconds");
-    }
+    let timeout = match Duration::try_from_secs_f64(args.timeout) {
+        Ok(timeout) if !timeout.is_zero() => timeout,
+        _ => return usage_error("--timeout must be a positive number of seconds (at most about 10^19)"),
+    };
     let mut registry = ProviderRegistry::with_defaults();
     for entry in &args.openai_providers {
         let Some((name, url)) = name_value(entry) else {
@@ -218,7 +240,7 @@ async fn generate(args: GenerateArgs) -> ExitCode {
             FileSink::new(args.output.clone()).with_max_bytes(args.max_media_bytes),
         ))
         .provider_order(args.prefer.clone())
-        .generation_timeout(Some(Duration::from_secs_f64(args.timeout)));
+        .generation_timeout(Some(timeout));
     if let Some(org) = &args.bill_to {
         builder = builder.bill_to(org.clone());
     }
@@ -246,6 +268,8 @@ async fn generate(args: GenerateArgs) -> ExitCode {
     let mut exit = ExitCode::SUCCESS;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let terminated = terminated();
+    tokio::pin!(terminated);
     loop {
         let event = tokio::select! {
             event = events.next() => event,
@@ -256,6 +280,14 @@ async fn generate(args: GenerateArgs) -> ExitCode {
                 }
                 eprintln!("interrupted: every request was cancelled and no partial file was kept");
                 return ExitCode::from(EXIT_INTERRUPTED);
+            }
+            _ = &mut terminated => {
+                drop(events);
+                if let Some(bar) = &progress {
+                    bar.finish_and_clear();
+                }
+                eprintln!("terminated: every request was cancelled and no partial file was kept");
+                return ExitCode::from(EXIT_TERMINATED);
             }
         };
         let Some(event) = event else { break };

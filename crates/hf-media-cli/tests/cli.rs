@@ -279,6 +279,8 @@ async fn usage_errors_are_exit_2_with_a_clear_message() {
         (vec!["generate", "x", "--param", "novalue"], "KEY=VALUE"),
         (vec!["generate", "x", "--width", "0", "--height", "10"], "`width`"),
         (vec!["generate", "x", "-n", "0"], "0"),
+        (vec!["generate", "x", "--timeout", "1e20"], "--timeout"),
+        (vec!["generate", "x", "--timeout", "0"], "--timeout"),
     ] {
         let output = run(&args, &server, Some("hf_x"), dir.path()).await;
         assert_eq!(output.status.code(), Some(2), "{args:?}");

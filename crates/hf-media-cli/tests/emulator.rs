@@ -210,6 +210,17 @@ async fn faults_scripted_in_a_behaviours_file_drive_fallback_and_not_supported()
 
 #[tokio::test]
 async fn ctrl_c_cancels_everything_exits_130_and_leaves_no_partial_file() {
+    interrupt_mid_download("-INT", 130).await;
+}
+
+#[tokio::test]
+async fn sigterm_cancels_everything_exits_143_and_leaves_no_partial_file() {
+    interrupt_mid_download("-TERM", 143).await;
+}
+
+/// Starts a generation whose download stalls, sends `signal` mid-way, and checks the exit code and that
+/// nothing is left behind.
+async fn interrupt_mid_download(signal: &str, expected: i32) {
     let dir = tempfile::tempdir().unwrap();
     let behaviours = dir.path().join("stall.json");
     std::fs::write(
@@ -253,7 +264,7 @@ async fn ctrl_c_cancels_everything_exits_130_and_leaves_no_partial_file() {
     let interrupted = std::time::Instant::now();
     assert!(
         std::process::Command::new("kill")
-            .args(["-INT", &pid])
+            .args([signal, &pid])
             .status()
             .unwrap()
             .success()
@@ -262,7 +273,7 @@ async fn ctrl_c_cancels_everything_exits_130_and_leaves_no_partial_file() {
         .await
         .expect("the CLI stops promptly after Ctrl-C")
         .unwrap();
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(expected));
     assert!(
         interrupted.elapsed() < std::time::Duration::from_secs(2),
         "{:?}",

@@ -277,6 +277,28 @@ pub fn images_api_answer(provider: &str, answer: &Value) -> Result<crate::MediaO
     Ok(crate::MediaOutput::new(body).with_provider_response(answer))
 }
 
+/// A job id from a provider's answer, checked before it goes into a URL path: letters, digits, `-`, `_`
+/// and `.` only (no `/`, no `..`), at most 200 characters.
+pub fn job_id<'a>(provider: &str, id: &'a str) -> Result<&'a str, ProviderError> {
+    let valid = !id.is_empty()
+        && id.len() <= 200
+        && !id.contains("..")
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(id)
+    } else {
+        Err(ProviderError::InvalidResponse {
+            provider: provider.to_owned(),
+            reason: format!(
+                "the job id {:?} is not a plain id (letters, digits, `-`, `_`, `.`)",
+                id.chars().take(60).collect::<String>()
+            ),
+        })
+    }
+}
+
 /// A media URL from a provider's answer: only `http`, `https` and `data:` URLs are accepted.
 pub fn media_url(provider: &str, raw: &str) -> Result<Url, ProviderError> {
     let url = Url::parse(raw).map_err(|e| ProviderError::InvalidResponse {
@@ -381,9 +403,17 @@ pub enum Poll<T> {
     Ready(T),
 }
 
+/// Transient failures in a row that a polling loop rides out before giving up.
+pub const MAX_POLL_FAILURES: u32 = 5;
+
 /// Polls until `check` is ready: sleeps [`crate::PollConfig::interval`] before each check, reports each
 /// new pending state, and ends with [`ProviderError::Timeout`] past [`crate::PollConfig::deadline`].
-/// `check` ends the loop early by returning an error (failed jobs, unknown states).
+///
+/// A job that is already running is never given up for a passing hiccup: a transient failure of a status
+/// request (429, 5xx, a broken connection, an HTTP timeout) counts as one more pending tick, up to
+/// [`MAX_POLL_FAILURES`] in a row (retrying the whole job would submit, and pay for, a second one). A 404
+/// on the job's own URL means the job is gone: a [`ProviderError::JobFailed`], never the provider's "model
+/// not supported". `check` ends the loop early by returning any other error (failed jobs, unknown states).
 pub async fn poll_until<T, F, Fut>(ctx: &ProviderContext, what: &str, mut check: F) -> Result<T, ProviderError>
 where
     F: FnMut(u32) -> Fut,
@@ -392,6 +422,7 @@ where
     let config = ctx.poll();
     let started = Instant::now();
     let mut last: Option<ProviderStatus> = None;
+    let mut failures = 0;
     for attempt in 1.. {
         let remaining = config.deadline.saturating_sub(started.elapsed());
         if remaining.is_zero() {
@@ -401,9 +432,21 @@ where
         let outcome = tokio::time::timeout(config.deadline.saturating_sub(started.elapsed()), check(attempt)).await;
         match outcome {
             Err(_) => break,
+            Ok(Err(e)) if e.is_model_not_supported() => {
+                return Err(ProviderError::JobFailed {
+                    provider: ctx.provider().to_owned(),
+                    job_id: last.as_ref().and_then(|s| s.job_id.clone()).unwrap_or_default(),
+                    message: format!("the job is gone while {what} (HTTP 404: {})", e.message()),
+                });
+            }
+            Ok(Err(e)) if e.is_retryable() && failures + 1 < MAX_POLL_FAILURES => {
+                failures += 1;
+                tracing::info!(provider = ctx.provider(), error = %e, failures, "status request failed; polling on");
+            }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(Poll::Ready(value))) => return Ok(value),
             Ok(Ok(Poll::Pending(status))) => {
+                failures = 0;
                 if last.as_ref() != Some(&status) {
                     ctx.report(status.clone());
                     last = Some(status);
@@ -481,6 +524,17 @@ mod tests {
         assert_eq!(decode_base64("p", "aGVs\nbG8").unwrap(), Bytes::from_static(b"hello"));
         let err = decode_base64("together", "@@@").unwrap_err();
         assert!(matches!(err, ProviderError::InvalidResponse { ref provider, .. } if provider == "together"));
+    }
+
+    #[test]
+    fn job_ids_must_be_plain_before_they_go_into_a_path() {
+        assert_eq!(job_id("p", "abc-123_x.y").unwrap(), "abc-123_x.y");
+        for bad in ["", "../../x", "a/b", "a b", "a?b", "é"] {
+            assert!(
+                matches!(job_id("together", bad), Err(ProviderError::InvalidResponse { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

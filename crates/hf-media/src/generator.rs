@@ -14,7 +14,7 @@ use hf_media_provider::{
 };
 use hf_media_sink::{BoxError, DynMediaSink, FileSink, MediaKind, MediaLocation, MediaRecord, MediaTimings, SinkError};
 use reqwest::header::{HeaderName, HeaderValue};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
@@ -327,6 +327,25 @@ impl MediaGeneratorBuilder {
         }
         if self.token.is_none() && direct.is_empty() {
             return Err(Error::MissingToken);
+        }
+        // A token that cannot travel in a header would silently be left off every request (and every
+        // provider would answer 401): say so now, without showing it.
+        let sendable =
+            |secret: &SecretString| HeaderValue::from_str(&format!("Bearer {}", secret.expose_secret())).is_ok();
+        if let Some(token) = &self.token
+            && !sendable(token)
+        {
+            return Err(Error::Config(
+                "the Hugging Face token contains characters that cannot be sent in an HTTP header \
+                 (a stray newline, space or non-ASCII character?)"
+                    .into(),
+            ));
+        }
+        if let Some((name, _)) = direct.iter().find(|(_, access)| !sendable(&access.key)) {
+            return Err(Error::Config(format!(
+                "the key of {name} contains characters that cannot be sent in an HTTP header \
+                 (a stray newline, space or non-ASCII character?)"
+            )));
         }
         let token = self.token;
         let router_raw = self.router_url.unwrap_or_else(|| DEFAULT_ROUTER_URL.to_owned());

@@ -139,7 +139,7 @@ impl MediaProvider for Replicate {
             Poll::Ready(output) => return Ok(output),
             Poll::Pending(status) => status,
         };
-        let id = status.job_id.clone().unwrap_or_default();
+        let id = http::job_id(REPLICATE, status.job_id.as_deref().unwrap_or_default())?.to_owned();
         ctx.report(status);
         let poll_url = ctx.url(&format!("/v1/predictions/{id}"))?;
         http::poll_until(ctx, &format!("waiting for replicate prediction {id}"), |_| {

@@ -144,7 +144,7 @@ async fn generate_video(ctx: &ProviderContext, request: &GenerationRequest) -> R
         Poll::Ready(output) => return Ok(output),
         Poll::Pending(status) => status,
     };
-    let id = status.job_id.clone().unwrap_or_default();
+    let id = http::job_id(TOGETHER, status.job_id.as_deref().unwrap_or_default())?.to_owned();
     ctx.report(status);
     let job_url = ctx.url(&format!("{VIDEO_ROUTE}/{id}"))?;
     http::poll_until(ctx, &format!("waiting for together video job {id}"), |_| {
