@@ -163,7 +163,7 @@ async fn the_generation_timeout_stops_a_stalled_download_and_cleans_up() {
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
     let error = single_error(&events);
     assert!(
-        matches!(error, Error::Timeout { after } if *after == limit),
+        matches!(error, Error::Timeout { after, .. } if *after == limit),
         "{error:?}"
     );
     assert_eq!(error.kind(), "timeout");

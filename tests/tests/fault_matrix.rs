@@ -376,6 +376,40 @@ async fn each_deadline_is_a_typed_timeout_naming_what_timed_out() {
     assert!(error.unwrap().to_string().contains("overall deadline"));
     assert!(started.elapsed() < Duration::from_secs(2));
 
+    // The overall deadline keeps the tries made before it.
+    emulator.set_behaviour(
+        "hf-inference",
+        ProviderBehaviour::default()
+            .with_latency(Duration::from_secs(3))
+            .with_fault(FaultRule::times(
+                Fault::Status {
+                    status: 503,
+                    body: None,
+                },
+                1,
+            )),
+    );
+    let generator = builder()
+        .generation_timeout(Some(Duration::from_millis(500)))
+        .build()
+        .unwrap();
+    let events = collect(generator.generate(request())).await;
+    let error = events.iter().find_map(|e| match e {
+        GenerationEvent::Error { error, .. } => Some(error),
+        _ => None,
+    });
+    match error {
+        Some(Error::Timeout { attempts, .. }) => {
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+            assert_eq!(
+                (attempts[0].provider.as_str(), attempts[0].status),
+                ("hf-inference", Some(503))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error.unwrap().to_string().contains("hf-inference (HTTP 503)"));
+
     // The polling deadline of a job that never completes.
     emulator.set_behaviour("fal-ai", ProviderBehaviour::default().with_pending_polls(1000));
     let generator = builder()

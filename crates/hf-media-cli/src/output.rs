@@ -57,7 +57,7 @@ pub fn event_json(event: &GenerationEvent) -> Value {
 fn error_json(task: Option<usize>, error: &Error) -> Value {
     let mut line = json!({"event": "error", "task": task, "kind": error.kind(), "message": error.to_string()});
     match error {
-        Error::AllProvidersFailed { attempts, .. } => {
+        Error::AllProvidersFailed { attempts, .. } | Error::Timeout { attempts, .. } => {
             line["attempts"] = attempts
                 .iter()
                 .map(|a| json!({"provider": a.provider, "status": a.status, "kind": a.kind, "message": a.message}))

@@ -112,10 +112,16 @@ pub enum Error {
         attempts: Vec<ProviderAttempt>,
     },
     /// The generation took longer than the overall deadline.
-    #[error("the generation did not finish within {}s (the overall deadline; raise it with --timeout)", after.as_secs_f32())]
+    #[error(
+        "the generation did not finish within {}s (the overall deadline; raise it with --timeout){}",
+        after.as_secs_f32(),
+        if attempts.is_empty() { String::new() } else { format!("; tries before it: {}", Attempts(attempts)) }
+    )]
     Timeout {
         /// The deadline.
         after: std::time::Duration,
+        /// The providers' failed tries before the deadline, in order.
+        attempts: Vec<ProviderAttempt>,
     },
     /// The media could not be stored.
     #[error("could not store the media: {0}")]

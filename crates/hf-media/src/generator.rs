@@ -629,11 +629,18 @@ async fn prepare(inner: &Inner, request: GenerateRequest, tx: &Events) -> Result
 
 async fn run_task(inner: Arc<Inner>, job: Arc<Job>, task: usize, tx: Events) -> bool {
     let started = Instant::now();
+    // The tries are kept outside the attempt future so that an expired deadline can still list them.
+    let tries = Tries::default();
     let outcome = match inner.generation_timeout {
-        Some(limit) => tokio::time::timeout(limit, try_providers(&inner, &job, task, &tx, started))
+        Some(limit) => tokio::time::timeout(limit, try_providers(&inner, &job, task, &tx, started, &tries))
             .await
-            .unwrap_or(Err(Error::Timeout { after: limit })),
-        None => try_providers(&inner, &job, task, &tx, started).await,
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    after: limit,
+                    attempts: tries.snapshot(),
+                })
+            }),
+        None => try_providers(&inner, &job, task, &tx, started, &tries).await,
     };
     match outcome {
         Ok(media) => {
@@ -651,14 +658,28 @@ async fn run_task(inner: Arc<Inner>, job: Arc<Job>, task: usize, tx: Events) -> 
 }
 
 /// Tries each candidate in turn: a 404 stops, any other provider failure falls through to the next.
+/// The failed tries of one generation, shared with its deadline.
+#[derive(Default)]
+struct Tries(std::sync::Mutex<Vec<ProviderAttempt>>);
+
+impl Tries {
+    fn push(&self, attempt: ProviderAttempt) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(attempt);
+    }
+
+    fn snapshot(&self) -> Vec<ProviderAttempt> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 async fn try_providers(
     inner: &Inner,
     job: &Job,
     task: usize,
     tx: &Events,
     started: Instant,
+    attempts: &Tries,
 ) -> Result<GeneratedMedia, Error> {
-    let mut attempts = Vec::new();
     for candidate in &job.candidates {
         let provider = candidate.mapping.provider.clone();
         let _ = tx.send(GenerationEvent::Attempt {
@@ -707,7 +728,7 @@ async fn try_providers(
     }
     Err(Error::AllProvidersFailed {
         model: job.model.clone(),
-        attempts,
+        attempts: attempts.snapshot(),
     })
 }
 
