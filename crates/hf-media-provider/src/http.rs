@@ -129,16 +129,33 @@ async fn read_limited(
     Ok(body)
 }
 
-/// Reads a JSON answer (at most [`MAX_JSON_BYTES`]).
+/// Answers larger than this are parsed on a blocking thread, off the async workers.
+const PARSE_OFF_THREAD_BYTES: usize = 1024 * 1024;
+
+/// Reads a JSON answer (at most [`MAX_JSON_BYTES`]). Large answers (base64 media) are parsed on a blocking
+/// thread, so that progress ticks, timers and other generations are not held up.
 pub async fn read_json(provider: &str, response: reqwest::Response) -> Result<Value, ProviderError> {
     let body = read_limited(provider, response, MAX_JSON_BYTES, false).await?;
-    serde_json::from_slice(&body).map_err(|e| ProviderError::InvalidResponse {
+    let invalid = |e: serde_json::Error, body: &[u8]| ProviderError::InvalidResponse {
         provider: provider.to_owned(),
-        reason: format!(
-            "the answer is not valid JSON ({e}); it starts with {:?}",
-            preview(&body)
-        ),
+        reason: format!("the answer is not valid JSON ({e}); it starts with {:?}", preview(body)),
+    };
+    if body.len() <= PARSE_OFF_THREAD_BYTES {
+        return serde_json::from_slice(&body).map_err(|e| invalid(e, &body));
+    }
+    let parsed = tokio::task::spawn_blocking(move || {
+        let parsed = serde_json::from_slice::<Value>(&body);
+        (parsed, body)
     })
+    .await;
+    match parsed {
+        Ok((Ok(value), _)) => Ok(value),
+        Ok((Err(e), body)) => Err(invalid(e, &body)),
+        Err(join) => Err(ProviderError::InvalidResponse {
+            provider: provider.to_owned(),
+            reason: format!("the answer could not be parsed: {join}"),
+        }),
+    }
 }
 
 /// Sends a request and reads its JSON answer.

@@ -120,3 +120,42 @@ async fn a_failed_video_job_is_a_typed_failure_and_a_stuck_one_times_out() {
         .unwrap_err();
     assert!(matches!(err, ProviderError::Timeout { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn large_answers_are_parsed_whole_and_large_garbage_is_a_typed_error() {
+    use base64::Engine as _;
+    let server = MockServer::start().await;
+    let image: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&image);
+    Mock::given(method("POST"))
+        .and(path("/together/v1/images/generations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"b64_json": encoded}]})))
+        .mount(&server)
+        .await;
+    let request = GenerationRequest {
+        mapping: ProviderMapping::new("together", "black-forest-labs/FLUX.1-schnell", Task::TextToImage, "m/x"),
+        prompt: "a fox".into(),
+        params: GenerationParams::default(),
+    };
+    let output = Together
+        .generate(&context(&server, Duration::from_secs(2)), request.clone())
+        .await
+        .unwrap();
+    assert!(matches!(output.body, MediaBody::Bytes(ref b) if b.as_ref() == image.as_slice()));
+
+    let garbage = MockServer::start().await;
+    let mut body = b"{\"data\": [".to_vec();
+    body.resize(2 * 1024 * 1024, b' ');
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+        .mount(&garbage)
+        .await;
+    let err = Together
+        .generate(&context(&garbage, Duration::from_secs(2)), request)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::InvalidResponse { ref provider, .. } if provider == "together"),
+        "{err:?}"
+    );
+}
