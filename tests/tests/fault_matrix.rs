@@ -438,3 +438,36 @@ async fn each_deadline_is_a_typed_timeout_naming_what_timed_out() {
     assert_eq!(attempts[0].kind, "timeout");
     assert!(attempts[0].message.contains("waiting for fal job"), "{attempts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_download_is_fetched_again_without_submitting_a_second_job() {
+    let emulator = Emulator::new();
+    let running = emulator.start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    emulator.set_behaviour(
+        "fal-ai",
+        ProviderBehaviour::default().with_fault(
+            FaultRule::times(
+                Fault::Status {
+                    status: 502,
+                    body: None,
+                },
+                2,
+            )
+            .on(FaultTarget::Download),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let params = GenerationParams {
+        width: Some(48),
+        height: Some(48),
+        ..Default::default()
+    };
+    let request = GenerateRequest::new("a fox")
+        .model("black-forest-labs/FLUX.1-schnell:fal-ai")
+        .params(params);
+    let events = collect(generator(&running, dir.path()).generate(request)).await;
+    check(&events, Outcome::SuccessAfterRetry, "download retried");
+    let stats = emulator.stats();
+    assert_eq!(stats.get("fal-ai submit"), Some(&1), "one paid job only: {stats:?}");
+    assert_eq!(stats.get("download"), Some(&3), "{stats:?}");
+}

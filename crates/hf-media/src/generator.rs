@@ -455,6 +455,9 @@ type Events = mpsc::UnboundedSender<GenerationEvent>;
 enum AttemptError {
     /// This provider failed; the next may work.
     Provider(ProviderError),
+    /// This provider failed again after retries inside the attempt (its media download): the next
+    /// provider is tried without another retry of this one.
+    Exhausted(ProviderError),
     /// Nothing else should be tried.
     Fatal(Error),
 }
@@ -690,9 +693,13 @@ async fn try_providers(
         let mut tries = 0;
         let error = loop {
             tries += 1;
-            let error = match attempt(inner, job, candidate, task, tx, started).await {
+            let error = match attempt(inner, job, candidate, task, tx, started, attempts).await {
                 Ok(media) => return Ok(media),
                 Err(AttemptError::Fatal(error)) => return Err(error),
+                Err(AttemptError::Exhausted(error)) => {
+                    attempts.push(ProviderAttempt::from_error(&error));
+                    break error;
+                }
                 Err(AttemptError::Provider(error)) => error,
             };
             if error.is_model_not_supported() {
@@ -740,6 +747,7 @@ async fn attempt(
     task: usize,
     tx: &Events,
     started: Instant,
+    attempts: &Tries,
 ) -> Result<GeneratedMedia, AttemptError> {
     let name = candidate.mapping.provider.clone();
     let reporter: NoticeReporter = {
@@ -827,57 +835,125 @@ async fn attempt(
             }
         }
     }
-    let (stream, source_url) = match output.body {
-        MediaBody::Bytes(bytes) => (futures::stream::once(async move { Ok(bytes) }).boxed(), None),
-        MediaBody::Stream(stream) => (stream, None),
-        MediaBody::Url(url) => {
-            let (stream, _claimed_mime) = http::download(&inner.http, &name, &url)
+    let stored = Stored {
+        inner,
+        job,
+        candidate,
+        task,
+        started,
+        generation_ms,
+        seed: output.seed,
+        provider_response: output.provider_response,
+    };
+    let stream = match output.body {
+        MediaBody::Bytes(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
+        MediaBody::Stream(stream) => stream,
+        MediaBody::Url(url) if url.scheme() == "data" => {
+            let (stream, _) = http::download(&inner.http, &name, &url)
                 .await
                 .map_err(AttemptError::Provider)?;
-            (stream, (url.scheme() != "data").then(|| url.to_string()))
+            stream
+        }
+        // The job is done and paid for: a failed download is tried again from its URL, not by
+        // submitting a new job.
+        MediaBody::Url(url) => {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let result = match http::download(&inner.http, &name, &url).await {
+                    Ok((stream, _claimed_mime)) => stored.store(stream, Some(url.to_string())).await,
+                    Err(error) => Err(AttemptError::Provider(error)),
+                };
+                let error = match result {
+                    Err(AttemptError::Provider(error)) => error,
+                    other => return other,
+                };
+                let Some(delay) = inner.retry.delay(tries, &error) else {
+                    return Err(if tries == 1 {
+                        AttemptError::Provider(error)
+                    } else {
+                        AttemptError::Exhausted(error)
+                    });
+                };
+                attempts.push(ProviderAttempt::from_error(&error));
+                let _ = tx.send(GenerationEvent::Retry {
+                    task,
+                    provider: name.clone(),
+                    attempt: tries,
+                    delay,
+                    status: error.status(),
+                    message: error.message(),
+                });
+                tokio::time::sleep(delay).await;
+            }
         }
     };
-    let record = MediaRecord {
-        prompt: job.prompt.clone(),
-        model: job.model.clone(),
-        provider: name.clone(),
-        provider_id: candidate.mapping.provider_id.clone(),
-        task: candidate.mapping.task.to_string(),
-        task_index: task,
-        parameters: serde_json::to_value(&job.params).unwrap_or_default(),
-        seed: output.seed,
-        source_url: source_url.clone(),
-        provider_response: output.provider_response.clone(),
-        created_at_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(millis)
-            .unwrap_or_default(),
-        timings: MediaTimings {
-            generation_ms,
-            store_ms: 0,
-        },
-    };
-    let bytes = stream.map(|chunk| chunk.map_err(|e| Box::new(e) as BoxError)).boxed();
-    let stored = inner
-        .sink
-        .store(bytes, record)
-        .await
-        .map_err(|e| sink_failure(&name, e))?;
-    Ok(GeneratedMedia {
-        task,
-        provider: name,
-        provider_id: candidate.mapping.provider_id.clone(),
-        model: job.model.clone(),
-        kind: stored.format.kind,
-        mime: stored.format.mime.to_owned(),
-        location: stored.location,
-        bytes: stored.bytes,
-        sidecar: stored.sidecar,
-        seed: output.seed,
-        source_url,
-        provider_response: output.provider_response,
-        elapsed: started.elapsed(),
-    })
+    stored.store(stream, None).await
+}
+
+/// What is known of a made media before it is stored.
+struct Stored<'a> {
+    inner: &'a Inner,
+    job: &'a Job,
+    candidate: &'a Candidate,
+    task: usize,
+    started: Instant,
+    generation_ms: u64,
+    seed: Option<u64>,
+    provider_response: Option<serde_json::Value>,
+}
+
+impl Stored<'_> {
+    /// Streams the media into the sink, with its record.
+    async fn store(
+        &self,
+        stream: hf_media_provider::ByteStream,
+        source_url: Option<String>,
+    ) -> Result<GeneratedMedia, AttemptError> {
+        let name = &self.candidate.mapping.provider;
+        let record = MediaRecord {
+            prompt: self.job.prompt.clone(),
+            model: self.job.model.clone(),
+            provider: name.clone(),
+            provider_id: self.candidate.mapping.provider_id.clone(),
+            task: self.candidate.mapping.task.to_string(),
+            task_index: self.task,
+            parameters: serde_json::to_value(&self.job.params).unwrap_or_default(),
+            seed: self.seed,
+            source_url: source_url.clone(),
+            provider_response: self.provider_response.clone(),
+            created_at_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(millis)
+                .unwrap_or_default(),
+            timings: MediaTimings {
+                generation_ms: self.generation_ms,
+                store_ms: 0,
+            },
+        };
+        let bytes = stream.map(|chunk| chunk.map_err(|e| Box::new(e) as BoxError)).boxed();
+        let stored = self
+            .inner
+            .sink
+            .store(bytes, record)
+            .await
+            .map_err(|e| sink_failure(name, e))?;
+        Ok(GeneratedMedia {
+            task: self.task,
+            provider: name.clone(),
+            provider_id: self.candidate.mapping.provider_id.clone(),
+            model: self.job.model.clone(),
+            kind: stored.format.kind,
+            mime: stored.format.mime.to_owned(),
+            location: stored.location,
+            bytes: stored.bytes,
+            sidecar: stored.sidecar,
+            seed: self.seed,
+            source_url,
+            provider_response: self.provider_response.clone(),
+            elapsed: self.started.elapsed(),
+        })
+    }
 }
 
 /// A broken byte stream or bytes that are not media are the provider's failure (the next provider may
