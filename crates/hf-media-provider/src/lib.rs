@@ -19,7 +19,7 @@ pub use error::ProviderError;
 pub use hf_media_mapping::{MappingStatus, ProviderMapping, Task};
 pub use hf_media_prompt::GenerationParams;
 pub use media::{ByteStream, MediaBody, MediaOutput};
-pub use params::provider_parameters;
+pub use params::{provider_parameters, size_as_wxh};
 pub use registry::ProviderRegistry;
 
 /// One generation, as a provider receives it.

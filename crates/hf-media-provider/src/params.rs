@@ -31,6 +31,26 @@ pub fn provider_parameters(request: &GenerationRequest) -> Map<String, Value> {
     map
 }
 
+/// Replaces `width` and `height`, when both are set, by one `size: "WxH"` (the convention of the OpenAI
+/// images API, which nscale, zai-org and OpenAI-compatible servers follow). A lone side is left as it is.
+pub fn size_as_wxh(params: &mut Map<String, Value>) {
+    fn dimension(value: &Value) -> Option<String> {
+        match value {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        }
+    }
+    if let (Some(width), Some(height)) = (
+        params.get("width").and_then(dimension),
+        params.get("height").and_then(dimension),
+    ) {
+        params.remove("width");
+        params.remove("height");
+        params.insert("size".into(), Value::from(format!("{width}x{height}")));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -8,7 +8,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::http;
-use crate::{GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters};
+use crate::{
+    GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters,
+    size_as_wxh,
+};
 
 /// The provider's Hub name.
 pub const NSCALE: &str = "nscale";
@@ -26,15 +29,6 @@ pub const LEFT_OUT: &[&str] = &["num_inference_steps", "cfg_scale"];
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Nscale;
 
-/// A `width` or `height` value as text (a number, or a string as given).
-fn dimension(value: &Value) -> Option<String> {
-    match value {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
 /// The request body.
 pub fn payload(request: &GenerationRequest) -> Value {
     let mut body: Map<String, Value> = Map::new();
@@ -45,14 +39,7 @@ pub fn payload(request: &GenerationRequest) -> Value {
     for name in LEFT_OUT {
         params.remove(*name);
     }
-    if let (Some(width), Some(height)) = (
-        params.get("width").and_then(dimension),
-        params.get("height").and_then(dimension),
-    ) {
-        params.remove("width");
-        params.remove("height");
-        params.insert("size".into(), Value::from(format!("{width}x{height}")));
-    }
+    size_as_wxh(&mut params);
     body.extend(params);
     Value::Object(body)
 }

@@ -43,7 +43,7 @@ use url::Url;
 use crate::http;
 use crate::{
     AuthScheme, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task,
-    provider_parameters,
+    provider_parameters, size_as_wxh,
 };
 
 /// The image route.
@@ -160,15 +160,6 @@ impl OpenAiCompatible {
     }
 }
 
-/// A `width` or `height` value as text (a number, or a string as given).
-fn dimension(value: &Value) -> Option<String> {
-    match value {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
 /// The request body for a `response_format`.
 pub fn payload(request: &GenerationRequest, response_format: ResponseFormat) -> Value {
     let mut body: Map<String, Value> = Map::new();
@@ -177,14 +168,7 @@ pub fn payload(request: &GenerationRequest, response_format: ResponseFormat) -> 
     body.insert("response_format".into(), Value::from(response_format.as_str()));
     body.insert("n".into(), Value::from(1));
     let mut params = provider_parameters(request);
-    if let (Some(width), Some(height)) = (
-        params.get("width").and_then(dimension),
-        params.get("height").and_then(dimension),
-    ) {
-        params.remove("width");
-        params.remove("height");
-        params.insert("size".into(), Value::from(format!("{width}x{height}")));
-    }
+    size_as_wxh(&mut params);
     body.extend(params);
     Value::Object(body)
 }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::http::{self, Poll};
 use crate::{
     GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
-    provider_parameters,
+    provider_parameters, size_as_wxh,
 };
 
 /// The provider's Hub name.
@@ -32,29 +32,13 @@ pub const EXTRA_HEADERS: [(&str, &str); 2] = [("accept-language", "en-US,en"), (
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ZaiOrg;
 
-/// A `width` or `height` value as text (a number, or a string as given).
-fn dimension(value: &Value) -> Option<String> {
-    match value {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
 /// The request body.
 pub fn payload(request: &GenerationRequest) -> Value {
     let mut body: Map<String, Value> = Map::new();
     body.insert("model".into(), Value::from(request.mapping.provider_id.clone()));
     body.insert("prompt".into(), Value::from(request.prompt.clone()));
     let mut params = provider_parameters(request);
-    if let (Some(width), Some(height)) = (
-        params.get("width").and_then(dimension),
-        params.get("height").and_then(dimension),
-    ) {
-        params.remove("width");
-        params.remove("height");
-        params.insert("size".into(), Value::from(format!("{width}x{height}")));
-    }
+    size_as_wxh(&mut params);
     body.extend(params);
     Value::Object(body)
 }
