@@ -6,7 +6,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::ProviderError;
+use crate::{ProviderError, RetryNotice, RetryPolicy, Secrets};
 
 /// How a key is sent in the `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,8 @@ pub enum ProviderNotice {
     Status(ProviderStatus),
     /// Something the user should know, such as a parameter the provider does not take and that was left out.
     Warning(String),
+    /// A passing failure inside the provider's job (a status request, a model still loading) is tried again.
+    Retry(RetryNotice),
 }
 
 /// Receives [`ProviderNotice`]s while a provider works.
@@ -87,6 +89,8 @@ pub struct ProviderContext {
     reporter: Option<NoticeReporter>,
     headers: Vec<(HeaderName, HeaderValue)>,
     request_timeout: Option<Duration>,
+    retry: RetryPolicy,
+    secrets: Secrets,
 }
 
 impl fmt::Debug for ProviderContext {
@@ -123,6 +127,8 @@ impl ProviderContext {
             reporter: None,
             headers: Vec::new(),
             request_timeout: None,
+            retry: RetryPolicy::default(),
+            secrets: Secrets::none(),
         }
     }
 
@@ -146,6 +152,8 @@ impl ProviderContext {
             reporter: None,
             headers: Vec::new(),
             request_timeout: None,
+            retry: RetryPolicy::default(),
+            secrets: Secrets::none(),
         }
     }
 
@@ -171,6 +179,18 @@ impl ProviderContext {
     /// downloads are not bounded by it (a large video may take long), only by the client's stall timeout.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the retry policy for passing failures inside a job (status requests, loading waits).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the secrets scrubbed from every text this context's provider logs.
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
         self
     }
 
@@ -213,6 +233,23 @@ impl ProviderContext {
     /// The polling settings.
     pub fn poll(&self) -> PollConfig {
         self.poll
+    }
+
+    /// The retry policy for passing failures inside a job.
+    pub fn retry(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// The secrets to scrub from anything logged.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Tells the caller that a passing failure inside the job is tried again.
+    pub fn report_retry(&self, notice: &RetryNotice) {
+        if let Some(reporter) = &self.reporter {
+            reporter(ProviderNotice::Retry(notice.clone()));
+        }
     }
 
     /// Tells the caller about a pending job.

@@ -137,6 +137,34 @@ impl ProviderError {
         }
     }
 
+    /// The error with `f` applied to every text it carries (provider name included), for scrubbing.
+    pub fn map_texts(mut self, mut f: impl FnMut(&mut String)) -> Self {
+        match &mut self {
+            ProviderError::Http { provider, message, .. }
+            | ProviderError::Network { provider, message }
+            | ProviderError::JobFailed { provider, message, .. } => {
+                f(provider);
+                f(message);
+            }
+            ProviderError::InvalidResponse { provider, reason } | ProviderError::InvalidRequest { provider, reason } => {
+                f(provider);
+                f(reason);
+            }
+            ProviderError::RequestTimeout { provider, what } | ProviderError::Timeout { provider, what, .. } => {
+                f(provider);
+                f(what);
+            }
+            ProviderError::UnsupportedTask { provider, task } => {
+                f(provider);
+                f(task);
+            }
+        }
+        if let ProviderError::JobFailed { job_id, .. } = &mut self {
+            f(job_id);
+        }
+        self
+    }
+
     /// The message without the provider name and status prefix (for events that carry those apart).
     pub fn message(&self) -> String {
         match self {

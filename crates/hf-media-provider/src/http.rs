@@ -64,6 +64,14 @@ fn network(provider: &str, error: &reqwest::Error) -> ProviderError {
     }
 }
 
+/// A broken body as the byte stream's error.
+fn stream_error(provider: &str, error: &reqwest::Error) -> crate::StreamError {
+    match network(provider, error) {
+        ProviderError::RequestTimeout { what, .. } => crate::StreamError::timeout(what),
+        other => crate::StreamError::network(other.message()),
+    }
+}
+
 /// Sends a request built with [`ProviderContext::request`]; a non-success status becomes
 /// [`ProviderError::Http`] with the provider's own message.
 pub async fn send(ctx: &ProviderContext, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ProviderError> {
@@ -380,7 +388,7 @@ pub fn body_stream(provider: &str, response: reqwest::Response) -> ByteStream {
     let provider = provider.to_owned();
     response
         .bytes_stream()
-        .map(move |chunk| chunk.map_err(|e| network(&provider, &e)))
+        .map(move |chunk| chunk.map_err(|e| stream_error(&provider, &e)))
         .boxed()
 }
 

@@ -4,10 +4,13 @@
 mod context;
 mod error;
 pub mod http;
+mod info;
 mod media;
 mod params;
 pub mod providers;
 mod registry;
+pub mod retry;
+mod secrets;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -16,11 +19,14 @@ use async_trait::async_trait;
 
 pub use context::{AuthScheme, NoticeReporter, PollConfig, ProviderContext, ProviderNotice, ProviderStatus};
 pub use error::ProviderError;
+pub use info::{DirectApi, ProviderInfo};
 pub use hf_media_mapping::{MappingStatus, ProviderMapping, Task};
 pub use hf_media_prompt::GenerationParams;
-pub use media::{ByteStream, MediaBody, MediaOutput};
+pub use media::{ByteStream, MediaBody, MediaOutput, StreamError};
 pub use params::{provider_parameters, size_as_wxh};
 pub use registry::ProviderRegistry;
+pub use retry::{RetryNotice, RetryPolicy, RetryStage, Retryable, Transience};
+pub use secrets::{REDACTED, Secrets};
 
 /// One generation, as a provider receives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,46 +42,34 @@ pub struct GenerationRequest {
 /// A Hugging Face inference provider that makes images or videos.
 ///
 /// # Contract
-/// - [`MediaProvider::name`] is the provider's Hub name (`fal-ai`, `replicate`, …): it is the key in the
-///   Hub's mapping and the first path segment on the router.
-/// - [`MediaProvider::tasks`] lists the tasks it can serve; it is only asked for those.
+/// - [`MediaProvider::info`] holds the provider's static facts: its Hub name (the key in the Hub's
+///   mapping and the first path segment on the router), its tasks, its own API and key variable. The
+///   facade only asks it for the tasks it lists.
 /// - [`MediaProvider::generate`] does the whole job, including submit → poll → fetch for asynchronous
 ///   providers, and returns the media as bytes, a byte stream, or a URL for the caller to download. It
 ///   builds every URL from [`ProviderContext::url`] (so the same code runs against the router, the provider's
 ///   own API, a proxy or an emulator), reports the provider's job status through
 ///   [`ProviderContext::report`], and stops when its future is dropped.
-/// - Providers never retry and never fall back: that is the caller's policy. They return a typed
-///   [`ProviderError`] whose [`ProviderError::status`] tells the caller what happened.
+/// - Providers never fall back and never resubmit a job: that is the caller's policy. Inside one job they
+///   ride out passing failures of status requests with [`ProviderContext::retry`] (a job already paid
+///   for is never given up for a hiccup). They return a typed [`ProviderError`] whose meaning is decided
+///   where the request was sent: an HTTP 404 on the submit route is "model not supported", on a job's
+///   own URL a failed job, on a media URL an invalid answer.
 ///
 /// The trait is object-safe: registries hold `Arc<dyn MediaProvider>`.
 #[async_trait]
 pub trait MediaProvider: Send + Sync + Debug {
-    /// The provider's Hub name.
-    fn name(&self) -> &str;
+    /// The provider's static facts.
+    fn info(&self) -> &ProviderInfo;
 
-    /// The tasks this provider serves.
-    fn tasks(&self) -> &[Task];
-
-    /// The provider's own API base URL, for calls with the provider's own key (not through the router).
-    fn direct_base_url(&self) -> Option<&str> {
-        None
+    /// The provider's Hub name (`info().name`).
+    fn name(&self) -> &str {
+        &self.info().name
     }
 
-    /// How the provider's own key is sent when called directly (`Authorization: Bearer …` by default).
-    fn direct_auth(&self) -> AuthScheme {
-        AuthScheme::Bearer
-    }
-
-    /// The environment variable that conventionally holds the provider's own key (`FAL_KEY`, …).
-    fn direct_key_env(&self) -> Option<&str> {
-        None
-    }
-
-    /// Whether the Hub must say which models this provider serves (`true` for every Hugging Face inference
-    /// provider). A provider the Hub does not list returns `false`: when it is named (`model:provider`), the
-    /// Hub is not asked, and the model id is sent to it as its provider id.
-    fn needs_hub_mapping(&self) -> bool {
-        true
+    /// The tasks this provider serves (`info().tasks`).
+    fn tasks(&self) -> &[Task] {
+        &self.info().tasks
     }
 
     /// Makes one media.
@@ -90,23 +84,8 @@ macro_rules! forward_media_provider {
     ($pointer:ident) => {
         #[async_trait]
         impl<T: MediaProvider + ?Sized> MediaProvider for $pointer<T> {
-            fn name(&self) -> &str {
-                (**self).name()
-            }
-            fn tasks(&self) -> &[Task] {
-                (**self).tasks()
-            }
-            fn direct_base_url(&self) -> Option<&str> {
-                (**self).direct_base_url()
-            }
-            fn direct_auth(&self) -> AuthScheme {
-                (**self).direct_auth()
-            }
-            fn direct_key_env(&self) -> Option<&str> {
-                (**self).direct_key_env()
-            }
-            fn needs_hub_mapping(&self) -> bool {
-                (**self).needs_hub_mapping()
+            fn info(&self) -> &ProviderInfo {
+                (**self).info()
             }
             async fn generate(
                 &self,

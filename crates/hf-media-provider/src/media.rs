@@ -1,14 +1,9 @@
 use std::fmt;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
+pub use hf_media_sink::{ByteStream, StreamError};
 use serde_json::Value;
 use url::Url;
-
-use crate::ProviderError;
-
-/// An owned stream of media bytes.
-pub type ByteStream = BoxStream<'static, Result<Bytes, ProviderError>>;
 
 /// The media a provider made.
 pub enum MediaBody {

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream;
 
-use crate::{BoxError, ByteStream, MediaKind, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia};
+use crate::{ByteStream, StreamError, MediaKind, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia};
 
 /// A real, valid 1×1 red PNG (70 bytes; correct CRCs and zlib stream).
 pub fn tiny_png() -> Vec<u8> {
@@ -82,7 +82,7 @@ pub fn stream_of(chunks: Vec<Vec<u8>>) -> ByteStream {
 
 /// A stream yielding `prefix`, then failing with `message`.
 pub fn failing_stream(prefix: Vec<u8>, message: &str) -> ByteStream {
-    let error: BoxError = message.to_owned().into();
+    let error = StreamError::network(message);
     stream::iter(vec![Ok(Bytes::from(prefix)), Err(error)]).boxed()
 }
 

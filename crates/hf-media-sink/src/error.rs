@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::BoxError;
+use crate::StreamError;
 
 /// Why a [`MediaSink`](crate::MediaSink) could not store a media.
 ///
@@ -14,7 +14,7 @@ pub enum SinkError {
     /// The byte stream itself failed (network error while downloading, ...).
     /// The original error is kept as the [`source`](std::error::Error::source).
     #[error("the media stream failed: {0}")]
-    Source(#[source] BoxError),
+    Source(#[source] StreamError),
 
     /// The stream ended without yielding a single byte.
     #[error("the media stream was empty; the provider returned no bytes, try the request again")]
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn source_is_kept() {
-        let inner: BoxError = "connection reset".into();
+        let inner = StreamError::network("connection reset");
         let err = SinkError::Source(inner);
         assert!(err.to_string().contains("connection reset"));
         assert_eq!(

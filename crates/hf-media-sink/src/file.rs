@@ -545,7 +545,7 @@ mod tests {
         let sink = FileSink::new(tmp.path());
         let media = stream::iter(vec![
             Ok(Bytes::from_static(&PNG[..40])),
-            Err::<Bytes, crate::BoxError>("connection reset by peer".into()),
+            Err::<Bytes, crate::StreamError>(crate::StreamError::network("connection reset by peer")),
         ])
         .boxed();
         let err = sink.store(media, record("x")).await.expect_err("must fail");

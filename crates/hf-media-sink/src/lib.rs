@@ -11,6 +11,7 @@ mod format;
 mod intake;
 mod memory;
 mod naming;
+mod stream;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -20,12 +21,8 @@ pub use file::{DEFAULT_DIR, DEFAULT_MAX_BYTES, FileSink};
 pub use format::{MediaFormat, MediaKind, sniff};
 pub use memory::{MemoryMedia, MemorySink};
 pub use naming::{MAX_SLUG_LEN, media_file_stem, prompt_slug};
+pub use stream::{ByteStream, StreamError, StreamErrorKind};
 
-/// Boxed error carried by a failing [`ByteStream`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Owned stream of media bytes.
-pub type ByteStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, BoxError>>;
 
 /// What is known about a media, written as the JSON sidecar next to a file.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]

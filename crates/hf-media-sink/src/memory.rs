@@ -179,7 +179,7 @@ mod tests {
         assert!(matches!(err, SinkError::UnrecognizedMedia { .. }));
         let failing = stream::iter(vec![
             Ok(Bytes::from_static(&GIF[..8])),
-            Err::<Bytes, crate::BoxError>("boom".into()),
+            Err::<Bytes, crate::StreamError>(crate::StreamError::network("boom")),
         ])
         .boxed();
         let err = sink.store(failing, MediaRecord::default()).await.expect_err("source");

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::http::{self, Poll};
-use crate::{
+use crate::{DirectApi, ProviderInfo, 
     AuthScheme, GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError,
     ProviderStatus, Task, provider_parameters,
 };
@@ -22,6 +22,7 @@ pub const FAL_AI: &str = "fal-ai";
 /// fal's own queue API, for calls with a `FAL_KEY`.
 pub const FAL_QUEUE_URL: &str = "https://queue.fal.run";
 const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(FAL_AI, TASKS, DirectApi::new(FAL_QUEUE_URL, "FAL_KEY", AuthScheme::Key));
 /// The query that selects fal's queue behind the router.
 const ROUTED_QUEUE_QUERY: &str = "_subdomain=queue";
 /// The SD-family LoRA endpoint needs a base model.
@@ -173,28 +174,11 @@ fn failed(job: &QueuedJob, message: String) -> ProviderError {
 
 #[async_trait]
 impl MediaProvider for FalAi {
-    fn name(&self) -> &str {
-        FAL_AI
-    }
-
-    fn tasks(&self) -> &[Task] {
-        TASKS
-    }
-
-    fn direct_base_url(&self) -> Option<&str> {
-        Some(FAL_QUEUE_URL)
-    }
-
-    fn direct_key_env(&self) -> Option<&str> {
-        Some("FAL_KEY")
-    }
-
-    fn direct_auth(&self) -> AuthScheme {
-        AuthScheme::Key
+    fn info(&self) -> &ProviderInfo {
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        super::ensure_task(FAL_AI, TASKS, &request)?;
         let submit_url = ctx.url(&route(ctx, &request))?;
         let answer = http::send_json(
             ctx,

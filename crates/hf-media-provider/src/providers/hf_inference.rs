@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::http::{self, body_stream};
-use crate::{
+use crate::{ProviderInfo, 
     GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
     provider_parameters,
 };
@@ -19,6 +19,7 @@ use crate::{
 /// The provider's Hub name.
 pub const HF_INFERENCE: &str = "hf-inference";
 const TASKS: &[Task] = &[Task::TextToImage];
+static INFO: ProviderInfo = ProviderInfo::routed(HF_INFERENCE, TASKS);
 
 /// Hugging Face's serverless inference (`hf-inference`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -71,16 +72,11 @@ pub fn loading_estimate(body: &[u8]) -> Option<Duration> {
 
 #[async_trait]
 impl MediaProvider for HfInference {
-    fn name(&self) -> &str {
-        HF_INFERENCE
-    }
-
-    fn tasks(&self) -> &[Task] {
-        TASKS
+    fn info(&self) -> &ProviderInfo {
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        super::ensure_task(HF_INFERENCE, TASKS, &request)?;
         let url = ctx.url(&route(&request))?;
         let body = payload(&request);
         let started = Instant::now();

@@ -21,20 +21,6 @@ pub use together::Together;
 pub use wavespeed::WaveSpeed;
 pub use zai_org::ZaiOrg;
 
-use crate::{GenerationRequest, ProviderError, Task};
-
-/// Refuses a task the provider does not serve.
-fn ensure_task(provider: &str, served: &[Task], request: &GenerationRequest) -> Result<(), ProviderError> {
-    if served.contains(&request.mapping.task) {
-        Ok(())
-    } else {
-        Err(ProviderError::UnsupportedTask {
-            provider: provider.to_owned(),
-            task: request.mapping.task.to_string(),
-        })
-    }
-}
-
 /// `{hub}/{model}/resolve/main/{path}`: where a LoRA adapter's weights are downloaded from.
 fn lora_weights_url(hub: &url::Url, model: &str, path: &str) -> String {
     format!("{}/{model}/resolve/main/{path}", hub.as_str().trim_end_matches('/'))

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::http::{self, Poll};
-use crate::{
+use crate::{AuthScheme, DirectApi, ProviderInfo, 
     GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
     provider_parameters,
 };
@@ -25,6 +25,7 @@ pub const NOVITA: &str = "novita";
 /// Novita's own API, for calls with a `NOVITA_API_KEY`.
 pub const NOVITA_API_URL: &str = "https://api.novita.ai";
 const TASKS: &[Task] = &[Task::TextToVideo];
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(NOVITA, TASKS, DirectApi::new(NOVITA_API_URL, "NOVITA_API_KEY", AuthScheme::Bearer));
 
 /// The task-result route (the task id goes in the `task_id` query parameter).
 pub const TASK_RESULT_ROUTE: &str = "/v3/async/task-result";
@@ -145,24 +146,11 @@ pub fn parse_task_result(task_id: &str, answer: &Value) -> Result<Poll<MediaOutp
 
 #[async_trait]
 impl MediaProvider for Novita {
-    fn name(&self) -> &str {
-        NOVITA
-    }
-
-    fn tasks(&self) -> &[Task] {
-        TASKS
-    }
-
-    fn direct_base_url(&self) -> Option<&str> {
-        Some(NOVITA_API_URL)
-    }
-
-    fn direct_key_env(&self) -> Option<&str> {
-        Some("NOVITA_API_KEY")
+    fn info(&self) -> &ProviderInfo {
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        super::ensure_task(NOVITA, TASKS, &request)?;
         let url = ctx.url(&route(&request))?;
         let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
         let id = parse_task_id(&answer)?;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::http;
-use crate::{
+use crate::{AuthScheme, DirectApi, ProviderInfo, 
     GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters,
     size_as_wxh,
 };
@@ -18,6 +18,7 @@ pub const NSCALE: &str = "nscale";
 /// nscale's own API, for calls with an `NSCALE_API_KEY`.
 pub const NSCALE_API_URL: &str = "https://inference.api.nscale.com";
 const TASKS: &[Task] = &[Task::TextToImage];
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(NSCALE, TASKS, DirectApi::new(NSCALE_API_URL, "NSCALE_API_KEY", AuthScheme::Bearer));
 
 /// The image route.
 pub const IMAGE_ROUTE: &str = "/v1/images/generations";
@@ -51,24 +52,11 @@ pub fn parse_image(answer: &Value) -> Result<MediaOutput, ProviderError> {
 
 #[async_trait]
 impl MediaProvider for Nscale {
-    fn name(&self) -> &str {
-        NSCALE
-    }
-
-    fn tasks(&self) -> &[Task] {
-        TASKS
-    }
-
-    fn direct_base_url(&self) -> Option<&str> {
-        Some(NSCALE_API_URL)
-    }
-
-    fn direct_key_env(&self) -> Option<&str> {
-        Some("NSCALE_API_KEY")
+    fn info(&self) -> &ProviderInfo {
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        super::ensure_task(NSCALE, TASKS, &request)?;
         ctx.warn_left_out(&request, LEFT_OUT);
         let url = ctx.url(IMAGE_ROUTE)?;
         let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;

@@ -8,10 +8,10 @@
 //! `size: "WxH"`, every other parameter (`negative_prompt`, `num_inference_steps`, `seed`, …) passes
 //! unchanged. The answer carries `data[0].b64_json` (decoded) or `data[0].url`.
 //!
-//! The server is always called directly, at its own base URL and with its own key: the
-//! [`ProviderContext`] handed to [`MediaProvider::generate`] only lends its HTTP client and polling
-//! settings. Its base URL, key and extra headers (`X-HF-Bill-To`, …) belong to the Hugging Face router or
-//! to another provider and must never reach this server.
+//! The server is always called directly, at its own base URL and with its own key
+//! ([`ProviderInfo::direct_only`]): the facade hands it a direct [`ProviderContext`] like any provider
+//! called with its own key, never the router's base, the HF token or the router's extra headers
+//! (`X-HF-Bill-To`, …).
 //!
 //! The requests still need a mapping entry whose provider is this name (the Hub has none for it): the
 //! entry's `providerId` is sent as `model`.
@@ -26,22 +26,22 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut registry = ProviderRegistry::with_defaults();
 //! registry.register(Arc::new(
-//!     OpenAiCompatible::new("my-images", Url::parse("https://images.example.com")?).with_key("sk-…"),
+//!     OpenAiCompatible::new("my-images", Url::parse("https://images.example.com")?),
 //! ));
 //! assert!(registry.get("my-images").is_some());
 //! # Ok(())
 //! # }
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
 use serde_json::{Map, Value};
 use url::Url;
 
 use crate::http;
-use crate::{
+use crate::{DirectApi, ProviderInfo, 
     AuthScheme, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task,
     provider_parameters, size_as_wxh,
 };
@@ -76,42 +76,37 @@ impl fmt::Display for ResponseFormat {
     }
 }
 
-/// A server speaking the OpenAI images protocol, registered under `name`. `Debug` never shows the key.
-#[derive(Clone)]
+/// A server speaking the OpenAI images protocol, registered under `name`.
+///
+/// It holds no key: like every provider's own key, the server's key is given to the generator
+/// (`MediaGeneratorBuilder::provider_key(name, key)`), which builds its context.
+#[derive(Debug, Clone)]
 pub struct OpenAiCompatible {
-    name: String,
+    info: ProviderInfo,
     base_url: Url,
-    key: Option<SecretString>,
     response_format: ResponseFormat,
-}
-
-impl fmt::Debug for OpenAiCompatible {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenAiCompatible")
-            .field("name", &self.name)
-            .field("base_url", &self.base_url.as_str())
-            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
-            .field("response_format", &self.response_format)
-            .finish()
-    }
 }
 
 impl OpenAiCompatible {
     /// A provider called `name` (its registry key and mapping provider name) at `base_url` (routes are
-    /// appended to it: `{base_url}/v1/images/generations`), without a key, asking for `b64_json`.
+    /// appended to it: `{base_url}/v1/images/generations`), asking for `b64_json`.
     pub fn new(name: impl Into<String>, base_url: Url) -> Self {
+        let info = ProviderInfo {
+            name: Cow::Owned(name.into()),
+            tasks: Cow::Borrowed(TASKS),
+            direct: Some(DirectApi {
+                base_url: Cow::Owned(base_url.as_str().trim_end_matches('/').to_owned()),
+                key_env: None,
+                auth: AuthScheme::Bearer,
+            }),
+            needs_hub_mapping: false,
+            direct_only: true,
+        };
         OpenAiCompatible {
-            name: name.into(),
+            info,
             base_url,
-            key: None,
             response_format: ResponseFormat::default(),
         }
-    }
-
-    /// Sets the server's key, sent as `Authorization: Bearer <key>` to this server only.
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(SecretString::from(key.into()));
-        self
     }
 
     /// Sets the `response_format` asked for.
@@ -130,33 +125,9 @@ impl OpenAiCompatible {
         self.response_format
     }
 
-    /// Whether a key is set.
-    pub fn has_key(&self) -> bool {
-        self.key.is_some()
-    }
-
     /// The request body.
     pub fn payload(&self, request: &GenerationRequest) -> Value {
         payload(request, self.response_format)
-    }
-
-    /// The context of a call: this server's base and key, with the caller's HTTP client, Hub URL and
-    /// polling settings. Nothing else of the caller's context (router base, HF token, extra headers) is
-    /// carried over.
-    pub fn context_from(&self, caller: &ProviderContext) -> ProviderContext {
-        let ctx = ProviderContext::direct(
-            caller.http().clone(),
-            self.base_url.clone(),
-            &self.name,
-            self.key.clone(),
-            AuthScheme::Bearer,
-        )
-        .with_hub_url(caller.hub_url().clone())
-        .with_poll(caller.poll());
-        match caller.request_timeout() {
-            Some(timeout) => ctx.with_request_timeout(timeout),
-            None => ctx,
-        }
     }
 }
 
@@ -175,41 +146,18 @@ pub fn payload(request: &GenerationRequest, response_format: ResponseFormat) -> 
 
 #[async_trait]
 impl MediaProvider for OpenAiCompatible {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn tasks(&self) -> &[Task] {
-        TASKS
-    }
-
-    fn direct_base_url(&self) -> Option<&str> {
-        Some(self.base_url.as_str())
-    }
-
-    fn needs_hub_mapping(&self) -> bool {
-        false
+    fn info(&self) -> &ProviderInfo {
+        &self.info
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        super::ensure_task(&self.name, TASKS, &request)?;
-        // A routed context points at the router and carries the HF token: this server gets its own base and
-        // its own key, nothing else. A direct context was made for this provider (its base URL, or the
-        // caller's override, with the key the caller configured for it) and is used as it is.
-        let own;
-        let ctx = if ctx.is_routed() {
-            own = self.context_from(ctx);
-            &own
-        } else {
-            ctx
-        };
         let url = ctx.url(IMAGE_ROUTE)?;
         let answer = http::send_json(
             ctx,
             ctx.request(reqwest::Method::POST, url).json(&self.payload(&request)),
         )
         .await?;
-        let mut output = http::images_api_answer(&self.name, &answer)?;
+        let mut output = http::images_api_answer(self.name(), &answer)?;
         output.seed = output.seed.or(request.params.seed);
         Ok(output)
     }
@@ -253,29 +201,15 @@ mod tests {
     }
 
     #[test]
-    fn debug_hides_the_key_and_the_base_is_its_own() {
-        let provider = OpenAiCompatible::new("my-images", Url::parse("https://images.example.com/api").unwrap())
-            .with_key("sk-canary");
-        let shown = format!("{provider:?}");
-        assert!(!shown.contains("sk-canary") && shown.contains("[redacted]"), "{shown}");
-        assert!(provider.has_key());
+    fn its_facts_say_it_is_called_directly_at_its_own_base() {
+        let provider = OpenAiCompatible::new("my-images", Url::parse("https://images.example.com/api/").unwrap());
         assert_eq!(provider.name(), "my-images");
         assert_eq!(provider.tasks(), [Task::TextToImage]);
-        assert_eq!(provider.direct_base_url(), Some("https://images.example.com/api"));
-
-        let router = Url::parse("https://router.huggingface.co").unwrap();
-        let caller = ProviderContext::routed(
-            reqwest::Client::new(),
-            &router,
-            "my-images",
-            Some("hf_canary".to_owned().into()),
-        );
-        let ctx = provider.context_from(&caller);
-        assert!(!ctx.is_routed());
-        assert_eq!(
-            ctx.url(IMAGE_ROUTE).unwrap().as_str(),
-            "https://images.example.com/api/v1/images/generations"
-        );
+        let info = provider.info();
+        assert!(info.direct_only && !info.needs_hub_mapping);
+        let direct = info.direct.as_ref().unwrap();
+        assert_eq!(direct.base_url, "https://images.example.com/api");
+        assert_eq!((direct.key_env, direct.auth), (None, AuthScheme::Bearer));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::http::{self, Poll};
-use crate::{
+use crate::{AuthScheme, DirectApi, ProviderInfo, 
     GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
     provider_parameters,
 };
@@ -20,6 +20,7 @@ pub const REPLICATE: &str = "replicate";
 /// Replicate's own API, for calls with a `REPLICATE_API_TOKEN`.
 pub const REPLICATE_API_URL: &str = "https://api.replicate.com";
 const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(REPLICATE, TASKS, DirectApi::new(REPLICATE_API_URL, "REPLICATE_API_TOKEN", AuthScheme::Bearer));
 
 /// Replicate (`replicate`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -111,24 +112,11 @@ pub fn parse_prediction(answer: &Value) -> Result<Poll<MediaOutput>, ProviderErr
 
 #[async_trait]
 impl MediaProvider for Replicate {
-    fn name(&self) -> &str {
-        REPLICATE
-    }
-
-    fn tasks(&self) -> &[Task] {
-        TASKS
-    }
-
-    fn direct_base_url(&self) -> Option<&str> {
-        Some(REPLICATE_API_URL)
-    }
-
-    fn direct_key_env(&self) -> Option<&str> {
-        Some("REPLICATE_API_TOKEN")
+    fn info(&self) -> &ProviderInfo {
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        super::ensure_task(REPLICATE, TASKS, &request)?;
         let url = ctx.url(&route(&request))?;
         let create = ctx
             .request(reqwest::Method::POST, url)

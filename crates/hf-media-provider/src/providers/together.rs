@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::http::{self, Poll};
-use crate::{
+use crate::{AuthScheme, DirectApi, ProviderInfo, 
     GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
     provider_parameters,
 };
@@ -21,6 +21,7 @@ pub const TOGETHER: &str = "together";
 /// Together's own API, for calls with a `TOGETHER_API_KEY`.
 pub const TOGETHER_API_URL: &str = "https://api.together.xyz";
 const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(TOGETHER, TASKS, DirectApi::new(TOGETHER_API_URL, "TOGETHER_API_KEY", AuthScheme::Bearer));
 
 /// Together AI (`together`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,24 +106,11 @@ pub fn parse_image(answer: &Value) -> Result<MediaOutput, ProviderError> {
 
 #[async_trait]
 impl MediaProvider for Together {
-    fn name(&self) -> &str {
-        TOGETHER
-    }
-
-    fn tasks(&self) -> &[Task] {
-        TASKS
-    }
-
-    fn direct_base_url(&self) -> Option<&str> {
-        Some(TOGETHER_API_URL)
-    }
-
-    fn direct_key_env(&self) -> Option<&str> {
-        Some("TOGETHER_API_KEY")
+    fn info(&self) -> &ProviderInfo {
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        super::ensure_task(TOGETHER, TASKS, &request)?;
         if request.mapping.task == Task::TextToVideo {
             return generate_video(ctx, &request).await;
         }

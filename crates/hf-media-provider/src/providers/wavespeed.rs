@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::http::{self, Poll};
-use crate::{
+use crate::{AuthScheme, DirectApi, ProviderInfo, 
     GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
     provider_parameters,
 };
@@ -21,6 +21,7 @@ pub const WAVESPEED: &str = "wavespeed";
 /// WaveSpeed's own API, for calls with a `WAVESPEED_API_KEY`.
 pub const WAVESPEED_API_URL: &str = "https://api.wavespeed.ai";
 const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(WAVESPEED, TASKS, DirectApi::new(WAVESPEED_API_URL, "WAVESPEED_API_KEY", AuthScheme::Bearer));
 
 /// WaveSpeedAI (`wavespeed`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -132,24 +133,11 @@ pub fn parse_result(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> 
 
 #[async_trait]
 impl MediaProvider for WaveSpeed {
-    fn name(&self) -> &str {
-        WAVESPEED
-    }
-
-    fn tasks(&self) -> &[Task] {
-        TASKS
-    }
-
-    fn direct_base_url(&self) -> Option<&str> {
-        Some(WAVESPEED_API_URL)
-    }
-
-    fn direct_key_env(&self) -> Option<&str> {
-        Some("WAVESPEED_API_KEY")
+    fn info(&self) -> &ProviderInfo {
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        super::ensure_task(WAVESPEED, TASKS, &request)?;
         let url = ctx.url(&route(&request))?;
         let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
         match parse_result(&answer) {

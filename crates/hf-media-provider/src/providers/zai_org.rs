@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::http::{self, Poll};
-use crate::{
+use crate::{AuthScheme, DirectApi, ProviderInfo, 
     GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
     provider_parameters, size_as_wxh,
 };
@@ -22,6 +22,7 @@ pub const ZAI_ORG: &str = "zai-org";
 /// Z.ai's own API, for calls with a `ZAI_API_KEY`.
 pub const ZAI_API_URL: &str = "https://api.z.ai";
 const TASKS: &[Task] = &[Task::TextToImage];
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(ZAI_ORG, TASKS, DirectApi::new(ZAI_API_URL, "ZAI_API_KEY", AuthScheme::Bearer));
 
 /// The image submit route.
 pub const IMAGE_ROUTE: &str = "/api/paas/v4/async/images/generations";
@@ -126,24 +127,11 @@ fn zai_request(ctx: &ProviderContext, method: reqwest::Method, url: url::Url) ->
 
 #[async_trait]
 impl MediaProvider for ZaiOrg {
-    fn name(&self) -> &str {
-        ZAI_ORG
-    }
-
-    fn tasks(&self) -> &[Task] {
-        TASKS
-    }
-
-    fn direct_base_url(&self) -> Option<&str> {
-        Some(ZAI_API_URL)
-    }
-
-    fn direct_key_env(&self) -> Option<&str> {
-        Some("ZAI_API_KEY")
+    fn info(&self) -> &ProviderInfo {
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        super::ensure_task(ZAI_ORG, TASKS, &request)?;
         let url = ctx.url(IMAGE_ROUTE)?;
         let submit = zai_request(ctx, reqwest::Method::POST, url).json(&payload(&request));
         let answer = http::send_json(ctx, submit).await?;
