@@ -368,7 +368,11 @@ pub fn check_stored_file(media: &GeneratedMedia, dir: &Path, expected: &[u8], ex
         "the file must hold exactly the served bytes"
     );
     assert_eq!(media.bytes, expected.len() as u64);
-    let sidecar = media.sidecar.as_ref().expect("a FileSink writes a sidecar");
+    let sidecar = media
+        .sidecar
+        .as_ref()
+        .and_then(|location| location.as_path())
+        .expect("a FileSink writes a sidecar file");
     assert_eq!(
         sidecar.with_extension(ext),
         *file,

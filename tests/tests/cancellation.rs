@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use hf_media::provider::{GenerationRequest, MediaBody, MediaOutput, ProviderContext, http};
+use hf_media::provider::{GenerationRequest, MediaBody, MediaOutput, ProviderContext, ProviderInfo, http};
 use hf_media::{
     Error, FileSink, GenerateRequest, GenerationEvent, GenerationParams, MediaProvider, MemorySink, ProviderError,
     ProviderRegistry, ProviderStatus, Task,
@@ -39,12 +39,9 @@ struct StallingProvider {
 
 #[async_trait]
 impl MediaProvider for StallingProvider {
-    fn name(&self) -> &str {
-        "stalling"
-    }
-
-    fn tasks(&self) -> &[Task] {
-        &[Task::TextToImage]
+    fn info(&self) -> &ProviderInfo {
+        static INFO: ProviderInfo = ProviderInfo::routed("stalling", &[Task::TextToImage]);
+        &INFO
     }
 
     async fn generate(
@@ -218,12 +215,9 @@ struct RenderProvider {
 
 #[async_trait]
 impl MediaProvider for RenderProvider {
-    fn name(&self) -> &str {
-        "my-provider"
-    }
-
-    fn tasks(&self) -> &[Task] {
-        &[Task::TextToImage]
+    fn info(&self) -> &ProviderInfo {
+        static INFO: ProviderInfo = ProviderInfo::routed("my-provider", &[Task::TextToImage]);
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {

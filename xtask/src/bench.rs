@@ -23,18 +23,30 @@ use serde_json::Value;
 const MIB: u64 = 1024 * 1024;
 /// The token given to the emulator (it only checks that one is there).
 const TOKEN: &str = "hf_emulator";
-/// Provider keys that would make `hf-media` call a provider directly instead of the emulator's router.
-const KEY_VARS: [&str; 9] = [
-    "FAL_KEY",
-    "REPLICATE_API_TOKEN",
-    "TOGETHER_API_KEY",
-    "NSCALE_API_KEY",
-    "WAVESPEED_API_KEY",
-    "ZAI_API_KEY",
-    "NOVITA_API_KEY",
-    "HF_ROUTER_URL",
-    "HF_ENDPOINT",
-];
+/// Variables that would point `hf-media` somewhere else than the emulator; the providers' own key
+/// variables (which would make it call a provider directly) come from `hf-media providers --json`, the
+/// registry's own list, so the bench cannot drift from it.
+const ENDPOINT_VARS: [&str; 2] = ["HF_ROUTER_URL", "HF_ENDPOINT"];
+
+/// The key variables of every provider the binary knows (`key_env` of `hf-media providers --json`).
+fn provider_key_vars(bin: &Path) -> Result<Vec<String>, String> {
+    let output = Command::new(bin)
+        .args(["providers", "--json"])
+        .output()
+        .map_err(|e| format!("cannot run {} providers: {e}", bin.display()))?;
+    if !output.status.success() {
+        return Err(format!("{} providers --json failed", bin.display()));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut vars = Vec::new();
+    for line in text.lines() {
+        let provider: Value = serde_json::from_str(line).map_err(|e| format!("providers --json: {e}: {line}"))?;
+        if let Some(var) = provider["key_env"].as_str() {
+            vars.push(var.to_owned());
+        }
+    }
+    Ok(vars)
+}
 
 /// Sizes of one run.
 #[derive(Debug, Clone, Copy)]
@@ -287,9 +299,9 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 /// A `hf-media generate` command against an emulator.
-fn generate(bin: &Path, hub: &str, router: &str, model: &str, out: &Path) -> Command {
-    let mut command = Command::new(bin);
-    for var in KEY_VARS {
+fn generate(ctx: &Context, hub: &str, router: &str, model: &str, out: &Path) -> Command {
+    let mut command = Command::new(&ctx.bin);
+    for var in ENDPOINT_VARS.iter().copied().chain(ctx.key_vars.iter().map(String::as_str)) {
         command.env_remove(var);
     }
     command
@@ -304,6 +316,8 @@ fn generate(bin: &Path, hub: &str, router: &str, model: &str, out: &Path) -> Com
 
 struct Context {
     bin: PathBuf,
+    /// The providers' own key variables, removed from every child's environment.
+    key_vars: Vec<String>,
     dir: PathBuf,
     log: PathBuf,
     root: PathBuf,
@@ -347,7 +361,7 @@ fn video(ctx: &Context, sizes: Sizes) -> Result<Vec<Row>, String> {
 
         fresh_dir(&out)?;
         let (usage, stdout) = measure(
-            &mut generate(&ctx.bin, &emulator.url, &router, "Wan-AI/Wan2.1-T2V-14B:fal-ai", &out),
+            &mut generate(ctx, &emulator.url, &router, "Wan-AI/Wan2.1-T2V-14B:fal-ai", &out),
             &ctx.log,
         )?;
         let events = events(&stdout);
@@ -441,7 +455,7 @@ fn parallel(ctx: &Context, sizes: Sizes) -> Result<Vec<Row>, String> {
     let n = sizes.parallel_n;
     let command = || {
         let mut command = generate(
-            &ctx.bin,
+            ctx,
             &emulator.url,
             &emulator.url,
             "stabilityai/sdxl-turbo:hf-inference",
@@ -547,7 +561,7 @@ fn overhead(ctx: &Context, sizes: Sizes, smoke: bool) -> Result<Vec<Row>, String
     // One untimed run: the emulator renders and caches its picture, the page cache warms.
     fresh_dir(&out)?;
     measure(
-        generate(&ctx.bin, &emulator.url, &router, &format!("{model}:hf-inference"), &out).args(["-n", "1"]),
+        generate(ctx, &emulator.url, &router, &format!("{model}:hf-inference"), &out).args(["-n", "1"]),
         &ctx.log,
     )?;
     // One process makes every generation, `concurrency` at a time, like the Python reference's one
@@ -555,7 +569,7 @@ fn overhead(ctx: &Context, sizes: Sizes, smoke: bool) -> Result<Vec<Row>, String
     eprintln!("  overhead: `-n {total} --concurrency {concurrency}`");
     fresh_dir(&out)?;
     let (usage, stdout) = measure(
-        generate(&ctx.bin, &emulator.url, &router, &format!("{model}:hf-inference"), &out).args([
+        generate(ctx, &emulator.url, &router, &format!("{model}:hf-inference"), &out).args([
             "-n",
             &total.to_string(),
             "--concurrency",
@@ -652,8 +666,10 @@ pub fn run(root: &Path, cargo: &str, smoke: bool) -> Result<String, String> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let dir = target.join("bench");
     fresh_dir(&dir)?;
+    let bin = target.join("release").join("hf-media");
     let ctx = Context {
-        bin: target.join("release").join("hf-media"),
+        key_vars: provider_key_vars(&bin)?,
+        bin,
         log: dir.join("stderr.log"),
         dir,
         root: root.to_owned(),

@@ -163,6 +163,9 @@ pub struct ModelsArgs {
     /// One JSON object per line on stdout: {"model", "task", "providers": [{"provider", "provider_id", "task"}]}.
     #[arg(long)]
     pub json: bool,
+    /// List the embedded emulator's catalogue instead of the Hub's (offline; no token needed).
+    #[arg(long)]
+    pub emulator: bool,
     /// The Hub's URL.
     #[arg(
         long,

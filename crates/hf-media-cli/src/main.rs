@@ -7,15 +7,14 @@ mod output;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use futures::StreamExt;
-use hf_media::provider::providers::OpenAiCompatible;
-use hf_media::token::{TOKEN_SETTINGS_URL, find_token};
+use hf_media::token::TOKEN_SETTINGS_URL;
 use hf_media::{
-    ChatMessage, FileSink, GenerateRequest, GenerationEvent, GenerationParams, MediaGenerator, ProviderRegistry,
+    ChatMessage, GenerateRequest, GenerationEvent, GenerationParams, GeneratorConfig, MediaGeneratorBuilder,
+    OpenAiProviderConfig, ProviderRegistry, Secret,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -90,8 +89,15 @@ fn providers(json: bool) -> ExitCode {
     let mut out = std::io::stdout().lock();
     for provider in registry.iter() {
         let tasks: Vec<&str> = provider.tasks().iter().map(|t| t.as_str()).collect();
+        let info = provider.info();
         let line = if json {
-            serde_json::json!({"provider": provider.name(), "tasks": tasks}).to_string()
+            serde_json::json!({
+                "provider": provider.name(),
+                "tasks": tasks,
+                "api": info.direct.as_ref().map(|api| api.base_url.as_ref()),
+                "key_env": info.key_env(),
+            })
+            .to_string()
         } else {
             format!("{:<14} {}", provider.name(), tasks.join(", "))
         };
@@ -177,27 +183,29 @@ async fn generate(args: GenerateArgs) -> ExitCode {
         Ok(timeout) if !timeout.is_zero() => timeout,
         _ => return usage_error("--timeout must be a positive number of seconds (at most about 10^19)"),
     };
-    let mut registry = ProviderRegistry::with_defaults();
+    let mut config = GeneratorConfig::from_env();
     for entry in &args.openai_providers {
         let Some((name, url)) = name_value(entry) else {
             return usage_error(
                 "--openai-provider must be NAME=URL, for example --openai-provider my-images=https://api.example.com",
             );
         };
-        let url = match url::Url::parse(url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+        match url::Url::parse(url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
             _ => return usage_error(format!("--openai-provider {name}: `{url}` is not an http(s) URL")),
-        };
-        registry.register(Arc::new(OpenAiCompatible::new(name, url)));
+        }
+        config.openai_providers.push(OpenAiProviderConfig {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            response_format: Default::default(),
+            key: None,
+        });
     }
-    let mut builder = MediaGenerator::builder()
-        .registry(registry)
-        .provider_keys_from_env(true);
     for entry in &args.provider_keys {
         let Some((name, key)) = name_value(entry) else {
             return usage_error("--provider-key must be NAME=KEY, for example --provider-key fal-ai=$FAL_KEY");
         };
-        builder = builder.provider_key(name, key);
+        config.provider_keys.insert(name.to_owned(), Secret::new(key));
     }
     for entry in &args.provider_urls {
         let Some((name, url)) = name_value(entry) else {
@@ -205,46 +213,31 @@ async fn generate(args: GenerateArgs) -> ExitCode {
                 "--provider-url must be NAME=URL, for example --provider-url fal-ai=https://queue.fal.run",
             );
         };
-        builder = builder.provider_url(name, url);
+        config.provider_urls.insert(name.to_owned(), url.to_owned());
     }
+    config.hub_url = Some(args.hf_endpoint.clone());
+    config.router_url = Some(args.router_url.clone());
     // Without a token, only providers called with their own key can be used; `build` says so if there is
-    // neither. The emulator needs none: it gets a stand-in token.
+    // neither. The emulator needs none (it gets a stand-in token), and no key from the environment then
+    // sends a call to a real provider.
     let _emulator = if args.emulator {
         let running = match emulator::start_embedded().await {
             Ok(running) => running,
             Err(message) => return usage_error(message),
         };
-        builder = builder
-            .token(emulator::EMULATOR_TOKEN)
-            .hub_url(running.url())
-            .router_url(running.url())
-            // Offline means offline: no key from the environment sends a call to a real provider, and a
-            // provider given a key on the command line is called on the emulator's copy of its API.
-            .provider_keys_from_env(false);
-        for name in emulator::PROVIDERS {
-            builder = builder.provider_url(name, format!("{}/{name}", running.url()));
-        }
+        config.token = None;
+        config.emulator_url = Some(running.url());
         Some(running)
     } else {
-        if let Some((token, _source)) = find_token() {
-            builder = builder.secret_token(token);
-        }
-        builder = builder
-            .hub_url(args.hf_endpoint.clone())
-            .router_url(args.router_url.clone());
         None
     };
-    let mut builder = builder
-        .download_media(!args.no_download)
-        .sink(Arc::new(
-            FileSink::new(args.output.clone()).with_max_bytes(args.max_media_bytes),
-        ))
-        .provider_order(args.prefer.clone())
-        .generation_timeout(Some(timeout));
-    if let Some(org) = &args.bill_to {
-        builder = builder.bill_to(org.clone());
-    }
-    let generator = match builder.build() {
+    config.download_media = !args.no_download;
+    config.sink.dir = args.output.clone();
+    config.sink.max_media_bytes = args.max_media_bytes;
+    config.provider_order = args.prefer.clone();
+    config.timeouts.generation_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+    config.bill_to = args.bill_to.clone();
+    let generator = match MediaGeneratorBuilder::from_config(config).build() {
         Ok(generator) => generator,
         Err(hf_media::Error::MissingToken) => {
             return usage_error(format!(

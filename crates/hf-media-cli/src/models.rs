@@ -32,9 +32,20 @@ impl From<MediaTask> for Task {
 /// Runs `hf-media models`: exit 0 on success (even with no model), 1 when the Hub fails, 2 on a bad Hub URL.
 pub async fn run(args: ModelsArgs) -> ExitCode {
     // The token is optional here: the listing is public, but a token lets the Hub apply the user's settings.
-    let token = find_token().map(|(token, _source)| token);
+    // The emulator needs none and is never sent the user's.
+    let (_emulator, hub_url, token) = if args.emulator {
+        match crate::emulator::start_embedded().await {
+            Ok(running) => {
+                let url = running.url();
+                (Some(running), url, None)
+            }
+            Err(message) => return crate::usage_error(message),
+        }
+    } else {
+        (None, args.hf_endpoint.clone(), find_token().map(|(token, _source)| token))
+    };
     let client = match MappingClient::builder()
-        .hub_url(args.hf_endpoint.clone())
+        .hub_url(hub_url)
         .secret_token(token)
         .cache_ttl(Duration::ZERO)
         .build()

@@ -1,75 +1,11 @@
 //! How events are shown: one JSON object per line (`--json`) or one human line per event.
 
-use hf_media::{Error, GenerationEvent};
+use hf_media::{Error, GenerationEvent, RetryStage};
 use serde_json::{Value, json};
 
-fn ms(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The JSON line of an event.
+/// The JSON line of an event: the library's wire form of it.
 pub fn event_json(event: &GenerationEvent) -> Value {
-    match event {
-        GenerationEvent::Attempt {
-            task,
-            provider,
-            provider_id,
-        } => json!({"event": "attempt", "task": task, "provider": provider, "provider_id": provider_id}),
-        GenerationEvent::Fallback {
-            task,
-            provider,
-            status,
-            message,
-        } => json!({"event": "fallback", "task": task, "provider": provider, "status": status, "message": message}),
-        GenerationEvent::Retry {
-            task,
-            provider,
-            attempt,
-            delay,
-            status,
-            message,
-        } => json!({"event": "retry", "task": task, "provider": provider, "attempt": attempt,
-                    "delay_ms": ms(*delay), "status": status, "message": message}),
-        GenerationEvent::Warning { task, message } => json!({"event": "warning", "task": task, "message": message}),
-        GenerationEvent::ProviderStatus { task, provider, status } => json!({
-            "event": "provider_status", "task": task, "provider": provider, "state": status.state,
-            "queue_position": status.queue_position, "job_id": status.job_id
-        }),
-        GenerationEvent::Progress { elapsed, done, total } => {
-            json!({"event": "progress", "elapsed_ms": ms(*elapsed), "done": done, "total": total})
-        }
-        GenerationEvent::Media(media) => json!({
-            "event": "media", "task": media.task, "provider": media.provider, "provider_id": media.provider_id,
-            "model": media.model, "kind": media.kind, "mime": media.mime, "path": media.location.to_string(),
-            "bytes": media.bytes, "sidecar": media.sidecar, "seed": media.seed, "source_url": media.source_url,
-            "provider_response": media.provider_response, "elapsed_ms": ms(media.elapsed)
-        }),
-        GenerationEvent::Error { task, error } => error_json(*task, error),
-        GenerationEvent::Done {
-            succeeded,
-            failed,
-            elapsed,
-        } => json!({"event": "done", "succeeded": succeeded, "failed": failed, "elapsed_ms": ms(*elapsed)}),
-        _ => json!({"event": "unknown"}),
-    }
-}
-
-fn error_json(task: Option<usize>, error: &Error) -> Value {
-    let mut line = json!({"event": "error", "task": task, "kind": error.kind(), "message": error.to_string()});
-    match error {
-        Error::AllProvidersFailed { attempts, .. } | Error::Timeout { attempts, .. } => {
-            line["attempts"] = attempts
-                .iter()
-                .map(|a| json!({"provider": a.provider, "status": a.status, "kind": a.kind, "message": a.message}))
-                .collect();
-        }
-        Error::ModelNotSupported { provider, status, .. } => {
-            line["provider"] = json!(provider);
-            line["status"] = json!(status);
-        }
-        _ => {}
-    }
-    line
+    serde_json::to_value(event).unwrap_or_else(|e| json!({"event": "error", "kind": "internal", "message": e.to_string()}))
 }
 
 /// The human line of an event, or `None` for events shown only by the progress line.
@@ -99,15 +35,22 @@ pub fn event_line(event: &GenerationEvent, total: usize) -> Option<String> {
         GenerationEvent::Retry {
             task,
             provider,
+            stage,
             attempt,
             delay,
             status,
             message,
+            ..
         } => {
             let what = status.map_or_else(|| message.clone(), |s| format!("HTTP {s}: {message}"));
+            let who = provider.as_deref().unwrap_or("the Hub");
+            let step = match stage {
+                RetryStage::Request | RetryStage::Mapping => String::new(),
+                other => format!(" {other}"),
+            };
             format!(
-                "{}⟳ {provider} try {attempt} failed ({what}); again in {:.1}s",
-                tag(*task),
+                "{}⟳ {who}{step} try {attempt} failed ({what}); again in {:.1}s",
+                task.map(tag).unwrap_or_default(),
                 delay.as_secs_f64()
             )
         }
@@ -129,7 +72,11 @@ pub fn event_line(event: &GenerationEvent, total: usize) -> Option<String> {
             media.elapsed.as_secs_f64()
         ),
         GenerationEvent::Error { task, error } => {
-            format!("{}✗ {error}", task.map(tag).unwrap_or_default())
+            let hint = match error {
+                Error::Timeout { .. } => " (raise the deadline with --timeout)",
+                _ => "",
+            };
+            format!("{}✗ {error}{hint}", task.map(tag).unwrap_or_default())
         }
         GenerationEvent::Done {
             succeeded,

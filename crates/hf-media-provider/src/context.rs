@@ -48,6 +48,11 @@ pub struct ProviderStatus {
 }
 
 impl ProviderStatus {
+    /// The state of a job that is waiting in the provider's queue.
+    pub const QUEUED: &'static str = "queued";
+    /// The state of a job that is running.
+    pub const IN_PROGRESS: &'static str = "in_progress";
+
     /// A status with only a state.
     pub fn new(state: impl Into<String>) -> Self {
         ProviderStatus {
@@ -55,6 +60,28 @@ impl ProviderStatus {
             state: state.into(),
             queue_position: None,
         }
+    }
+
+    /// Job `job_id` waits in the provider's queue ([`ProviderStatus::QUEUED`]).
+    pub fn queued(job_id: impl Into<String>) -> Self {
+        ProviderStatus::new(Self::QUEUED).with_job_id(job_id)
+    }
+
+    /// Job `job_id` is running ([`ProviderStatus::IN_PROGRESS`]).
+    pub fn in_progress(job_id: impl Into<String>) -> Self {
+        ProviderStatus::new(Self::IN_PROGRESS).with_job_id(job_id)
+    }
+
+    /// The same status, about job `job_id`.
+    pub fn with_job_id(mut self, job_id: impl Into<String>) -> Self {
+        self.job_id = Some(job_id.into());
+        self
+    }
+
+    /// The same status with the place in the queue, when the provider says it.
+    pub fn with_queue_position(mut self, queue_position: Option<u64>) -> Self {
+        self.queue_position = queue_position;
+        self
     }
 }
 
@@ -245,10 +272,13 @@ impl ProviderContext {
         &self.secrets
     }
 
-    /// Tells the caller that a passing failure inside the job is tried again.
+    /// Tells the caller that a passing failure inside the job is tried again; the failure's message is
+    /// scrubbed of this context's [`Secrets`].
     pub fn report_retry(&self, notice: &RetryNotice) {
         if let Some(reporter) = &self.reporter {
-            reporter(ProviderNotice::Retry(notice.clone()));
+            let mut notice = notice.clone();
+            self.secrets.scrub_string(&mut notice.message);
+            reporter(ProviderNotice::Retry(notice));
         }
     }
 
@@ -285,20 +315,16 @@ impl ProviderContext {
     /// the router, the provider's API, a proxy or an emulator. `path_and_query` starts with `/`.
     pub fn url(&self, path_and_query: &str) -> Result<Url, ProviderError> {
         let joined = format!("{}{path_and_query}", self.base_url.as_str().trim_end_matches('/'));
-        Url::parse(&joined).map_err(|e| ProviderError::InvalidRequest {
-            provider: self.provider.clone(),
-            reason: format!("`{joined}` is not a valid URL: {e}"),
-        })
+        Url::parse(&joined)
+            .map_err(|e| ProviderError::invalid_request(&self.provider, format!("`{joined}` is not a valid URL: {e}")))
     }
 
     /// Rebuilds a URL that the provider returned (a status or result URL on its own host) on this
     /// context's base: `{base}{path of absolute}{query}`. This is how polling works through the router
     /// without knowing the router's host name.
     pub fn url_for_path_of(&self, absolute: &str, query: Option<&str>) -> Result<Url, ProviderError> {
-        let parsed = Url::parse(absolute).map_err(|e| ProviderError::InvalidResponse {
-            provider: self.provider.clone(),
-            reason: format!("`{absolute}` is not a URL: {e}"),
-        })?;
+        let parsed = Url::parse(absolute)
+            .map_err(|e| ProviderError::invalid_response(&self.provider, format!("`{absolute}` is not a URL: {e}")))?;
         let mut path = parsed.path().to_owned();
         if let Some(query) = query {
             path.push('?');
@@ -353,6 +379,29 @@ mod tests {
             "http://127.0.0.1:8080/proxy/fal-ai/fal-ai/flux/requests/abc?_subdomain=queue"
         );
         assert!(ctx.url_for_path_of("not a url", None).is_err());
+    }
+
+    #[test]
+    fn statuses_name_their_job_and_queue_place() {
+        let queued = ProviderStatus::queued("j1").with_queue_position(Some(3));
+        assert_eq!(
+            queued,
+            ProviderStatus {
+                job_id: Some("j1".into()),
+                state: "queued".into(),
+                queue_position: Some(3),
+            }
+        );
+        let running = ProviderStatus::in_progress("j1");
+        assert_eq!(
+            (
+                running.state.as_str(),
+                running.job_id.as_deref(),
+                running.queue_position
+            ),
+            ("in_progress", Some("j1"), None)
+        );
+        assert_eq!(ProviderStatus::new("loading").job_id, None);
     }
 
     #[test]

@@ -82,6 +82,48 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// [`ProviderError::InvalidResponse`]: `provider`'s answer did not have the documented shape.
+    pub fn invalid_response(provider: impl Into<String>, reason: impl Into<String>) -> Self {
+        ProviderError::InvalidResponse {
+            provider: provider.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// [`ProviderError::JobFailed`]: `provider` accepted job `job_id`, then said it failed.
+    pub fn job_failed(provider: impl Into<String>, job_id: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError::JobFailed {
+            provider: provider.into(),
+            job_id: job_id.into(),
+            message: message.into(),
+        }
+    }
+
+    /// [`ProviderError::InvalidRequest`]: the request to `provider` cannot be built.
+    pub fn invalid_request(provider: impl Into<String>, reason: impl Into<String>) -> Self {
+        ProviderError::InvalidRequest {
+            provider: provider.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// [`ProviderError::Timeout`]: waited `after` for `what` (a job, a model to load) past the deadline.
+    pub fn timeout(provider: impl Into<String>, what: impl Into<String>, after: Duration) -> Self {
+        ProviderError::Timeout {
+            provider: provider.into(),
+            what: what.into(),
+            after,
+        }
+    }
+
+    /// [`ProviderError::UnsupportedTask`]: `provider` was asked for a task it does not serve.
+    pub fn unsupported_task(provider: impl Into<String>, task: &crate::Task) -> Self {
+        ProviderError::UnsupportedTask {
+            provider: provider.into(),
+            task: task.to_string(),
+        }
+    }
+
     /// The provider this error is about.
     pub fn provider(&self) -> &str {
         match self {
@@ -146,7 +188,8 @@ impl ProviderError {
                 f(provider);
                 f(message);
             }
-            ProviderError::InvalidResponse { provider, reason } | ProviderError::InvalidRequest { provider, reason } => {
+            ProviderError::InvalidResponse { provider, reason }
+            | ProviderError::InvalidRequest { provider, reason } => {
                 f(provider);
                 f(reason);
             }
@@ -200,5 +243,30 @@ mod tests {
         assert_eq!(http(402).to_string(), "fal-ai answered HTTP 402: m");
         assert_eq!(http(402).kind(), "http");
         assert_eq!(http(402).provider(), "fal-ai");
+    }
+
+    #[test]
+    fn constructors_fill_every_field() {
+        assert_eq!(
+            ProviderError::invalid_response("together", "no `id`"),
+            ProviderError::InvalidResponse {
+                provider: "together".into(),
+                reason: "no `id`".into()
+            }
+        );
+        let failed = ProviderError::job_failed("novita", "t1", "NSFW");
+        assert_eq!(failed.to_string(), "novita reported that job t1 failed: NSFW");
+        assert_eq!(failed.kind(), "job_failed");
+        assert_eq!(
+            ProviderError::invalid_request("p", "bad URL").to_string(),
+            "cannot call p: bad URL"
+        );
+        let timeout = ProviderError::timeout("p", "polling", Duration::from_secs(2));
+        assert_eq!(timeout.to_string(), "timed out after 2s while polling (p)");
+        assert!(!timeout.is_retryable());
+        assert_eq!(
+            ProviderError::unsupported_task("nscale", &crate::Task::TextToVideo).to_string(),
+            "nscale does not serve text-to-video"
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::{AuthScheme, Task};
+use crate::{AuthScheme, ProviderError, Task};
 
 /// What a provider is, apart from how it makes media: everything the facade needs to choose it, call it
 /// directly, and describe it. Built once per provider (a `static` for the built-in ones).
@@ -74,8 +74,45 @@ impl ProviderInfo {
         self.tasks.contains(task)
     }
 
+    /// `Ok` when it serves `task`, else [`ProviderError::UnsupportedTask`]: the one task check, made by
+    /// the caller before it asks the provider.
+    pub fn check_task(&self, task: &Task) -> Result<(), ProviderError> {
+        if self.serves(task) {
+            Ok(())
+        } else {
+            Err(ProviderError::unsupported_task(self.name.as_ref(), task))
+        }
+    }
+
     /// The direct API's key variable, if any.
     pub fn key_env(&self) -> Option<&'static str> {
         self.direct.as_ref().and_then(|d| d.key_env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static ROUTED: ProviderInfo = ProviderInfo::routed("p", &[Task::TextToImage]);
+
+    #[test]
+    fn the_task_check_names_the_provider_and_the_task() {
+        assert!(ROUTED.serves(&Task::TextToImage) && ROUTED.check_task(&Task::TextToImage).is_ok());
+        assert_eq!(
+            ROUTED.check_task(&Task::TextToVideo),
+            Err(ProviderError::UnsupportedTask {
+                provider: "p".into(),
+                task: "text-to-video".into()
+            })
+        );
+        assert_eq!(ROUTED.key_env(), None);
+        let api = ProviderInfo::routed_with_api(
+            "q",
+            &[Task::TextToVideo],
+            DirectApi::new("https://api.q", "Q_KEY", AuthScheme::Bearer),
+        );
+        assert_eq!(api.key_env(), Some("Q_KEY"));
+        assert!(api.needs_hub_mapping && !api.direct_only);
     }
 }

@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod answer;
 mod context;
 mod error;
 pub mod http;
 mod info;
 mod media;
+mod openai_images;
 mod params;
 pub mod providers;
 mod registry;
@@ -19,9 +21,9 @@ use async_trait::async_trait;
 
 pub use context::{AuthScheme, NoticeReporter, PollConfig, ProviderContext, ProviderNotice, ProviderStatus};
 pub use error::ProviderError;
-pub use info::{DirectApi, ProviderInfo};
 pub use hf_media_mapping::{MappingStatus, ProviderMapping, Task};
 pub use hf_media_prompt::GenerationParams;
+pub use info::{DirectApi, ProviderInfo};
 pub use media::{ByteStream, MediaBody, MediaOutput, StreamError};
 pub use params::{provider_parameters, size_as_wxh};
 pub use registry::ProviderRegistry;
@@ -103,3 +105,17 @@ forward_media_provider!(Box);
 
 #[cfg(test)]
 fn _object_safe(_: &dyn MediaProvider) {}
+
+/// The protocol pieces of the built-in providers (routes, payloads, answer parsers) and the OpenAI images
+/// answer reader, for this crate's own integration tests (`--features testing`). Not a stable API: a
+/// custom provider uses [`http`], [`ProviderContext`] and [`ProviderError`] instead.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::providers::testing::*;
+
+    pub mod openai_images {
+        //! The OpenAI images answer reader (together, nscale, OpenAI-compatible servers).
+        pub use crate::openai_images::images_api_answer;
+    }
+}

@@ -3,7 +3,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::providers::{FalAi, HfInference, Novita, Nscale, Replicate, Together, WaveSpeed, ZaiOrg};
-use crate::{DynMediaProvider, MediaProvider};
+use crate::{DynMediaProvider, MediaProvider, ProviderInfo};
 
 /// Provider names mapped to implementations. Cheap to clone.
 #[derive(Clone, Default)]
@@ -23,7 +23,8 @@ impl ProviderRegistry {
         ProviderRegistry::default()
     }
 
-    /// Every provider this crate implements, under its Hub name.
+    /// Every provider this crate implements, under its Hub name: THE list of built-in providers (the
+    /// OpenAI-compatible one, which needs a name and a server, is never among them).
     pub fn with_defaults() -> Self {
         let mut registry = ProviderRegistry::empty();
         registry.register(Arc::new(FalAi));
@@ -62,6 +63,11 @@ impl ProviderRegistry {
         self.providers.values()
     }
 
+    /// The registered providers' facts, sorted by name.
+    pub fn infos(&self) -> impl Iterator<Item = &ProviderInfo> {
+        self.providers.values().map(|provider| provider.info())
+    }
+
     /// How many providers are registered.
     pub fn len(&self) -> usize {
         self.providers.len()
@@ -97,6 +103,27 @@ mod tests {
         for provider in registry.iter() {
             assert!(!provider.tasks().is_empty(), "{} serves no task", provider.name());
         }
+    }
+
+    #[test]
+    fn infos_are_the_providers_facts_in_name_order() {
+        let registry = ProviderRegistry::with_defaults();
+        let names: Vec<&str> = registry.infos().map(|info| info.name.as_ref()).collect();
+        assert_eq!(names, registry.names().collect::<Vec<_>>());
+        for info in registry.infos() {
+            assert!(info.needs_hub_mapping && !info.direct_only, "{}", info.name);
+            let direct = info.direct.as_ref();
+            assert_eq!(direct.is_none(), info.name == "hf-inference", "{}: {direct:?}", info.name);
+            if let Some(direct) = direct {
+                assert!(direct.base_url.starts_with("https://"), "{}", info.name);
+                assert!(direct.key_env.is_some_and(|v| v.ends_with("_KEY") || v.ends_with("_TOKEN")));
+            }
+        }
+        let fal = registry.get("fal-ai").unwrap().info();
+        assert_eq!(
+            (fal.key_env(), fal.direct.as_ref().map(|d| d.auth)),
+            (Some("FAL_KEY"), Some(crate::AuthScheme::Key))
+        );
     }
 
     #[test]

@@ -180,6 +180,43 @@ impl RetryPolicy {
     pub async fn run<T, E, F, Fut>(
         &self,
         stage: RetryStage,
+        operation: F,
+        on_retry: impl FnMut(&RetryNotice, &E),
+    ) -> Result<T, E>
+    where
+        E: Retryable,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_bounded(stage, None, operation, on_retry).await
+    }
+
+    /// [`RetryPolicy::run`] within a deadline (a job's polling deadline): no wait goes past `deadline`.
+    /// When the next wait would reach it, there is no further try: the wait is cut to end at `deadline`
+    /// (not reported, since nothing is tried again) and the last error is returned then. The caller
+    /// tells a deadline from other ends by the clock: a transient error returned at or after `deadline`
+    /// means the time is up.
+    ///
+    /// `deadline` does not bound a try itself (wrap the future in [`tokio::time::timeout_at`] for that).
+    pub async fn run_until<T, E, F, Fut>(
+        &self,
+        stage: RetryStage,
+        deadline: tokio::time::Instant,
+        operation: F,
+        on_retry: impl FnMut(&RetryNotice, &E),
+    ) -> Result<T, E>
+    where
+        E: Retryable,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_bounded(stage, Some(deadline), operation, on_retry).await
+    }
+
+    async fn run_bounded<T, E, F, Fut>(
+        &self,
+        stage: RetryStage,
+        deadline: Option<tokio::time::Instant>,
         mut operation: F,
         mut on_retry: impl FnMut(&RetryNotice, &E),
     ) -> Result<T, E>
@@ -197,6 +234,14 @@ impl RetryPolicy {
             let Some(delay) = self.delay(attempt, error.transience()) else {
                 return Err(error);
             };
+            if let Some(deadline) = deadline {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if delay >= remaining {
+                    tracing::debug!(%stage, attempt, ?remaining, "transient failure, no time left to try again");
+                    tokio::time::sleep_until(deadline).await;
+                    return Err(error);
+                }
+            }
             let notice = RetryNotice {
                 stage,
                 attempt,
@@ -300,7 +345,11 @@ mod tests {
             what: "polling".into(),
             after: Duration::from_secs(1),
         };
-        assert_eq!(delay(&policy, 1, &deadline), None, "an expired polling deadline is final");
+        assert_eq!(
+            delay(&policy, 1, &deadline),
+            None,
+            "an expired polling deadline is final"
+        );
         assert_eq!(delay(&RetryPolicy::none(), 1, &network), None);
     }
 
@@ -331,18 +380,78 @@ mod tests {
         let policy = RetryPolicy::default();
         let mut retried = 0;
         let result: Result<(), ProviderError> = policy
-            .run(RetryStage::Request, |_| async { Err(http(402, None)) }, |_, _| retried += 1)
+            .run(
+                RetryStage::Request,
+                |_| async { Err(http(402, None)) },
+                |_, _| retried += 1,
+            )
             .await;
         assert_eq!(result.unwrap_err().status(), Some(402));
         assert_eq!(retried, 0);
         let value: Result<u8, ProviderError> = policy
             .run(
                 RetryStage::Request,
-                |attempt| async move { if attempt < 2 { Err(http(429, Some(Duration::from_secs(1)))) } else { Ok(7) } },
+                |attempt| async move {
+                    if attempt < 2 {
+                        Err(http(429, Some(Duration::from_secs(1))))
+                    } else {
+                        Ok(7)
+                    }
+                },
                 |notice, _| assert_eq!(notice.delay, Duration::from_secs(1), "Retry-After is the wait"),
             )
             .await;
         assert_eq!(value.unwrap(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_until_never_waits_past_its_deadline() {
+        let policy = RetryPolicy {
+            max_attempts: 100,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(60),
+        };
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_millis(2500);
+        let mut notices = Vec::new();
+        let result: Result<(), ProviderError> = policy
+            .run_until(
+                RetryStage::Poll,
+                deadline,
+                |_| async { Err(http(429, Some(Duration::from_secs(1)))) },
+                |notice, _| notices.push(notice.attempt),
+            )
+            .await;
+        assert_eq!(
+            result.unwrap_err().status(),
+            Some(429),
+            "the last error, at the deadline"
+        );
+        assert_eq!(
+            tokio::time::Instant::now(),
+            deadline,
+            "the last wait is cut to end at the deadline"
+        );
+        assert_eq!(
+            notices,
+            [1, 2],
+            "the cut wait is not a retry: tries at 0 s, 1 s and 2 s"
+        );
+
+        let final_error: Result<(), ProviderError> = policy
+            .run_until(
+                RetryStage::Poll,
+                deadline,
+                |_| async { Err(http(400, None)) },
+                |_, _| unreachable!("a final failure is not retried"),
+            )
+            .await;
+        assert_eq!(final_error.unwrap_err().status(), Some(400));
+        let late: Result<u8, ProviderError> = policy
+            .run_until(RetryStage::Poll, deadline, |_| async { Ok(1) }, |_, _| {})
+            .await;
+        assert_eq!(late.unwrap(), 1, "a try that succeeds is taken whatever the clock");
     }
 
     #[test]

@@ -100,14 +100,14 @@ async fn nscale_malformed_answer_is_invalid() {
 #[tokio::test]
 async fn nscale_refuses_videos() {
     let server = MockServer::start().await;
+    // The facade checks the task before it calls a provider, with the provider's facts.
+    let _ = context(&server, "nscale", DEADLINE);
     let err = Nscale
-        .generate(
-            &context(&server, "nscale", DEADLINE),
-            request("nscale", "x", Task::TextToVideo),
-        )
-        .await
+        .info()
+        .check_task(&request("nscale", "x", Task::TextToVideo).mapping.task)
         .unwrap_err();
     assert!(matches!(err, ProviderError::UnsupportedTask { .. }), "{err:?}");
+    assert!(server.received_requests().await.unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------- wavespeed

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use hf_media_provider::providers::{Novita, OpenAiCompatible, ResponseFormat};
 use hf_media_provider::{
-    GenerationParams, GenerationRequest, MediaBody, MediaProvider, PollConfig, ProviderContext, ProviderError,
-    ProviderMapping, ProviderNotice, ProviderStatus, Task,
+    AuthScheme, GenerationParams, GenerationRequest, MediaBody, MediaProvider, PollConfig, ProviderContext,
+    ProviderError, ProviderMapping, ProviderNotice, ProviderStatus, Task,
 };
 use serde_json::{Value, json};
 use url::Url;
@@ -190,11 +190,11 @@ async fn novita_refuses_images() {
     let server = MockServer::start().await;
     let mut request = novita_request();
     request.mapping.task = Task::TextToImage;
-    let err = Novita
-        .generate(&routed(&server, "novita", "hf_test", DEADLINE), request)
-        .await
-        .unwrap_err();
+    // The facade checks the task before it calls a provider, with the provider's facts.
+    let _ = routed(&server, "novita", "hf_test", DEADLINE);
+    let err = Novita.info().check_task(&request.mapping.task).unwrap_err();
     assert!(matches!(err, ProviderError::UnsupportedTask { .. }), "{err:?}");
+    assert!(Novita.info().check_task(&Task::TextToVideo).is_ok());
 }
 
 // ---------------------------------------------------------------- openai-compatible
@@ -215,9 +215,20 @@ fn images_request() -> GenerationRequest {
     }
 }
 
-/// The provider points at `own` (its own server); the caller's context points at `router` with an HF token.
+/// The provider points at `own` (its own server).
 fn images_provider(own: &MockServer) -> OpenAiCompatible {
-    OpenAiCompatible::new(NAME, Url::parse(&own.uri()).unwrap()).with_key("sk-test")
+    OpenAiCompatible::new(NAME, Url::parse(&own.uri()).unwrap())
+}
+
+/// The context its caller hands it: a direct one, at its own base, with its own key (if any).
+fn direct(own: &MockServer, key: Option<&str>) -> ProviderContext {
+    ProviderContext::direct(
+        reqwest::Client::new(),
+        Url::parse(&own.uri()).unwrap(),
+        NAME,
+        key.map(|k| k.to_owned().into()),
+        AuthScheme::Bearer,
+    )
 }
 
 #[tokio::test]
@@ -236,11 +247,13 @@ async fn openai_compatible_calls_its_own_server_with_its_own_key() {
         .expect(1)
         .mount(&own)
         .await;
-    // The caller's context is the router's: its token and its extra headers must not reach this server.
-    let ctx = routed(&router, NAME, "hf_secret", DEADLINE).with_header(
+    // The router's context (its token, its extra headers) is not the one this provider is handed: its
+    // caller builds a direct one, so none of the router's must reach this server.
+    let _router_ctx = routed(&router, NAME, "hf_secret", DEADLINE).with_header(
         reqwest::header::HeaderName::from_static("x-hf-bill-to"),
         reqwest::header::HeaderValue::from_static("my-org"),
     );
+    let ctx = direct(&own, Some("sk-test"));
     let output = images_provider(&own).generate(&ctx, images_request()).await.unwrap();
     match output.body {
         MediaBody::Bytes(bytes) => assert_eq!(bytes.as_ref(), b"hello"),
@@ -275,9 +288,10 @@ async fn openai_compatible_url_answers_are_urls() {
     let router = MockServer::start().await;
     let provider = images_provider(&own).with_response_format(ResponseFormat::Url);
     let output = provider
-        .generate(&routed(&router, NAME, "hf_secret", DEADLINE), images_request())
+        .generate(&direct(&own, Some("sk-test")), images_request())
         .await
         .unwrap();
+    assert!(router.received_requests().await.unwrap().is_empty());
     assert!(
         matches!(output.body, MediaBody::Url(ref u) if u.as_str() == "https://cdn.example.com/x.png"),
         "{:?}",
@@ -295,10 +309,8 @@ async fn openai_compatible_without_a_key_sends_no_authorization() {
         .await;
     let router = MockServer::start().await;
     let provider = OpenAiCompatible::new(NAME, Url::parse(&own.uri()).unwrap());
-    provider
-        .generate(&routed(&router, NAME, "hf_secret", DEADLINE), images_request())
-        .await
-        .unwrap();
+    provider.generate(&direct(&own, None), images_request()).await.unwrap();
+    assert!(router.received_requests().await.unwrap().is_empty());
     let received = own.received_requests().await.unwrap();
     assert!(received[0].headers.get("authorization").is_none());
 }
@@ -315,9 +327,10 @@ async fn openai_compatible_400_is_http_with_the_servers_message() {
         .await;
     let router = MockServer::start().await;
     let err = images_provider(&own)
-        .generate(&routed(&router, NAME, "hf_secret", DEADLINE), images_request())
+        .generate(&direct(&own, Some("sk-test")), images_request())
         .await
         .unwrap_err();
+    assert!(router.received_requests().await.unwrap().is_empty());
     match err {
         ProviderError::Http {
             ref provider,

@@ -7,7 +7,8 @@
 
 use base64::Engine as _;
 use hf_media_provider::http::{self, Poll};
-use hf_media_provider::providers::{fal_ai, hf_inference, novita, nscale, replicate, together, wavespeed, zai_org};
+use hf_media_provider::testing::openai_images::images_api_answer;
+use hf_media_provider::testing::{fal_ai, hf_inference, novita, nscale, replicate, together, wavespeed, zai_org};
 use hf_media_provider::{
     GenerationParams, GenerationRequest, MediaBody, MediaOutput, ProviderError, ProviderMapping, Task,
 };
@@ -612,7 +613,7 @@ proptest! {
     /// Whatever name an OpenAI-compatible provider has, images-API errors carry it.
     #[test]
     fn images_api_errors_carry_any_provider_name(name in "[a-z][a-z0-9-]{0,15}", answer in any_answer()) {
-        let result = http::images_api_answer(&name, &answer);
+        let result = images_api_answer(&name, &answer);
         STRICT.output(&result, &name)?;
     }
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use hf_media_provider::providers::{Novita, Nscale, OpenAiCompatible, Together, WaveSpeed, ZaiOrg};
 use hf_media_provider::{
-    GenerationParams, GenerationRequest, MediaProvider, PollConfig, ProviderContext, ProviderMapping, Task,
+    AuthScheme, GenerationParams, GenerationRequest, MediaProvider, PollConfig, ProviderContext, ProviderMapping,
+    Task,
 };
 use serde_json::{Map, Value, json};
 use url::Url;
@@ -237,10 +238,19 @@ async fn openai_compatible_image() {
     let own = MockServer::start().await;
     let router = MockServer::start().await;
     answer(&own, json!({"data": [{"b64_json": "aGVsbG8="}]}), json!({})).await;
-    OpenAiCompatible::new("my-images", Url::parse(&own.uri()).unwrap())
-        .with_key("sk-test")
+    // Like every provider called with its own key, it is handed a direct context by its caller.
+    let own_url = Url::parse(&own.uri()).unwrap();
+    let direct = ProviderContext::direct(
+        reqwest::Client::new(),
+        own_url.clone(),
+        "my-images",
+        Some("sk-test".to_owned().into()),
+        AuthScheme::Bearer,
+    );
+    let _ = routed(&router, "my-images");
+    OpenAiCompatible::new("my-images", own_url)
         .generate(
-            &routed(&router, "my-images"),
+            &direct,
             request("my-images", "flux-dev", Task::TextToImage, image_params()),
         )
         .await

@@ -1,13 +1,26 @@
 //! A test suite every [`MediaSink`] implementation should pass (feature
-//! `testing`).
+//! `testing`), this crate's sinks and sinks written elsewhere alike.
 //!
 //! Each check takes the sink as `&dyn MediaSink`, runs one scenario and panics
 //! with a clear message when the sink misbehaves. Checks about failures also
 //! take `count`, a closure telling how many things the sink currently holds
 //! (files in its folder, *including* hidden temporary files; entries in
-//! memory...): a failed or cancelled store must not change it.
+//! memory; objects listed in a bucket...): a failed or cancelled store must
+//! not change it. The parts of an unfinished multipart upload are not listed
+//! objects, so an object-store sink need not count them (its abort may still
+//! be running, spawned from a guard, when `count` is called).
 //!
-//! Checks need a Tokio runtime with the timer enabled (`#[tokio::test]`).
+//! Every successful store is checked for its format, size and record: the
+//! record comes back unchanged except `timings.store_ms`. A
+//! [`MediaLocation::File`] media is read back; so is a
+//! [`MediaLocation::File`] sidecar, which must hold exactly the returned record
+//! (`store_ms` included). A sidecar elsewhere (an object, ...) is only checked to
+//! be somewhere else than the media. [`measures_store_time`] checks that
+//! `store_ms` is really measured.
+//!
+//! Checks need a Tokio runtime with the timer enabled and time *not* paused
+//! (`#[tokio::test]`, without `start_paused`): [`measures_store_time`] sleeps
+//! for real.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -24,7 +37,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream;
 
-use crate::{ByteStream, StreamError, MediaKind, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia};
+use crate::{ByteStream, MediaKind, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, StreamError};
 
 /// A real, valid 1×1 red PNG (70 bytes; correct CRCs and zlib stream).
 pub fn tiny_png() -> Vec<u8> {
@@ -127,11 +140,22 @@ fn check_stored(stored: &StoredMedia, bytes: &[u8], record: &MediaRecord, ext: &
         );
     }
     if let Some(sidecar) = &stored.sidecar {
-        let text = std::fs::read_to_string(sidecar)
-            .unwrap_or_else(|e| panic!("sidecar {} unreadable: {e}", sidecar.display()));
-        let back: MediaRecord = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("sidecar {} is not a MediaRecord: {e}", sidecar.display()));
-        assert_eq!(back, stored.record, "the sidecar must hold the returned record");
+        assert_ne!(
+            *sidecar, stored.location,
+            "the sidecar must not be at the media's location"
+        );
+        if let MediaLocation::File(path) = sidecar {
+            let text =
+                std::fs::read_to_string(path).unwrap_or_else(|e| panic!("sidecar {} unreadable: {e}", path.display()));
+            let back: MediaRecord = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("sidecar {} is not a MediaRecord: {e}", path.display()));
+            assert_eq!(
+                back,
+                stored.record,
+                "the sidecar {} must hold the returned record, timings.store_ms included",
+                path.display()
+            );
+        }
     }
 }
 
@@ -243,6 +267,46 @@ pub async fn rejects_oversized(sink: &dyn MediaSink, limit: u64, count: impl Fn(
     assert_eq!(count(), before, "an oversized media must leave nothing");
 }
 
+/// A stream yielding `chunks` with a real (not paused) `delay` before each chunk after the first.
+pub fn delayed_stream(chunks: Vec<Vec<u8>>, delay: Duration) -> ByteStream {
+    stream::iter(chunks.into_iter().enumerate())
+        .then(move |(i, chunk)| async move {
+            if i > 0 {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(Bytes::from(chunk))
+        })
+        .boxed()
+}
+
+/// Delay between the chunks of [`measures_store_time`]'s stream.
+const STORE_DELAY: Duration = Duration::from_millis(20);
+
+/// Stores [`tiny_png`] from a stream that takes about 40 ms (three chunks, 20 ms apart), and checks
+/// that `timings.store_ms` (given as 0) was measured from the call of `store`: at least 40 in the
+/// returned record, and the same value in a [`MediaLocation::File`] sidecar. Returns what the sink
+/// answered.
+pub async fn measures_store_time(sink: &dyn MediaSink) -> StoredMedia {
+    let png = tiny_png();
+    let mut record = sample_record("a slow download");
+    record.timings.store_ms = 0;
+    let parts = chunked(&png, png.len().div_ceil(3));
+    let waits = u32::try_from(parts.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    let least = crate::millis(STORE_DELAY * waits);
+    let stored = sink
+        .store(delayed_stream(parts, STORE_DELAY), record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("storing a slowly arriving PNG failed: {e}"));
+    check_stored(&stored, &png, &record, "png", MediaKind::Image);
+    let store_ms = stored.record.timings.store_ms;
+    assert!(
+        store_ms >= least,
+        "the bytes took at least {least} ms to arrive, but timings.store_ms is {store_ms}: \
+         it must be measured from the call of `store` to the media being published"
+    );
+    stored
+}
+
 /// `n` stores of the same prompt, run concurrently, all succeed at distinct
 /// locations.
 pub async fn identical_prompts_get_distinct_locations(sink: &dyn MediaSink, n: usize) {
@@ -254,6 +318,7 @@ pub async fn identical_prompts_get_distinct_locations(sink: &dyn MediaSink, n: u
     });
     let results = futures::future::join_all(stores).await;
     let mut locations = std::collections::HashSet::new();
+    let mut sidecars = std::collections::HashSet::new();
     for (i, result) in results.into_iter().enumerate() {
         let stored = result.unwrap_or_else(|e| panic!("concurrent store {i} failed: {e}"));
         assert_eq!(stored.record.task_index, i);
@@ -263,6 +328,12 @@ pub async fn identical_prompts_get_distinct_locations(sink: &dyn MediaSink, n: u
             "two stores got the same location {}",
             stored.location
         );
+        if let Some(sidecar) = stored.sidecar {
+            assert!(
+                sidecars.insert(sidecar.clone()),
+                "two stores got the same sidecar location {sidecar}"
+            );
+        }
     }
     assert_eq!(locations.len(), n);
 }
@@ -276,5 +347,6 @@ pub async fn run_all(sink: &dyn MediaSink, count: impl Fn() -> usize) {
     cancelled_store_leaves_nothing(sink, &count).await;
     stores_png(sink).await;
     stores_mp4(sink).await;
+    measures_store_time(sink).await;
     identical_prompts_get_distinct_locations(sink, 10).await;
 }

@@ -7,7 +7,13 @@ use crate::StreamError;
 /// Why a [`MediaSink`](crate::MediaSink) could not store a media.
 ///
 /// Whatever the variant, the sink left nothing behind: no partial file, no
-/// half-written sidecar, no in-memory entry.
+/// half-written sidecar, no in-memory entry, no visible object.
+///
+/// [`is_retryable`](SinkError::is_retryable) tells whether storing the same
+/// media again may succeed. The `hf-media` facade retries a retryable sink
+/// error (downloading the media again from its URL when it can, since the
+/// stream was consumed); since nothing was left behind, the next try starts
+/// from scratch.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SinkError {
@@ -40,7 +46,24 @@ pub enum SinkError {
         limit: u64,
     },
 
-    /// A file-system operation failed.
+    /// A storage backend failed: an object store or a remote service answered
+    /// with throttling or a 5xx, the connection to it broke, a request was
+    /// refused... `retryable` tells whether trying again may succeed (see
+    /// [`SinkError::is_retryable`]). Build it with [`SinkError::backend`].
+    ///
+    /// The message must not carry credentials or signed URLs.
+    #[error("the storage backend failed: {message}")]
+    Backend {
+        /// What went wrong, as the backend said it.
+        message: String,
+        /// Whether storing the media again may succeed (throttling, a 5xx, a
+        /// broken connection), as opposed to a lasting refusal (no such bucket,
+        /// access denied).
+        retryable: bool,
+    },
+
+    /// A file-system operation failed. Not retryable: a full disk or a
+    /// missing permission does not fix itself.
     #[error("could not write media to {path}: {source}; check that the folder exists, is writable and has free space")]
     Io {
         /// The file or folder the sink was working on.
@@ -52,6 +75,32 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// A [`SinkError::Backend`]: `message` says what failed, `retryable`
+    /// whether trying again may succeed.
+    pub fn backend(message: impl Into<String>, retryable: bool) -> Self {
+        Self::Backend {
+            message: message.into(),
+            retryable,
+        }
+    }
+
+    /// Whether storing the same media again may succeed: `true` for a
+    /// [`SinkError::Backend`] marked retryable and for a [`SinkError::Source`]
+    /// whose stream error [is retryable](StreamError::is_retryable) (a broken
+    /// connection, a stall); `false` for everything else, [`SinkError::Io`]
+    /// included.
+    ///
+    /// The `hf-media` facade retries a retryable sink error, downloading the
+    /// media again when it can. Whatever the variant, the failed store left
+    /// nothing behind.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Backend { retryable, .. } => *retryable,
+            Self::Source(source) => source.is_retryable(),
+            Self::Empty | Self::UnrecognizedMedia { .. } | Self::TooLarge { .. } | Self::Io { .. } => false,
+        }
+    }
+
     /// Builds a [`SinkError::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
@@ -93,6 +142,32 @@ mod tests {
             err.source().map(ToString::to_string).as_deref(),
             Some("connection reset")
         );
+    }
+
+    #[test]
+    fn retryable_errors() {
+        assert!(SinkError::backend("503 Slow Down", true).is_retryable());
+        assert!(!SinkError::backend("403 AccessDenied", false).is_retryable());
+        assert!(SinkError::Source(StreamError::network("reset")).is_retryable());
+        assert!(SinkError::Source(StreamError::timeout("stalled")).is_retryable());
+        assert!(!SinkError::Source(StreamError::other("bad source")).is_retryable());
+        assert!(!SinkError::io("/x", std::io::Error::other("disk full")).is_retryable());
+        assert!(!SinkError::Empty.is_retryable());
+        assert!(!SinkError::TooLarge { limit: 1 }.is_retryable());
+        assert!(!SinkError::UnrecognizedMedia { head: String::new() }.is_retryable());
+    }
+
+    #[test]
+    fn backend_error_keeps_its_message() {
+        let err = SinkError::backend("s3: 503 SlowDown", true);
+        assert_eq!(err.to_string(), "the storage backend failed: s3: 503 SlowDown");
+        match err {
+            SinkError::Backend { message, retryable } => {
+                assert_eq!(message, "s3: 503 SlowDown");
+                assert!(retryable);
+            }
+            other => panic!("expected Backend, got {other:?}"),
+        }
     }
 
     #[test]

@@ -8,8 +8,9 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use tempfile::{Builder, TempPath};
 
-use crate::intake::Intake;
-use crate::{ByteStream, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_file_stem, millis};
+use crate::{
+    ByteStream, MediaIntake, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_file_stem, millis,
+};
 
 /// Folder [`FileSink::default`] writes into, relative to the working directory.
 pub const DEFAULT_DIR: &str = "generated_media";
@@ -38,7 +39,14 @@ const SPILL_BYTES: usize = 1024 * 1024;
 /// - **Unique names**: `{unix_secs}_{prompt slug}_{8 random hex}.{ext}`, and an
 ///   existing file is never overwritten.
 /// - **Sidecar** (on by default): `{same stem}.json`, the pretty-printed
-///   [`MediaRecord`], also written atomically, before the media appears.
+///   [`MediaRecord`] with the measured `timings.store_ms`, also written
+///   atomically (temporary file, sync, rename), right after the media is
+///   published (so a folder watcher may see the media a moment before its
+///   sidecar); [`StoredMedia::sidecar`] is its [`MediaLocation::File`]. If it
+///   cannot be written, the media is removed again and the store fails.
+/// - **Timing**: `timings.store_ms` is the time from the call of `store` to
+///   the media being in place (receiving, writing, syncing, renaming), the
+///   same in the returned record and in the sidecar.
 #[derive(Debug, Clone)]
 pub struct FileSink {
     dir: PathBuf,
@@ -203,13 +211,20 @@ async fn finish_write(
     }
 }
 
-/// Names the media, writes the sidecar, renames the media into place.
+/// Whether something (a file, a folder, a dangling link) already has this name.
+fn taken(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Names the media, renames it into place, measures `store_ms` into `record`, then writes the sidecar
+/// (when `sidecar` is set). A stem whose media or sidecar name is taken is skipped for a fresh one.
 fn place(
     dir: &Path,
     mut temp: TempPath,
-    prompt: &str,
     extension: &str,
-    sidecar_json: Option<&[u8]>,
+    record: &mut MediaRecord,
+    sidecar: bool,
+    started: Instant,
 ) -> Result<Placed, SinkError> {
     let unix_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -217,40 +232,19 @@ fn place(
         .unwrap_or(0);
     let mut last_taken = None;
     for _ in 0..NAME_ATTEMPTS {
-        let stem = media_file_stem(prompt, unix_secs);
+        let stem = media_file_stem(&record.prompt, unix_secs);
         let media = dir.join(format!("{stem}.{extension}"));
-        let mut placed = Placed {
-            media: media.clone(),
-            sidecar: None,
-            // Nothing to clean yet: the media is not in place.
-            armed: false,
-        };
-        if let Some(json) = sidecar_json {
-            let path = dir.join(format!("{stem}.json"));
-            match write_sidecar(dir, &path, json) {
-                Ok(()) => placed.sidecar = Some(path),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    last_taken = Some(path);
-                    continue;
-                }
-                Err(e) => return Err(SinkError::io(path, e)),
-            }
+        let sidecar_path = sidecar.then(|| dir.join(format!("{stem}.json")));
+        // The media is published first, so its sidecar name must be free beforehand.
+        if let Some(path) = sidecar_path.as_ref().filter(|p| taken(p)) {
+            last_taken = Some(path.clone());
+            continue;
         }
-        match temp.persist_noclobber(&media) {
-            Ok(()) => {
-                placed.armed = true;
-                sync_dir(dir);
-                return Ok(placed);
-            }
-            Err(e) => {
-                temp = e.path;
-                if let Some(sidecar) = placed.sidecar.take() {
-                    let _ = std::fs::remove_file(sidecar);
-                }
-                if e.error.kind() != io::ErrorKind::AlreadyExists {
-                    return Err(SinkError::io(media, e.error));
-                }
-                last_taken = Some(media);
+        match publish(dir, temp, media, sidecar_path, record, started)? {
+            Published::Placed(placed) => return Ok(placed),
+            Published::Taken { temp: back, name } => {
+                temp = back;
+                last_taken = Some(name);
             }
         }
     }
@@ -262,6 +256,57 @@ fn place(
             format!("{NAME_ATTEMPTS} file names in a row were already taken"),
         ),
     ))
+}
+
+/// What [`publish`] did.
+#[derive(Debug)]
+enum Published {
+    /// The media (and its sidecar) are in place.
+    Placed(Placed),
+    /// `name` was taken: nothing was published, the temporary file is handed back.
+    Taken {
+        /// The media's temporary file, still hidden.
+        temp: TempPath,
+        /// The name that was taken.
+        name: PathBuf,
+    },
+}
+
+/// Renames `temp` to `media` (never replacing a file), which publishes the media; then sets
+/// `record.timings.store_ms` and writes the sidecar at `sidecar`. If the sidecar cannot be written,
+/// the media is removed again: on error nothing remains.
+fn publish(
+    dir: &Path,
+    temp: TempPath,
+    media: PathBuf,
+    sidecar: Option<PathBuf>,
+    record: &mut MediaRecord,
+    started: Instant,
+) -> Result<Published, SinkError> {
+    if let Err(e) = temp.persist_noclobber(&media) {
+        if e.error.kind() == io::ErrorKind::AlreadyExists {
+            return Ok(Published::Taken {
+                temp: e.path,
+                name: media,
+            });
+        }
+        return Err(SinkError::io(media, e.error));
+    }
+    // From here on, dropping `placed` (an error below, or a cancelled caller) removes the media.
+    let mut placed = Placed {
+        media,
+        sidecar: None,
+        armed: true,
+    };
+    sync_dir(dir);
+    record.timings.store_ms = millis(started.elapsed());
+    if let Some(path) = sidecar {
+        let json = serde_json::to_vec_pretty(record).map_err(|e| SinkError::io(&path, io::Error::other(e)))?;
+        write_sidecar(dir, &path, &json).map_err(|e| SinkError::io(&path, e))?;
+        placed.sidecar = Some(path);
+        sync_dir(dir);
+    }
+    Ok(Published::Placed(placed))
 }
 
 #[async_trait::async_trait]
@@ -279,7 +324,7 @@ impl MediaSink for FileSink {
         let mut pending_len = 0usize;
         let mut temp: Option<TempPath> = None;
         let mut in_flight: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>> = None;
-        let mut intake = Intake::new(self.max_bytes);
+        let mut intake = MediaIntake::new(self.max_bytes);
         while let Some(chunk) = media.next().await {
             let chunk = chunk.map_err(SinkError::Source)?;
             if chunk.is_empty() {
@@ -311,18 +356,13 @@ impl MediaSink for FileSink {
             None => None,
         };
 
-        record.timings.store_ms = millis(started.elapsed());
-        let sidecar_json = if self.sidecar {
-            let json = serde_json::to_vec_pretty(&record).map_err(|e| SinkError::io(&dir, io::Error::other(e)))?;
-            Some(json)
-        } else {
-            None
-        };
-
-        let prompt = record.prompt.clone();
         let extension = format.extension;
+        let sidecar = self.sidecar;
         let place_dir = dir.clone();
-        let placed = blocking(&dir, move || {
+        // Writing, syncing, renaming and the sidecar run in one blocking task. If this future is dropped
+        // meanwhile, the task still ends, and its unclaimed output (the `Placed` guard) is dropped by the
+        // runtime, which removes the media and its sidecar.
+        let (placed, record) = blocking(&dir, move || {
             let (file, temp) = match (spilled, temp) {
                 (Some(file), Some(temp)) => (file, temp),
                 _ => create_temp(&place_dir)?,
@@ -331,7 +371,8 @@ impl MediaSink for FileSink {
             let file = write_batch(file, &pending).map_err(write_err)?;
             file.sync_all().map_err(write_err)?;
             drop(file);
-            place(&place_dir, temp, &prompt, extension, sidecar_json.as_deref())
+            let placed = place(&place_dir, temp, extension, &mut record, sidecar, started)?;
+            Ok((placed, record))
         })
         .await?;
         let (path, sidecar) = placed.hand_over();
@@ -340,7 +381,7 @@ impl MediaSink for FileSink {
             location: MediaLocation::File(path),
             format,
             bytes: intake.total(),
-            sidecar,
+            sidecar: sidecar.map(MediaLocation::File),
             record,
         })
     }
@@ -430,6 +471,112 @@ mod tests {
         assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
     }
 
+    /// A stream of `PNG` in three chunks, `delay` apart.
+    fn slow_png(delay: Duration) -> ByteStream {
+        stream::iter([&PNG[..10], &PNG[10..40], &PNG[40..]])
+            .enumerate()
+            .then(move |(i, part)| async move {
+                if i > 0 {
+                    tokio::time::sleep(delay).await;
+                }
+                Ok(Bytes::from_static(part))
+            })
+            .boxed()
+    }
+
+    #[tokio::test]
+    async fn store_ms_is_measured_into_the_record_and_the_sidecar() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        let stored = sink
+            .store(slow_png(Duration::from_millis(25)), record("slow"))
+            .await
+            .expect("stored");
+        let store_ms = stored.record.timings.store_ms;
+        assert!(store_ms >= 50, "two 25 ms waits, store_ms = {store_ms}");
+        let sidecar = stored
+            .sidecar
+            .as_ref()
+            .and_then(MediaLocation::as_path)
+            .expect("sidecar file");
+        let on_disk: MediaRecord =
+            serde_json::from_str(&std::fs::read_to_string(sidecar).expect("read")).expect("parse");
+        assert_eq!(
+            on_disk.timings.store_ms, store_ms,
+            "the sidecar holds the measured time"
+        );
+        assert_eq!(on_disk, stored.record);
+
+        let sink = FileSink::new(tmp.path().join("no-sidecar")).with_sidecar(false);
+        let stored = sink
+            .store(slow_png(Duration::from_millis(10)), record("slow"))
+            .await
+            .expect("stored");
+        assert!(stored.record.timings.store_ms >= 20, "{:?}", stored.record.timings);
+    }
+
+    #[test]
+    fn a_media_taken_name_hands_the_temp_file_back() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let taken = tmp.path().join("taken.png");
+        std::fs::write(&taken, b"someone else's").expect("write");
+        let temp = temp_builder(".part")
+            .tempfile_in(tmp.path())
+            .expect("temp")
+            .into_temp_path();
+        let mut record = record("p");
+        let sidecar = tmp.path().join("taken.json");
+        match publish(
+            tmp.path(),
+            temp,
+            taken.clone(),
+            Some(sidecar.clone()),
+            &mut record,
+            Instant::now(),
+        ) {
+            Ok(Published::Taken { temp, name }) => {
+                assert_eq!(name, taken);
+                assert!(temp.exists(), "the temporary file is kept for the next name");
+            }
+            other => panic!("expected Taken, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&taken).expect("read"), b"someone else's");
+        assert!(!sidecar.exists());
+        assert_eq!(listing(tmp.path()), vec!["taken.png".to_owned()]);
+    }
+
+    #[test]
+    fn a_sidecar_that_cannot_be_written_removes_the_published_media() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // The sidecar name was free when checked, then someone took it (a race): the media, already
+        // renamed into place, must go again.
+        let sidecar = tmp.path().join("m.json");
+        std::fs::write(&sidecar, b"someone else's").expect("write");
+        let mut temp = temp_builder(".part").tempfile_in(tmp.path()).expect("temp");
+        temp.write_all(PNG).expect("write");
+        let media = tmp.path().join("m.png");
+        let mut record = record("p");
+        let err = publish(
+            tmp.path(),
+            temp.into_temp_path(),
+            media.clone(),
+            Some(sidecar.clone()),
+            &mut record,
+            Instant::now(),
+        )
+        .expect_err("the sidecar name is taken");
+        match &err {
+            SinkError::Io { path, source } => {
+                assert_eq!(path, &sidecar);
+                assert_eq!(source.kind(), io::ErrorKind::AlreadyExists);
+            }
+            other => panic!("expected Io, got {other:?}"),
+        }
+        assert!(!media.exists(), "the media was removed again");
+        assert_eq!(std::fs::read(&sidecar).expect("read"), b"someone else's");
+        assert_eq!(listing(tmp.path()), vec!["m.json".to_owned()]);
+    }
+
     #[test]
     fn defaults() {
         assert_eq!(DEFAULT_DIR, "generated_media");
@@ -473,7 +620,11 @@ mod tests {
             assert_eq!(mode, 0o644, "published media are readable like any other output");
         }
 
-        let sidecar = stored.sidecar.as_ref().expect("sidecar");
+        let sidecar = stored
+            .sidecar
+            .as_ref()
+            .and_then(MediaLocation::as_path)
+            .expect("sidecar file");
         assert_eq!(sidecar.with_extension("png"), *path);
         let text = std::fs::read_to_string(sidecar).expect("read sidecar");
         assert!(text.contains('\n'), "pretty JSON expected: {text}");
@@ -669,7 +820,8 @@ mod tests {
             .tempfile_in(tmp.path())
             .expect("temp")
             .into_temp_path();
-        let placed = place(tmp.path(), temp, "p", "png", Some(b"{}")).expect("placed");
+        let mut record = record("p");
+        let placed = place(tmp.path(), temp, "png", &mut record, true, Instant::now()).expect("placed");
         assert!(placed.media.exists());
         assert!(placed.sidecar.as_ref().is_some_and(|s| s.exists()));
         let (media, sidecar) = (placed.media.clone(), placed.sidecar.clone());

@@ -1,20 +1,21 @@
 //! [`MemorySink`]: keeps media in memory (tests, previews, piping elsewhere).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 
-use crate::intake::Intake;
 use crate::{
-    ByteStream, DEFAULT_MAX_BYTES, MediaFormat, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, millis,
+    ByteStream, DEFAULT_MAX_BYTES, MediaFormat, MediaIntake, MediaLocation, MediaRecord, MediaSink, SinkError,
+    StoredMedia, millis,
 };
 
 /// One media held by a [`MemorySink`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryMedia {
-    /// Position in [`MemorySink::items`]; also in [`MediaLocation::Memory`].
+    /// Id of the media in its sink, as in [`MediaLocation::Memory`]: unique, never reused.
     pub id: usize,
     /// Format decided from the bytes.
     pub format: MediaFormat,
@@ -24,14 +25,46 @@ pub struct MemoryMedia {
     pub record: MediaRecord,
 }
 
-/// Keeps every stored media in memory, with the same checks as
+/// What the clones of a [`MemorySink`] share.
+#[derive(Debug, Default)]
+struct Entries {
+    /// The media held, by id.
+    media: BTreeMap<usize, MemoryMedia>,
+    /// The id the next stored media gets.
+    next_id: usize,
+}
+
+/// Keeps stored media in memory, with the same checks as
 /// [`FileSink`](crate::FileSink): signature sniffing and size limit.
 ///
 /// Clones share the same storage. An entry is added only once its whole
-/// stream succeeded; ids are 0, 1, 2... in completion order.
+/// stream succeeded; ids are 0, 1, 2... in completion order, and are never
+/// reused, also after a [`take`](Self::take).
+///
+/// A long-running process hands each media out with [`take`](Self::take)
+/// (which forgets it), so that the sink does not grow without bound:
+///
+/// ```
+/// use bytes::Bytes;
+/// use futures::StreamExt as _;
+/// use hf_media_sink::{MediaLocation, MediaRecord, MediaSink, MemorySink};
+///
+/// # futures::executor::block_on(async {
+/// let sink = MemorySink::new();
+/// let png = Bytes::from_static(b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR");
+/// let stored = sink
+///     .store(futures::stream::iter([Ok(png.clone())]).boxed(), MediaRecord::default())
+///     .await?;
+/// let MediaLocation::Memory { id } = stored.location else { unreachable!() };
+/// let media = sink.take(id).expect("just stored");
+/// assert_eq!(media.bytes, png);
+/// assert!(sink.is_empty() && sink.take(id).is_none());
+/// # Ok::<(), hf_media_sink::SinkError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct MemorySink {
-    items: Arc<Mutex<Vec<MemoryMedia>>>,
+    entries: Arc<Mutex<Entries>>,
     max_bytes: u64,
 }
 
@@ -45,7 +78,7 @@ impl MemorySink {
     /// An empty sink with a [`DEFAULT_MAX_BYTES`] limit.
     pub fn new() -> Self {
         Self {
-            items: Arc::default(),
+            entries: Arc::default(),
             max_bytes: DEFAULT_MAX_BYTES,
         }
     }
@@ -57,25 +90,37 @@ impl MemorySink {
         self
     }
 
-    /// A copy of every stored media, in id order.
+    /// A copy of every media still held (not [taken](Self::take)), in id order. Cheap: the bytes are
+    /// shared, not copied.
     pub fn items(&self) -> Vec<MemoryMedia> {
-        self.lock().clone()
+        self.lock().media.values().cloned().collect()
     }
 
-    /// How many media are stored.
+    /// A copy of the media with this `id`, if it is still held. Cheap: the bytes are shared.
+    pub fn get(&self, id: usize) -> Option<MemoryMedia> {
+        self.lock().media.get(&id).cloned()
+    }
+
+    /// Removes the media with this `id` and returns it; `None` if there is none (never stored, or
+    /// already taken). Its id is not given to another media.
+    pub fn take(&self, id: usize) -> Option<MemoryMedia> {
+        self.lock().media.remove(&id)
+    }
+
+    /// How many media are held (stored and not taken).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().media.len()
     }
 
-    /// Whether nothing is stored.
+    /// Whether no media is held.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().media.is_empty()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<MemoryMedia>> {
-        // A panic while holding the lock cannot leave the Vec inconsistent
-        // (a single push), so a poisoned lock is still usable.
-        self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // No code panics while holding the lock half-way through an update
+        // (an insert, a remove), so a poisoned lock is still consistent.
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -83,7 +128,7 @@ impl MemorySink {
 impl MediaSink for MemorySink {
     async fn store(&self, mut media: ByteStream, mut record: MediaRecord) -> Result<StoredMedia, SinkError> {
         let started = Instant::now();
-        let mut intake = Intake::new(self.max_bytes);
+        let mut intake = MediaIntake::new(self.max_bytes);
         let mut buf = BytesMut::new();
         while let Some(chunk) = media.next().await {
             let chunk = chunk.map_err(SinkError::Source)?;
@@ -91,19 +136,24 @@ impl MediaSink for MemorySink {
             buf.extend_from_slice(&chunk);
         }
         let format = intake.finish()?;
-        record.timings.store_ms = millis(started.elapsed());
         let bytes = buf.freeze();
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
 
         let id = {
-            let mut items = self.lock();
-            let id = items.len();
-            items.push(MemoryMedia {
+            let mut entries = self.lock();
+            let id = entries.next_id;
+            entries.next_id = id.saturating_add(1);
+            // Published when inserted, which the lock makes one step with the measure.
+            record.timings.store_ms = millis(started.elapsed());
+            entries.media.insert(
                 id,
-                format,
-                bytes,
-                record: record.clone(),
-            });
+                MemoryMedia {
+                    id,
+                    format,
+                    bytes,
+                    record: record.clone(),
+                },
+            );
             id
         };
         Ok(StoredMedia {
@@ -186,5 +236,64 @@ mod tests {
         assert!(matches!(err, SinkError::Source(_)));
         assert!(sink.is_empty());
         assert_eq!(sink.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn take_and_get_forget_without_reusing_ids() {
+        let sink = MemorySink::new();
+        for _ in 0..3 {
+            sink.store(chunks(vec![GIF]), MediaRecord::default())
+                .await
+                .expect("stored");
+        }
+        assert_eq!(sink.get(1).map(|m| m.id), Some(1));
+        assert_eq!(sink.len(), 3, "get does not remove");
+
+        let taken = sink.take(1).expect("held");
+        assert_eq!(taken.id, 1);
+        assert_eq!(taken.bytes.as_ref(), GIF);
+        assert_eq!(sink.len(), 2);
+        assert!(sink.get(1).is_none());
+        assert!(sink.take(1).is_none(), "taken once only");
+        assert!(sink.take(99).is_none());
+        assert_eq!(sink.items().iter().map(|m| m.id).collect::<Vec<_>>(), [0, 2]);
+
+        // A new media gets a fresh id, not the one that was taken.
+        let stored = sink
+            .clone()
+            .store(chunks(vec![GIF]), MediaRecord::default())
+            .await
+            .expect("stored");
+        assert_eq!(stored.location, MediaLocation::Memory { id: 3 });
+        assert_eq!(sink.items().iter().map(|m| m.id).collect::<Vec<_>>(), [0, 2, 3]);
+
+        for id in [0, 2, 3] {
+            assert_eq!(sink.take(id).map(|m| m.id), Some(id));
+        }
+        assert!(sink.is_empty());
+        assert!(sink.items().is_empty());
+        let stored = sink
+            .store(chunks(vec![GIF]), MediaRecord::default())
+            .await
+            .expect("stored");
+        assert_eq!(stored.location, MediaLocation::Memory { id: 4 });
+    }
+
+    #[tokio::test]
+    async fn store_ms_is_measured() {
+        let sink = MemorySink::new();
+        let slow = stream::iter([&GIF[..10], &GIF[10..20], &GIF[20..]])
+            .enumerate()
+            .then(|(i, part)| async move {
+                if i > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+                }
+                Ok(Bytes::from_static(part))
+            })
+            .boxed();
+        let stored = sink.store(slow, MediaRecord::default()).await.expect("stored");
+        let store_ms = stored.record.timings.store_ms;
+        assert!(store_ms >= 30, "two 15 ms waits, store_ms = {store_ms}");
+        assert_eq!(sink.get(0).map(|m| m.record.timings.store_ms), Some(store_ms));
     }
 }

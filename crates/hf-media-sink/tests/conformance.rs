@@ -1,11 +1,22 @@
 //! Runs the `conformance` suite on every sink of this crate, directly and
-//! behind `Arc`, `Box` and `Arc<dyn MediaSink>`.
+//! behind `Arc`, `Box` and `Arc<dyn MediaSink>`; on an object-store sink
+//! written outside the crate with the public contract (`MediaIntake`,
+//! `MediaLocation::Object`); and checks that the suite catches broken sinks.
 
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use hf_media_sink::conformance::{self, tiny_mp4_head, tiny_png};
-use hf_media_sink::{DynMediaSink, FileSink, MediaKind, MediaLocation, MediaSink, MemorySink, sniff};
+use hf_media_sink::{
+    ByteStream, DynMediaSink, FileSink, MediaFormat, MediaIntake, MediaKind, MediaLocation, MediaRecord, MediaSink,
+    MemorySink, SinkError, StoredMedia, sniff,
+};
 
 fn _obj_safe(_: &dyn MediaSink) {}
 
@@ -138,4 +149,270 @@ fn tiny_mp4_head_is_sniffed_as_mp4() {
     let format = sniff(&head).expect("mp4");
     assert_eq!(format.extension, "mp4");
     assert_eq!(format.kind, MediaKind::Video);
+}
+
+/// An in-memory stand-in for an object store: an object becomes visible (listed) only when its
+/// multipart upload completes; an unfinished upload's parts are never listed.
+#[derive(Debug, Default)]
+struct Bucket {
+    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    uploads: Mutex<BTreeMap<u64, Vec<u8>>>,
+    next_upload: AtomicU64,
+}
+
+impl Bucket {
+    fn listed(&self) -> usize {
+        self.objects.lock().unwrap().len()
+    }
+
+    fn pending_uploads(&self) -> usize {
+        self.uploads.lock().unwrap().len()
+    }
+
+    async fn create_multipart(&self) -> u64 {
+        tokio::task::yield_now().await;
+        let id = self.next_upload.fetch_add(1, Ordering::Relaxed);
+        self.uploads.lock().unwrap().insert(id, Vec::new());
+        id
+    }
+
+    async fn upload_part(&self, upload: u64, part: &[u8]) -> Result<(), SinkError> {
+        tokio::task::yield_now().await;
+        match self.uploads.lock().unwrap().get_mut(&upload) {
+            Some(bytes) => {
+                bytes.extend_from_slice(part);
+                Ok(())
+            }
+            None => Err(SinkError::backend("NoSuchUpload", false)),
+        }
+    }
+
+    async fn complete_multipart(&self, upload: u64, key: &str) -> Result<(), SinkError> {
+        tokio::task::yield_now().await;
+        let bytes = self.uploads.lock().unwrap().remove(&upload);
+        let bytes = bytes.ok_or_else(|| SinkError::backend("NoSuchUpload", false))?;
+        self.objects.lock().unwrap().insert(key.to_owned(), bytes);
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, upload: u64) {
+        tokio::task::yield_now().await;
+        self.uploads.lock().unwrap().remove(&upload);
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>) {
+        tokio::task::yield_now().await;
+        self.objects.lock().unwrap().insert(key.to_owned(), body);
+    }
+
+    async fn delete(&self, key: &str) {
+        tokio::task::yield_now().await;
+        self.objects.lock().unwrap().remove(key);
+    }
+}
+
+/// What an [`ObjectSink`] store has left to undo if it does not reach its end.
+enum Undo {
+    Abort(u64),
+    Delete(String),
+}
+
+impl Undo {
+    async fn run(self, bucket: &Bucket) {
+        match self {
+            Undo::Abort(upload) => bucket.abort_multipart(upload).await,
+            Undo::Delete(key) => bucket.delete(&key).await,
+        }
+    }
+}
+
+/// Undoes on error (awaited) or on drop (spawned: Drop cannot await).
+struct Guard {
+    bucket: Arc<Bucket>,
+    undo: Option<Undo>,
+}
+
+impl Guard {
+    async fn undo_now(mut self) {
+        if let Some(undo) = self.undo.take() {
+            undo.run(&self.bucket).await;
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(undo) = self.undo.take() {
+            let bucket = Arc::clone(&self.bucket);
+            tokio::spawn(async move { undo.run(&bucket).await });
+        }
+    }
+}
+
+/// A sink written outside this crate, the way `MediaSink::store`'s docs describe: `MediaIntake` for the
+/// checks, multipart upload, sidecar object written after the media is published.
+#[derive(Debug)]
+struct ObjectSink {
+    bucket: Arc<Bucket>,
+    max_bytes: u64,
+}
+
+impl ObjectSink {
+    fn new(bucket: &Arc<Bucket>) -> Self {
+        Self {
+            bucket: Arc::clone(bucket),
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl MediaSink for ObjectSink {
+    async fn store(&self, mut media: ByteStream, mut record: MediaRecord) -> Result<StoredMedia, SinkError> {
+        let started = Instant::now();
+        let upload = self.bucket.create_multipart().await;
+        let mut guard = Guard {
+            bucket: Arc::clone(&self.bucket),
+            undo: Some(Undo::Abort(upload)),
+        };
+        let mut intake = MediaIntake::new(self.max_bytes);
+        let key_of = |format: MediaFormat| format!("media/{upload}.{}", format.extension);
+        let uploaded = async {
+            while let Some(chunk) = media.next().await {
+                let chunk = chunk.map_err(SinkError::Source)?;
+                intake.accept(&chunk)?;
+                self.bucket.upload_part(upload, &chunk).await?;
+            }
+            let format = intake.finish()?;
+            self.bucket.complete_multipart(upload, &key_of(format)).await?;
+            Ok(format)
+        };
+        let format = match uploaded.await {
+            Ok(format) => format,
+            Err(e) => {
+                guard.undo_now().await;
+                return Err(e);
+            }
+        };
+        let key = key_of(format);
+        guard.undo = Some(Undo::Delete(key.clone()));
+        record.timings.store_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let sidecar = format!("media/{upload}.json");
+        self.bucket
+            .put(&sidecar, serde_json::to_vec(&record).expect("a record serializes"))
+            .await;
+        guard.undo = None;
+        Ok(StoredMedia {
+            location: MediaLocation::Object(format!("s3://bucket/{key}")),
+            format,
+            bytes: intake.total(),
+            sidecar: Some(MediaLocation::Object(format!("s3://bucket/{sidecar}"))),
+            record,
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_object_store_sink_written_elsewhere_passes() {
+    let bucket = Arc::new(Bucket::default());
+    let sink = ObjectSink::new(&bucket);
+    conformance::run_all(&sink, || bucket.listed()).await;
+    let limited = ObjectSink {
+        max_bytes: 100,
+        ..ObjectSink::new(&bucket)
+    };
+    conformance::rejects_oversized(&limited, 100, || bucket.listed()).await;
+
+    let stored = conformance::stores_png(&sink).await;
+    let MediaLocation::Object(uri) = &stored.location else {
+        panic!("expected an object, got {:?}", stored.location);
+    };
+    assert!(uri.starts_with("s3://bucket/media/") && uri.ends_with(".png"), "{uri}");
+    assert_eq!(stored.location.to_string(), *uri);
+    assert_eq!(stored.location.as_path(), None);
+    let Some(MediaLocation::Object(sidecar)) = &stored.sidecar else {
+        panic!("expected an object sidecar, got {:?}", stored.sidecar);
+    };
+    let key = sidecar.strip_prefix("s3://bucket/").expect("in the bucket");
+    let json = bucket
+        .objects
+        .lock()
+        .unwrap()
+        .get(key)
+        .cloned()
+        .expect("sidecar object");
+    let back: MediaRecord = serde_json::from_slice(&json).expect("a record");
+    assert_eq!(back, stored.record);
+
+    // The cancelled store's abort was spawned from the guard's Drop: it runs soon after.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while bucket.pending_uploads() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("every unfinished upload is aborted");
+}
+
+/// Wraps a sink and breaks one promise, to check that the suite notices.
+#[derive(Debug)]
+struct Broken<S> {
+    inner: S,
+    /// Reports `store_ms` as 0 whatever was measured.
+    zero_store_ms: bool,
+    /// Reports a `store_ms` other than the sidecar's.
+    store_ms_differs_from_sidecar: bool,
+}
+
+#[async_trait::async_trait]
+impl<S: MediaSink> MediaSink for Broken<S> {
+    async fn store(&self, media: ByteStream, record: MediaRecord) -> Result<StoredMedia, SinkError> {
+        let mut stored = self.inner.store(media, record).await?;
+        if self.zero_store_ms {
+            stored.record.timings.store_ms = 0;
+        }
+        if self.store_ms_differs_from_sidecar {
+            stored.record.timings.store_ms += 1;
+        }
+        Ok(stored)
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "timings.store_ms is 0")]
+async fn the_suite_catches_an_unmeasured_store_ms() {
+    let sink = Broken {
+        inner: MemorySink::new(),
+        zero_store_ms: true,
+        store_ms_differs_from_sidecar: false,
+    };
+    conformance::measures_store_time(&sink).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "timings.store_ms included")]
+async fn the_suite_catches_a_sidecar_that_disagrees() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sink = Broken {
+        inner: FileSink::new(tmp.path()),
+        zero_store_ms: false,
+        store_ms_differs_from_sidecar: true,
+    };
+    conformance::stores_png(&sink).await;
+}
+
+#[tokio::test]
+async fn memory_media_can_be_taken_after_the_suite() {
+    let sink = MemorySink::new();
+    let counter = sink.clone();
+    conformance::run_all(&sink, move || counter.len()).await;
+    let held = sink.len();
+    assert!(held > 0);
+    for media in sink.items() {
+        assert_eq!(sink.take(media.id), Some(media));
+    }
+    assert!(sink.is_empty());
+    // Ids keep growing after the takes.
+    let stored = conformance::stores_png(&sink).await;
+    assert_eq!(stored.location, MediaLocation::Memory { id: held });
 }

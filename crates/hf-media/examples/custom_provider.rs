@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use hf_media::provider::{GenerationRequest, MediaBody, MediaOutput, ProviderContext};
+use hf_media::provider::{GenerationRequest, MediaBody, MediaOutput, ProviderContext, ProviderInfo};
 use hf_media::{
     GenerateRequest, GenerationEvent, MediaGenerator, MediaProvider, MemorySink, ProviderError, ProviderRegistry, Task,
 };
@@ -25,12 +25,9 @@ struct MyStudio;
 
 #[async_trait]
 impl MediaProvider for MyStudio {
-    fn name(&self) -> &str {
-        "my-studio"
-    }
-
-    fn tasks(&self) -> &[Task] {
-        &[Task::TextToImage]
+    fn info(&self) -> &ProviderInfo {
+        static INFO: ProviderInfo = ProviderInfo::routed("my-studio", &[Task::TextToImage]);
+        &INFO
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use futures::StreamExt;
-use hf_media::provider::providers::OpenAiCompatible;
-use hf_media::{GenerateRequest, GenerationEvent, MediaGenerator, MemorySink, ProviderRegistry};
+use hf_media::provider::providers::ResponseFormat;
+use hf_media::{GenerateRequest, GenerationEvent, MediaGenerator, MemorySink, OpenAiProviderConfig, Secret};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -32,16 +32,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .mount(&images_server)
         .await;
 
-    // The whole configuration: a name, a base URL, a key.
-    let mut registry = ProviderRegistry::with_defaults();
-    registry.register(Arc::new(
-        OpenAiCompatible::new("my-images", images_server.uri().parse()?).with_key("sk-example"),
-    ));
-
+    // The whole configuration: a name, a base URL, a key (sent to this server only).
     let sink = MemorySink::new();
     let generator = MediaGenerator::builder()
-        .token("hf_not_needed_here")
-        .registry(registry)
+        .openai_provider(OpenAiProviderConfig {
+            name: "my-images".into(),
+            url: images_server.uri(),
+            response_format: ResponseFormat::B64Json,
+            key: Some(Secret::new("sk-example")),
+        })
         .sink(Arc::new(sink.clone()))
         .build()?;
     let request = GenerateRequest::new("a paper boat on a pond").model("my-model:my-images");

@@ -2,21 +2,57 @@ use std::fmt;
 
 use hf_media_mapping::MappingError;
 use hf_media_prompt::PromptError;
-use hf_media_provider::ProviderError;
+use hf_media_provider::{ProviderError, Secrets};
 use hf_media_sink::SinkError;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// One provider's failed attempt, as listed in [`Error::AllProvidersFailed`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One provider's failed try, as listed in [`Error::AllProvidersFailed`] and [`Error::Timeout`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProviderAttempt {
     /// The provider's Hub name.
     pub provider: String,
     /// The HTTP status, when the provider answered one.
     pub status: Option<u16>,
-    /// The error's kind (`http`, `network`, `timeout`, `invalid_response`, `job_failed`, …).
+    /// The error's kind (`http`, `network`, `timeout`, `invalid_response`, `job_failed`, …; `other` when
+    /// read back from a kind this version does not know).
     pub kind: &'static str,
     /// The provider's own message.
     pub message: String,
+}
+
+/// The kinds a [`ProviderError`] has, as read back from JSON.
+const PROVIDER_ERROR_KINDS: &[&str] = &[
+    "http",
+    "network",
+    "invalid_response",
+    "job_failed",
+    "timeout",
+    "unsupported_task",
+    "invalid_request",
+];
+
+impl<'de> Deserialize<'de> for ProviderAttempt {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            provider: String,
+            status: Option<u16>,
+            kind: String,
+            message: String,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        Ok(ProviderAttempt {
+            provider: wire.provider,
+            status: wire.status,
+            kind: PROVIDER_ERROR_KINDS
+                .iter()
+                .find(|known| **known == wire.kind)
+                .copied()
+                .unwrap_or("other"),
+            message: wire.message,
+        })
+    }
 }
 
 impl ProviderAttempt {
@@ -113,7 +149,7 @@ pub enum Error {
     },
     /// The generation took longer than the overall deadline.
     #[error(
-        "the generation did not finish within {}s (the overall deadline; raise it with --timeout){}",
+        "the generation did not finish within {}s (the overall deadline){}",
         after.as_secs_f32(),
         if attempts.is_empty() { String::new() } else { format!("; tries before it: {}", Attempts(attempts)) }
     )]
@@ -148,6 +184,56 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Sink(_) => "sink",
         }
+    }
+
+    /// The HTTP status a server should answer for this error: 400 for a bad request, 404 for a model that
+    /// does not exist or is not supported, 403 when the Hub refuses the model, 504 for a deadline, 502 when
+    /// the Hub or every provider failed (or the providers' common status when they all answered 401, 402,
+    /// 403 or 429), 500 for the server's own configuration or storage.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Prompt(_) | Error::InvalidRequest(_) | Error::UnknownProvider { .. } | Error::NoProvider { .. } => 400,
+            Error::Mapping(MappingError::InvalidModelId { .. }) => 400,
+            Error::Mapping(MappingError::ModelNotFound { .. }) | Error::ModelNotSupported { .. } => 404,
+            Error::Mapping(MappingError::Unauthorized { .. }) => 403,
+            Error::Mapping(MappingError::Config(_)) => 500,
+            Error::Mapping(_) => 502,
+            Error::AllProvidersFailed { attempts, .. } => {
+                let first = attempts.first().and_then(|a| a.status);
+                match first {
+                    Some(status @ (401 | 402 | 403 | 429)) if attempts.iter().all(|a| a.status == first) => status,
+                    _ => 502,
+                }
+            }
+            Error::Timeout { .. } => 504,
+            Error::Config(_) | Error::MissingToken | Error::Sink(_) => 500,
+        }
+    }
+
+    /// The error with every configured secret scrubbed from the texts it carries (those that came from
+    /// the Hub or a provider).
+    pub fn scrubbed(self, secrets: &Secrets) -> Error {
+        if secrets.is_empty() {
+            return self;
+        }
+        let clean = |text: &mut String| secrets.scrub_string(text);
+        let mut error = self;
+        match &mut error {
+            Error::Config(text) | Error::InvalidRequest(text) => clean(text),
+            Error::NoProvider { reason, .. } => clean(reason),
+            Error::ModelNotSupported { message, .. } => clean(message),
+            Error::AllProvidersFailed { attempts, .. } | Error::Timeout { attempts, .. } => {
+                attempts.iter_mut().for_each(|a| clean(&mut a.message));
+            }
+            Error::Mapping(
+                MappingError::Unauthorized { message, .. }
+                | MappingError::Http { message, .. }
+                | MappingError::Network { message, .. },
+            ) => clean(message),
+            Error::Mapping(MappingError::InvalidResponse { reason, .. }) => clean(reason),
+            _ => {}
+        }
+        error
     }
 
     /// Whether the request itself is wrong (as opposed to a failure while running it).
@@ -209,5 +295,48 @@ mod tests {
         assert_eq!(not_supported.kind(), "model_not_supported");
         assert!(Error::InvalidRequest("x".into()).is_usage());
         assert!(!not_supported.is_usage());
+    }
+
+    fn failed(statuses: &[Option<u16>]) -> Error {
+        Error::AllProvidersFailed {
+            model: "m/x".into(),
+            attempts: statuses
+                .iter()
+                .map(|status| ProviderAttempt {
+                    provider: "p".into(),
+                    status: *status,
+                    kind: "http",
+                    message: "m".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn http_statuses_a_server_answers() {
+        assert_eq!(Error::InvalidRequest("x".into()).http_status(), 400);
+        assert_eq!(
+            Error::Mapping(MappingError::ModelNotFound { model: "a/b".into() }).http_status(),
+            404
+        );
+        assert_eq!(failed(&[Some(402), Some(402)]).http_status(), 402, "every provider wants credits");
+        assert_eq!(failed(&[Some(402), Some(500)]).http_status(), 502);
+        assert_eq!(failed(&[None]).http_status(), 502);
+        let timeout = Error::Timeout {
+            after: std::time::Duration::from_secs(1),
+            attempts: Vec::new(),
+        };
+        assert_eq!(timeout.http_status(), 504);
+        assert!(!timeout.to_string().contains("--timeout"), "no CLI wording in the library");
+    }
+
+    #[test]
+    fn attempts_read_back_from_json_keep_known_kinds() {
+        let attempt: ProviderAttempt =
+            serde_json::from_str(r#"{"provider": "fal-ai", "status": 402, "kind": "http", "message": "m"}"#).unwrap();
+        assert_eq!(attempt.kind, "http");
+        let odd: ProviderAttempt =
+            serde_json::from_str(r#"{"provider": "p", "status": null, "kind": "weird", "message": "m"}"#).unwrap();
+        assert_eq!(odd.kind, "other");
     }
 }

@@ -1,19 +1,29 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod access;
+mod builder;
+mod config;
+mod emitter;
 mod error;
 mod event;
+mod fetch;
 mod generator;
+mod mapping_source;
+mod plan;
+mod record;
 mod request;
-mod retry;
+mod run;
 mod selection;
 pub mod token;
 
+pub use builder::{DEFAULT_ROUTER_URL, MediaGeneratorBuilder};
+pub use config::{EMULATOR_TOKEN, GeneratorConfig, OpenAiProviderConfig, Secret, SinkConfig, TimeoutConfig};
 pub use error::{Error, ProviderAttempt};
-pub use event::{GeneratedMedia, GenerationEvent};
-pub use generator::{DEFAULT_ROUTER_URL, GenerationStream, MediaGenerator, MediaGeneratorBuilder};
+pub use event::{ErrorInfo, GeneratedMedia, GenerationEvent};
+pub use generator::{GenerationStream, MediaGenerator};
+pub use mapping_source::MappingSource;
 pub use request::{DEFAULT_MODEL, GenerateRequest, MAX_GENERATIONS, MODEL_ALIASES, ModelSpec};
-pub use retry::RetryPolicy;
 
 /// The Hub mapping client crate.
 pub use hf_media_mapping as mapping;
@@ -26,5 +36,7 @@ pub use hf_media_sink as sink;
 
 pub use hf_media_mapping::{MappingError, Task};
 pub use hf_media_prompt::{AspectRatio, ChatMessage, GenerationParams, PromptError};
-pub use hf_media_provider::{MediaProvider, PollConfig, ProviderError, ProviderRegistry, ProviderStatus};
+pub use hf_media_provider::{
+    MediaProvider, PollConfig, ProviderError, ProviderRegistry, ProviderStatus, RetryPolicy, RetryStage, Secrets,
+};
 pub use hf_media_sink::{FileSink, MediaKind, MediaLocation, MediaSink, MemorySink, SinkError};

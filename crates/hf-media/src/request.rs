@@ -55,20 +55,26 @@ impl ModelSpec {
     }
 }
 
-/// What to generate.
-#[derive(Debug, Clone, PartialEq)]
+/// What to generate. Its JSON form is the request body of servers and batch lines:
+/// `{"model", "prompt", "messages", "params", "n", "concurrency"}`, every field optional but a prompt or
+/// messages.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GenerateRequest {
     /// `org/name`, `org/name:provider` or an alias (default [`DEFAULT_MODEL`]).
     pub model: String,
     /// The prompt; wins over `messages`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     /// A chat conversation; its trailing user messages become the prompt when `prompt` is unset.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<ChatMessage>,
     /// Provider-neutral parameters.
     pub params: GenerationParams,
     /// How many generations to make (1 to [`MAX_GENERATIONS`]).
     pub n: usize,
     /// How many of them run at once (default: all `n`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
 }
 

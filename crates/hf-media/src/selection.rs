@@ -7,7 +7,7 @@ use crate::Error;
 
 /// A provider to try, with its mapping entry.
 #[derive(Debug, Clone)]
-pub(crate) struct Candidate {
+pub(crate) struct Choice {
     pub mapping: ProviderMapping,
     pub provider: DynMediaProvider,
 }
@@ -15,7 +15,7 @@ pub(crate) struct Candidate {
 /// The candidates and the warnings about entries that were left out.
 #[derive(Debug)]
 pub(crate) struct Selection {
-    pub candidates: Vec<Candidate>,
+    pub candidates: Vec<Choice>,
     pub warnings: Vec<String>,
 }
 
@@ -50,7 +50,7 @@ pub(crate) fn select(
                 },
             });
         };
-        if !entry.task.is_text_to_media() || !provider.tasks().contains(&entry.task) {
+        if !entry.task.is_text_to_media() || !provider.info().serves(&entry.task) {
             return Err(Error::NoProvider {
                 model: mapping.model_id.clone(),
                 reason: format!(
@@ -63,7 +63,7 @@ pub(crate) fn select(
             warnings.push(status_warning(entry));
         }
         return Ok(Selection {
-            candidates: vec![Candidate {
+            candidates: vec![Choice {
                 mapping: entry.clone(),
                 provider: provider.clone(),
             }],
@@ -94,13 +94,13 @@ pub(crate) fn select(
             skipped.push(why);
             continue;
         };
-        if !provider.tasks().contains(&entry.task) {
+        if !provider.info().serves(&entry.task) {
             let why = format!("{name} does not do {} in hf-media", entry.task);
             warnings.push(format!("skipping {why}"));
             skipped.push(why);
             continue;
         }
-        candidates.push(Candidate {
+        candidates.push(Choice {
             mapping: entry.clone(),
             provider: provider.clone(),
         });

@@ -11,10 +11,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use crate::http::{self, Poll};
-use crate::{DirectApi, ProviderInfo, 
-    AuthScheme, GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError,
-    ProviderStatus, Task, provider_parameters,
+use crate::http::{self, Poll, Target};
+use crate::{
+    AuthScheme, DirectApi, GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError,
+    ProviderInfo, ProviderStatus, Task, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -22,7 +22,8 @@ pub const FAL_AI: &str = "fal-ai";
 /// fal's own queue API, for calls with a `FAL_KEY`.
 pub const FAL_QUEUE_URL: &str = "https://queue.fal.run";
 const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
-static INFO: ProviderInfo = ProviderInfo::routed_with_api(FAL_AI, TASKS, DirectApi::new(FAL_QUEUE_URL, "FAL_KEY", AuthScheme::Key));
+static INFO: ProviderInfo =
+    ProviderInfo::routed_with_api(FAL_AI, TASKS, DirectApi::new(FAL_QUEUE_URL, "FAL_KEY", AuthScheme::Key));
 /// The query that selects fal's queue behind the router.
 const ROUTED_QUEUE_QUERY: &str = "_subdomain=queue";
 /// The SD-family LoRA endpoint needs a base model.
@@ -82,11 +83,11 @@ pub fn parse_submit(request: &GenerationRequest, answer: &Value) -> Result<Queue
     let request_id = answer
         .get("request_id")
         .and_then(Value::as_str)
-        .ok_or_else(|| invalid("the queue answer has no `request_id`"))?
+        .ok_or_else(|| ProviderError::invalid_response(FAL_AI, "the queue answer has no `request_id`"))?
         .to_owned();
     let response_path = match answer.get("response_url").and_then(Value::as_str) {
         Some(url) => url::Url::parse(url)
-            .map_err(|e| invalid(&format!("`response_url` is not a URL: {e}")))?
+            .map_err(|e| ProviderError::invalid_response(FAL_AI, format!("`response_url` is not a URL: {e}")))?
             .path()
             .to_owned(),
         None => format!("/{}/requests/{request_id}", request.mapping.provider_id),
@@ -102,22 +103,18 @@ pub fn parse_status(job: &QueuedJob, answer: &Value) -> Result<Poll<()>, Provide
     let status = answer.get("status").and_then(Value::as_str).unwrap_or("");
     match status {
         "COMPLETED" => match http::json_error_text(answer) {
-            Some(message) => Err(failed(job, message)),
+            Some(message) => Err(ProviderError::job_failed(FAL_AI, &job.request_id, message)),
             None => Ok(Poll::Ready(())),
         },
-        "IN_QUEUE" => Ok(Poll::Pending(ProviderStatus {
-            job_id: Some(job.request_id.clone()),
-            state: "queued".into(),
-            queue_position: answer.get("queue_position").and_then(Value::as_u64),
-        })),
-        "IN_PROGRESS" => Ok(Poll::Pending(ProviderStatus {
-            job_id: Some(job.request_id.clone()),
-            state: "in_progress".into(),
-            queue_position: None,
-        })),
-        "" => Err(invalid("the status answer has no `status`")),
-        other => Err(failed(
-            job,
+        "IN_QUEUE" => Ok(Poll::Pending(queued(&job.request_id, answer))),
+        "IN_PROGRESS" => Ok(Poll::Pending(ProviderStatus::in_progress(&job.request_id))),
+        "" => Err(ProviderError::invalid_response(
+            FAL_AI,
+            "the status answer has no `status`",
+        )),
+        other => Err(ProviderError::job_failed(
+            FAL_AI,
+            &job.request_id,
             http::json_error_text(answer).unwrap_or_else(|| format!("the job ended with status {other}")),
         )),
     }
@@ -130,10 +127,13 @@ pub fn parse_result(task: &Task, answer: &Value) -> Result<MediaOutput, Provider
         _ => answer.pointer("/images/0/url").or_else(|| answer.pointer("/image/url")),
     }
     .and_then(Value::as_str)
-    .ok_or_else(|| match http::json_error_text(answer) {
-        Some(message) => invalid(&format!("the result has no media: {message}")),
-        None if *task == Task::TextToVideo => invalid("the result has no `video.url`"),
-        None => invalid("the result has no `images[0].url`"),
+    .ok_or_else(|| {
+        let reason = match http::json_error_text(answer) {
+            Some(message) => format!("the result has no media: {message}"),
+            None if *task == Task::TextToVideo => "the result has no `video.url`".to_owned(),
+            None => "the result has no `images[0].url`".to_owned(),
+        };
+        ProviderError::invalid_response(FAL_AI, reason)
     })?;
     let url = http::media_url(FAL_AI, url)?;
     let mime = match task {
@@ -147,29 +147,9 @@ pub fn parse_result(task: &Task, answer: &Value) -> Result<MediaOutput, Provider
     Ok(output)
 }
 
-/// A 404 on a job's own URLs means the job is gone, not that the model is unsupported.
-fn lost_job(job: &QueuedJob, error: ProviderError) -> ProviderError {
-    match error {
-        ProviderError::Http {
-            status: 404, message, ..
-        } => failed(job, format!("the job is gone (HTTP 404: {message})")),
-        other => other,
-    }
-}
-
-fn invalid(reason: &str) -> ProviderError {
-    ProviderError::InvalidResponse {
-        provider: FAL_AI.into(),
-        reason: reason.to_owned(),
-    }
-}
-
-fn failed(job: &QueuedJob, message: String) -> ProviderError {
-    ProviderError::JobFailed {
-        provider: FAL_AI.into(),
-        job_id: job.request_id.clone(),
-        message,
-    }
+/// A queued job, at the place in the queue the answer gives (`queue_position`).
+fn queued(request_id: &str, answer: &Value) -> ProviderStatus {
+    ProviderStatus::queued(request_id).with_queue_position(answer.get("queue_position").and_then(Value::as_u64))
 }
 
 #[async_trait]
@@ -191,11 +171,7 @@ impl MediaProvider for FalAi {
             return parse_result(&request.mapping.task, &answer);
         }
         let job = parse_submit(&request, &answer)?;
-        ctx.report(ProviderStatus {
-            job_id: Some(job.request_id.clone()),
-            state: "queued".into(),
-            queue_position: answer.get("queue_position").and_then(Value::as_u64),
-        });
+        ctx.report(queued(&job.request_id, &answer));
         let query = queue_query(ctx);
         let with_query = |path: String| match query {
             Some(q) => format!("{path}?{q}"),
@@ -203,18 +179,15 @@ impl MediaProvider for FalAi {
         };
         let status_url = ctx.url(&with_query(format!("{}/status", job.response_path)))?;
         let result_url = ctx.url(&with_query(job.response_path.clone()))?;
+        // The status and result URLs are the job's own: a 404 there means the job is gone.
+        let target = Target::Job(&job.request_id);
         http::poll_until(ctx, &format!("waiting for fal job {}", job.request_id), |_| {
             let request = ctx.request(reqwest::Method::GET, status_url.clone());
             let job = &job;
-            async move {
-                let status = http::send_json(ctx, request).await.map_err(|e| lost_job(job, e))?;
-                parse_status(job, &status)
-            }
+            async move { parse_status(job, &http::send_json_to(ctx, target, request).await?) }
         })
         .await?;
-        let result = http::send_json(ctx, ctx.request(reqwest::Method::GET, result_url))
-            .await
-            .map_err(|e| lost_job(&job, e))?;
+        let result = http::send_json_to(ctx, target, ctx.request(reqwest::Method::GET, result_url)).await?;
         parse_result(&request.mapping.task, &result)
     }
 }

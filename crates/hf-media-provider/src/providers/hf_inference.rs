@@ -2,24 +2,30 @@
 //!
 //! `POST {base}/models/{providerId}` with `{"inputs": prompt, "parameters": {…}}`; the answer is the raw
 //! image bytes (some deployments answer JSON with `data[0].b64_json` or `output[0]`). A `503` whose body
-//! carries `estimated_time` means the model is loading: the call is repeated after that time (reported as
-//! a `loading` status), until the polling deadline.
+//! carries `estimated_time` means the model is loading: the call is tried again after that time through
+//! the one retry mechanism ([`RetryStage::Loading`], each wait reported as a `loading` status and a
+//! retry), as often as it takes until the polling deadline, which ends it with a
+//! [`ProviderError::Timeout`]. Any other failure is left to the caller.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
+use tokio::time::Instant;
 
-use crate::http::{self, body_stream};
-use crate::{ProviderInfo, 
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
-    provider_parameters,
+use crate::http::{self, Target, body_stream};
+use crate::{
+    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
+    ProviderStatus, RetryPolicy, RetryStage, Retryable, Task, Transience, provider_parameters,
 };
 
 /// The provider's Hub name.
 pub const HF_INFERENCE: &str = "hf-inference";
 const TASKS: &[Task] = &[Task::TextToImage];
 static INFO: ProviderInfo = ProviderInfo::routed(HF_INFERENCE, TASKS);
+
+/// The longest wait a loading estimate is taken for.
+const MAX_LOADING_WAIT: Duration = Duration::from_secs(60);
 
 /// Hugging Face's serverless inference (`hf-inference`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,10 +58,10 @@ pub fn parse_json_answer(answer: &Value) -> Result<MediaBody, ProviderError> {
         .and_then(Value::as_str);
     match url {
         Some(url) => http::media_url(HF_INFERENCE, url).map(MediaBody::Url),
-        None => Err(ProviderError::InvalidResponse {
-            provider: HF_INFERENCE.into(),
-            reason: "the JSON answer has no image (`data[0].b64_json`, `data[0].url` or `output[0]`)".into(),
-        }),
+        None => Err(ProviderError::invalid_response(
+            HF_INFERENCE,
+            "the JSON answer has no image (`data[0].b64_json`, `data[0].url` or `output[0]`)",
+        )),
     }
 }
 
@@ -67,7 +73,79 @@ pub fn loading_estimate(body: &[u8]) -> Option<Duration> {
         .as_f64()?;
     seconds
         .is_finite()
-        .then(|| Duration::from_secs_f64(seconds.clamp(0.1, 60.0)))
+        .then(|| Duration::from_secs_f64(seconds.clamp(0.1, MAX_LOADING_WAIT.as_secs_f64())))
+}
+
+/// One call's failure, as the loading wait sees it: a model still loading is worth another try after its
+/// estimate; anything else is final here (and left to the caller).
+#[derive(Debug)]
+enum Call {
+    /// `503` with `estimated_time`.
+    Loading {
+        /// The estimate.
+        estimated: Duration,
+        /// The answer as an error.
+        error: ProviderError,
+    },
+    /// Any other failure.
+    Failed(ProviderError),
+}
+
+impl Call {
+    fn error(&self) -> &ProviderError {
+        match self {
+            Call::Loading { error, .. } | Call::Failed(error) => error,
+        }
+    }
+}
+
+impl Retryable for Call {
+    fn transience(&self) -> Transience {
+        match self {
+            Call::Loading { estimated, .. } => Transience::Transient {
+                retry_after: Some(*estimated),
+            },
+            Call::Failed(_) => Transience::Final,
+        }
+    }
+
+    fn retry_status(&self) -> Option<u16> {
+        self.error().status()
+    }
+
+    fn retry_message(&self) -> String {
+        self.error().message()
+    }
+}
+
+/// The loading wait's policy: the context's backoff, tries without a bound (the deadline bounds them), and
+/// every estimate taken.
+fn loading_policy(ctx: &ProviderContext) -> RetryPolicy {
+    let policy = ctx.retry();
+    RetryPolicy {
+        max_attempts: u32::MAX,
+        max_retry_after: policy.max_retry_after.max(MAX_LOADING_WAIT),
+        ..policy
+    }
+}
+
+/// Sends the call once: the answer, a loading model (reported as a `loading` status), or a failure.
+async fn call(ctx: &ProviderContext, url: &url::Url, body: &Value) -> Result<reqwest::Response, Call> {
+    let response = http::send_unchecked(ctx, ctx.request(reqwest::Method::POST, url.clone()).json(body))
+        .await
+        .map_err(Call::Failed)?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let is_loading = response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+    let (error, error_body) = http::http_error(HF_INFERENCE, Target::Model, response).await;
+    match is_loading.then(|| loading_estimate(&error_body)).flatten() {
+        Some(estimated) => {
+            ctx.report(ProviderStatus::new("loading"));
+            Err(Call::Loading { estimated, error })
+        }
+        None => Err(Call::Failed(error)),
+    }
 }
 
 #[async_trait]
@@ -80,27 +158,25 @@ impl MediaProvider for HfInference {
         let url = ctx.url(&route(&request))?;
         let body = payload(&request);
         let started = Instant::now();
-        let response = loop {
-            let response =
-                http::send_unchecked(ctx, ctx.request(reqwest::Method::POST, url.clone()).json(&body)).await?;
-            if response.status().is_success() {
-                break response;
+        let loaded = loading_policy(ctx)
+            .run_until(
+                RetryStage::Loading,
+                started + ctx.poll().deadline,
+                |_| call(ctx, &url, &body),
+                |notice, _| ctx.report_retry(notice),
+            )
+            .await;
+        let response = match loaded {
+            Ok(response) => response,
+            Err(Call::Failed(error)) => return Err(error),
+            // A loading answer is only given back when the deadline is reached.
+            Err(Call::Loading { .. }) => {
+                return Err(ProviderError::timeout(
+                    HF_INFERENCE,
+                    "waiting for the model to load",
+                    started.elapsed(),
+                ));
             }
-            let is_loading = response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE;
-            let (error, error_body) = http::http_error(HF_INFERENCE, response).await;
-            let Some(estimated) = is_loading.then(|| loading_estimate(&error_body)).flatten() else {
-                return Err(error);
-            };
-            let remaining = ctx.poll().deadline.saturating_sub(started.elapsed());
-            if remaining.is_zero() {
-                return Err(ProviderError::Timeout {
-                    provider: HF_INFERENCE.into(),
-                    what: "waiting for the model to load".into(),
-                    after: started.elapsed(),
-                });
-            }
-            ctx.report(ProviderStatus::new("loading"));
-            tokio::time::sleep(estimated.min(remaining)).await;
         };
         let mime = response
             .headers()

@@ -1,25 +1,76 @@
 //! One module per Hugging Face inference provider. Everything provider-specific (routes, payload
-//! renames, headers, answer shapes, polling) lives in that provider's module.
+//! renames, headers, answer shapes, polling) lives in that provider's module, private to this crate:
+//! what a user needs is re-exported here (the providers, their Hub names, their own APIs' URLs).
 
-pub mod fal_ai;
-pub mod hf_inference;
-pub mod novita;
-pub mod nscale;
-pub mod openai_compatible;
-pub mod replicate;
-pub mod together;
-pub mod wavespeed;
-pub mod zai_org;
+mod fal_ai;
+mod hf_inference;
+mod novita;
+mod nscale;
+mod openai_compatible;
+mod replicate;
+mod together;
+mod wavespeed;
+mod zai_org;
 
-pub use fal_ai::FalAi;
-pub use hf_inference::HfInference;
-pub use novita::Novita;
-pub use nscale::Nscale;
+pub use fal_ai::{FAL_AI, FAL_QUEUE_URL, FalAi};
+pub use hf_inference::{HF_INFERENCE, HfInference};
+pub use novita::{NOVITA, NOVITA_API_URL, Novita};
+pub use nscale::{NSCALE, NSCALE_API_URL, Nscale};
 pub use openai_compatible::{OpenAiCompatible, ResponseFormat};
-pub use replicate::Replicate;
-pub use together::Together;
-pub use wavespeed::WaveSpeed;
-pub use zai_org::ZaiOrg;
+pub use replicate::{REPLICATE, REPLICATE_API_URL, Replicate};
+pub use together::{TOGETHER, TOGETHER_API_URL, Together};
+pub use wavespeed::{WAVESPEED, WAVESPEED_API_URL, WaveSpeed};
+pub use zai_org::{ZAI_API_URL, ZAI_ORG, ZaiOrg};
+
+/// The providers' protocol pieces (routes, payloads, answer parsers), for this crate's tests.
+#[cfg(feature = "testing")]
+pub(crate) mod testing {
+    pub mod fal_ai {
+        //! fal-ai's protocol pieces.
+        pub use crate::providers::fal_ai::{
+            FAL_AI, QueuedJob, parse_result, parse_status, parse_submit, payload, route,
+        };
+    }
+    pub mod hf_inference {
+        //! hf-inference's protocol pieces.
+        pub use crate::providers::hf_inference::{HF_INFERENCE, loading_estimate, parse_json_answer, payload, route};
+    }
+    pub mod novita {
+        //! novita's protocol pieces.
+        pub use crate::providers::novita::{
+            NOVITA, STATUS_FAILED, STATUS_PROCESSING, STATUS_QUEUED, STATUS_SUCCEED, TASK_RESULT_ROUTE, parse_task_id,
+            parse_task_result, payload, route, task_result_route,
+        };
+    }
+    pub mod nscale {
+        //! nscale's protocol pieces.
+        pub use crate::providers::nscale::{IMAGE_ROUTE, LEFT_OUT, NSCALE, parse_image, payload};
+    }
+    pub mod openai_compatible {
+        //! The OpenAI-compatible provider's protocol pieces.
+        pub use crate::providers::openai_compatible::{IMAGE_ROUTE, payload};
+    }
+    pub mod replicate {
+        //! replicate's protocol pieces.
+        pub use crate::providers::replicate::{REPLICATE, parse_prediction, payload, route};
+    }
+    pub mod together {
+        //! together's protocol pieces.
+        pub use crate::providers::together::{
+            IMAGE_ROUTE, TOGETHER, VIDEO_LEFT_OUT, VIDEO_ROUTE, parse_image, parse_video_job, payload,
+        };
+    }
+    pub mod wavespeed {
+        //! wavespeed's protocol pieces.
+        pub use crate::providers::wavespeed::{PredictionJob, WAVESPEED, parse_result, parse_submit, payload, route};
+    }
+    pub mod zai_org {
+        //! zai-org's protocol pieces.
+        pub use crate::providers::zai_org::{
+            EXTRA_HEADERS, IMAGE_ROUTE, ZAI_ORG, parse_task, parse_task_id, payload, result_route,
+        };
+    }
+}
 
 /// `{hub}/{model}/resolve/main/{path}`: where a LoRA adapter's weights are downloaded from.
 fn lora_weights_url(hub: &url::Url, model: &str, path: &str) -> String {

@@ -14,10 +14,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::http::{self, Poll};
-use crate::{AuthScheme, DirectApi, ProviderInfo, 
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
-    provider_parameters,
+use crate::http::{self, Poll, Target};
+use crate::{
+    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
+    ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -25,7 +25,11 @@ pub const NOVITA: &str = "novita";
 /// Novita's own API, for calls with a `NOVITA_API_KEY`.
 pub const NOVITA_API_URL: &str = "https://api.novita.ai";
 const TASKS: &[Task] = &[Task::TextToVideo];
-static INFO: ProviderInfo = ProviderInfo::routed_with_api(NOVITA, TASKS, DirectApi::new(NOVITA_API_URL, "NOVITA_API_KEY", AuthScheme::Bearer));
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(
+    NOVITA,
+    TASKS,
+    DirectApi::new(NOVITA_API_URL, "NOVITA_API_KEY", AuthScheme::Bearer),
+);
 
 /// The task-result route (the task id goes in the `task_id` query parameter).
 pub const TASK_RESULT_ROUTE: &str = "/v3/async/task-result";
@@ -63,13 +67,7 @@ pub fn payload(request: &GenerationRequest) -> Value {
 pub fn parse_task_id(answer: &Value) -> Result<String, ProviderError> {
     match answer.get("task_id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => Ok(id.to_owned()),
-        _ => Err(ProviderError::InvalidResponse {
-            provider: NOVITA.into(),
-            reason: match http::json_error_text(answer) {
-                Some(message) => format!("the answer has no `task_id` ({message})"),
-                None => "the answer has no `task_id`".into(),
-            },
-        }),
+        _ => Err(answer::missing(NOVITA, answer, "`task_id`")),
     }
 }
 
@@ -91,20 +89,7 @@ pub fn parse_task_result(task_id: &str, answer: &Value) -> Result<Poll<MediaOutp
         .filter(|s| !s.is_empty())
         .unwrap_or(task_id);
     let Some(status) = task.and_then(|t| t.get("status")).and_then(Value::as_str) else {
-        return Err(ProviderError::InvalidResponse {
-            provider: NOVITA.into(),
-            reason: match http::json_error_text(answer) {
-                Some(message) => format!("the answer has no `task.status` ({message})"),
-                None => "the answer has no `task.status`".into(),
-            },
-        });
-    };
-    let pending = |state: String| {
-        Ok(Poll::Pending(ProviderStatus {
-            job_id: Some(id.to_owned()),
-            state,
-            queue_position: None,
-        }))
+        return Err(answer::missing(NOVITA, answer, "`task.status`"));
     };
     match status {
         STATUS_SUCCEED => {
@@ -113,34 +98,32 @@ pub fn parse_task_result(task_id: &str, answer: &Value) -> Result<Poll<MediaOutp
                 .or_else(|| answer.pointer("/video/video_url"))
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| ProviderError::InvalidResponse {
-                    provider: NOVITA.into(),
-                    reason: format!("task {id} succeeded without `videos[0].video_url`"),
+                .ok_or_else(|| {
+                    ProviderError::invalid_response(
+                        NOVITA,
+                        format!("task {id} succeeded without `videos[0].video_url`"),
+                    )
                 })?;
-            let url = http::media_url(NOVITA, url)?;
-            Ok(Poll::Ready(
-                MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer),
-            ))
+            answer::media_at(NOVITA, url, answer).map(Poll::Ready)
         }
-        STATUS_FAILED => Err(ProviderError::JobFailed {
-            provider: NOVITA.into(),
-            job_id: id.to_owned(),
-            message: task
+        STATUS_FAILED => {
+            let message = task
                 .and_then(|t| t.get("reason"))
                 .and_then(Value::as_str)
                 .filter(|s| !s.trim().is_empty())
                 .map(str::to_owned)
                 .or_else(|| http::json_error_text(answer))
-                .unwrap_or_else(|| "the task failed".into()),
-        }),
-        STATUS_QUEUED => pending("queued".into()),
-        STATUS_PROCESSING => pending("in_progress".into()),
+                .unwrap_or_else(|| "the task failed".into());
+            Err(ProviderError::job_failed(NOVITA, id, message))
+        }
+        STATUS_QUEUED => Ok(Poll::Pending(ProviderStatus::queued(id))),
+        STATUS_PROCESSING => Ok(Poll::Pending(ProviderStatus::in_progress(id))),
         // An unknown status is final: a job is never polled forever on a word nobody documented.
-        other => Err(ProviderError::JobFailed {
-            provider: NOVITA.into(),
-            job_id: id.to_owned(),
-            message: format!("the task reported an unknown status {other:?}"),
-        }),
+        other => Err(ProviderError::job_failed(
+            NOVITA,
+            id,
+            format!("the task reported an unknown status {other:?}"),
+        )),
     }
 }
 
@@ -159,7 +142,7 @@ impl MediaProvider for Novita {
         http::poll_until(ctx, &format!("waiting for novita task {id}"), |_| {
             let get = ctx.request(reqwest::Method::GET, poll_url.clone());
             let id = id.as_str();
-            async move { parse_task_result(id, &http::send_json(ctx, get).await?) }
+            async move { parse_task_result(id, &http::send_json_to(ctx, Target::Job(id), get).await?) }
         })
         .await
     }
@@ -170,7 +153,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{GenerationParams, ProviderMapping};
+    use crate::{GenerationParams, MediaBody, ProviderMapping};
 
     fn request() -> GenerationRequest {
         GenerationRequest {

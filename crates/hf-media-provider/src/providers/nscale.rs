@@ -7,10 +7,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::http;
-use crate::{AuthScheme, DirectApi, ProviderInfo, 
-    GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task, provider_parameters,
-    size_as_wxh,
+use crate::openai_images::images_api_answer;
+use crate::{
+    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
+    Task, http, provider_parameters, size_as_wxh,
 };
 
 /// The provider's Hub name.
@@ -18,7 +18,11 @@ pub const NSCALE: &str = "nscale";
 /// nscale's own API, for calls with an `NSCALE_API_KEY`.
 pub const NSCALE_API_URL: &str = "https://inference.api.nscale.com";
 const TASKS: &[Task] = &[Task::TextToImage];
-static INFO: ProviderInfo = ProviderInfo::routed_with_api(NSCALE, TASKS, DirectApi::new(NSCALE_API_URL, "NSCALE_API_KEY", AuthScheme::Bearer));
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(
+    NSCALE,
+    TASKS,
+    DirectApi::new(NSCALE_API_URL, "NSCALE_API_KEY", AuthScheme::Bearer),
+);
 
 /// The image route.
 pub const IMAGE_ROUTE: &str = "/v1/images/generations";
@@ -47,7 +51,7 @@ pub fn payload(request: &GenerationRequest) -> Value {
 
 /// Reads an image answer (the OpenAI images shape: `data[0].b64_json` or `data[0].url`).
 pub fn parse_image(answer: &Value) -> Result<MediaOutput, ProviderError> {
-    http::images_api_answer(NSCALE, answer)
+    images_api_answer(NSCALE, answer)
 }
 
 #[async_trait]

@@ -40,10 +40,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::http;
-use crate::{DirectApi, ProviderInfo, 
-    AuthScheme, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, Task,
-    provider_parameters, size_as_wxh,
+use crate::openai_images::images_api_answer;
+use crate::{
+    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
+    Task, http, provider_parameters, size_as_wxh,
 };
 
 /// The image route.
@@ -126,7 +126,7 @@ impl OpenAiCompatible {
     }
 
     /// The request body.
-    pub fn payload(&self, request: &GenerationRequest) -> Value {
+    pub(crate) fn payload(&self, request: &GenerationRequest) -> Value {
         payload(request, self.response_format)
     }
 }
@@ -157,7 +157,7 @@ impl MediaProvider for OpenAiCompatible {
             ctx.request(reqwest::Method::POST, url).json(&self.payload(&request)),
         )
         .await?;
-        let mut output = http::images_api_answer(self.name(), &answer)?;
+        let mut output = images_api_answer(self.name(), &answer)?;
         output.seed = output.seed.or(request.params.seed);
         Ok(output)
     }
@@ -214,13 +214,12 @@ mod tests {
 
     #[test]
     fn base64_and_url_answers() {
-        let out = http::images_api_answer("my-images", &json!({"data": [{"b64_json": "aGVsbG8="}]})).unwrap();
+        let out = images_api_answer("my-images", &json!({"data": [{"b64_json": "aGVsbG8="}]})).unwrap();
         assert!(matches!(out.body, MediaBody::Bytes(ref b) if b.as_ref() == b"hello"));
-        let out =
-            http::images_api_answer("my-images", &json!({"data": [{"url": "https://cdn.example/x.png"}]})).unwrap();
+        let out = images_api_answer("my-images", &json!({"data": [{"url": "https://cdn.example/x.png"}]})).unwrap();
         assert!(matches!(out.body, MediaBody::Url(_)));
         assert!(matches!(
-            http::images_api_answer("my-images", &json!({"data": []})),
+            images_api_answer("my-images", &json!({"data": []})),
             Err(ProviderError::InvalidResponse { ref provider, .. }) if provider == "my-images"
         ));
     }

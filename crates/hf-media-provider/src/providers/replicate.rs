@@ -9,10 +9,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use crate::http::{self, Poll};
-use crate::{AuthScheme, DirectApi, ProviderInfo, 
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
-    provider_parameters,
+use crate::http::{self, Poll, Target};
+use crate::{
+    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
+    ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -20,7 +20,11 @@ pub const REPLICATE: &str = "replicate";
 /// Replicate's own API, for calls with a `REPLICATE_API_TOKEN`.
 pub const REPLICATE_API_URL: &str = "https://api.replicate.com";
 const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
-static INFO: ProviderInfo = ProviderInfo::routed_with_api(REPLICATE, TASKS, DirectApi::new(REPLICATE_API_URL, "REPLICATE_API_TOKEN", AuthScheme::Bearer));
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(
+    REPLICATE,
+    TASKS,
+    DirectApi::new(REPLICATE_API_URL, "REPLICATE_API_TOKEN", AuthScheme::Bearer),
+);
 
 /// Replicate (`replicate`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -72,42 +76,48 @@ pub fn parse_prediction(answer: &Value) -> Result<Poll<MediaOutput>, ProviderErr
         _ => None,
     };
     match (status, output) {
-        ("failed" | "canceled" | "aborted", _) => Err(ProviderError::JobFailed {
-            provider: REPLICATE.into(),
-            job_id: id.to_owned(),
-            message: answer
+        ("failed" | "canceled" | "aborted", _) => {
+            let message = answer
                 .get("error")
                 .and_then(|e| {
                     e.as_str()
                         .map(str::to_owned)
                         .or_else(|| (!e.is_null()).then(|| e.to_string()))
                 })
-                .unwrap_or_else(|| format!("the prediction was {status}")),
-        }),
-        (_, Some(url)) => {
-            let url = http::media_url(REPLICATE, url)?;
-            Ok(Poll::Ready(
-                MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer),
-            ))
+                .unwrap_or_else(|| format!("the prediction was {status}"));
+            Err(ProviderError::job_failed(REPLICATE, id, message))
         }
-        ("starting" | "processing" | "", None) if answer.get("id").is_some() => Ok(Poll::Pending(ProviderStatus {
-            job_id: Some(id.to_owned()),
-            state: if status == "starting" {
-                "queued".into()
-            } else {
-                "in_progress".into()
-            },
-            queue_position: None,
-        })),
-        ("succeeded", None) => Err(ProviderError::InvalidResponse {
-            provider: REPLICATE.into(),
-            reason: format!("prediction {id} succeeded without an `output`"),
-        }),
-        _ => Err(ProviderError::InvalidResponse {
-            provider: REPLICATE.into(),
-            reason: format!("unexpected prediction (status {status:?}, no `output`)"),
-        }),
+        (_, Some(url)) => answer::media_at(REPLICATE, url, answer).map(Poll::Ready),
+        ("starting", None) if answer.get("id").is_some() => Ok(Poll::Pending(ProviderStatus::queued(id))),
+        ("processing" | "", None) if answer.get("id").is_some() => Ok(Poll::Pending(ProviderStatus::in_progress(id))),
+        ("succeeded", None) => Err(ProviderError::invalid_response(
+            REPLICATE,
+            format!("prediction {id} succeeded without an `output`"),
+        )),
+        _ => Err(ProviderError::invalid_response(
+            REPLICATE,
+            format!("unexpected prediction (status {status:?}, no `output`)"),
+        )),
     }
+}
+
+/// One status request of prediction `id`. Its route is the job's own ([`Target::Job`]), and one that the
+/// endpoint may not serve at all: through the router, a prediction that outlives the `Prefer: wait`
+/// window can only be polled on Replicate's own API, so a 404 or 405 says that.
+async fn poll_prediction(ctx: &ProviderContext, url: url::Url, id: &str) -> Result<Poll<MediaOutput>, ProviderError> {
+    let response = http::send_unchecked(ctx, ctx.request(reqwest::Method::GET, url)).await?;
+    if matches!(response.status().as_u16(), 404 | 405) {
+        return Err(ProviderError::job_failed(
+            REPLICATE,
+            id,
+            format!(
+                "the prediction outlived Replicate's wait window and this endpoint cannot poll it \
+                 (GET /v1/predictions/{id} is not served); use a REPLICATE_API_TOKEN to poll it directly"
+            ),
+        ));
+    }
+    let response = http::check_status(REPLICATE, Target::Job(id), response).await?;
+    parse_prediction(&http::read_json(REPLICATE, response).await?)
 }
 
 #[async_trait]
@@ -131,22 +141,7 @@ impl MediaProvider for Replicate {
         ctx.report(status);
         let poll_url = ctx.url(&format!("/v1/predictions/{id}"))?;
         http::poll_until(ctx, &format!("waiting for replicate prediction {id}"), |_| {
-            let get = ctx.request(reqwest::Method::GET, poll_url.clone());
-            let id = &id;
-            async move {
-                match http::send_json(ctx, get).await {
-                    Err(ProviderError::Http { status: 404 | 405, .. }) => Err(ProviderError::JobFailed {
-                        provider: REPLICATE.into(),
-                        job_id: id.clone(),
-                        message: format!(
-                            "the prediction outlived Replicate's wait window and this endpoint cannot poll it \
-                             (GET /v1/predictions/{id} is not served); use a REPLICATE_API_TOKEN to poll it directly"
-                        ),
-                    }),
-                    Err(e) => Err(e),
-                    Ok(answer) => parse_prediction(&answer),
-                }
-            }
+            poll_prediction(ctx, poll_url.clone(), &id)
         })
         .await
     }
@@ -155,6 +150,7 @@ impl MediaProvider for Replicate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MediaBody;
 
     #[test]
     fn output_may_be_a_string_or_a_list() {

@@ -10,10 +10,11 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::http::{self, Poll};
-use crate::{AuthScheme, DirectApi, ProviderInfo, 
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
-    provider_parameters,
+use crate::http::{self, Poll, Target};
+use crate::openai_images::images_api_answer;
+use crate::{
+    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
+    ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -21,7 +22,11 @@ pub const TOGETHER: &str = "together";
 /// Together's own API, for calls with a `TOGETHER_API_KEY`.
 pub const TOGETHER_API_URL: &str = "https://api.together.xyz";
 const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
-static INFO: ProviderInfo = ProviderInfo::routed_with_api(TOGETHER, TASKS, DirectApi::new(TOGETHER_API_URL, "TOGETHER_API_KEY", AuthScheme::Bearer));
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(
+    TOGETHER,
+    TASKS,
+    DirectApi::new(TOGETHER_API_URL, "TOGETHER_API_KEY", AuthScheme::Bearer),
+);
 
 /// Together AI (`together`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,48 +65,34 @@ pub fn payload(request: &GenerationRequest) -> Value {
 pub fn parse_video_job(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> {
     let id = answer.get("id").and_then(Value::as_str).unwrap_or("?");
     match answer.get("status").and_then(Value::as_str) {
-        None | Some("queued") | Some("in_progress") => {
-            if answer.get("id").is_none() {
-                return Err(ProviderError::InvalidResponse {
-                    provider: TOGETHER.into(),
-                    reason: "the video job has no `id`".into(),
-                });
-            }
-            let state = match answer.get("status").and_then(Value::as_str) {
-                Some("in_progress") => "in_progress",
-                _ => "queued",
-            };
-            Ok(Poll::Pending(ProviderStatus {
-                job_id: Some(id.to_owned()),
-                state: state.into(),
-                queue_position: None,
-            }))
+        None | Some("queued") | Some("in_progress") if answer.get("id").is_none() => {
+            Err(ProviderError::invalid_response(TOGETHER, "the video job has no `id`"))
         }
+        Some("in_progress") => Ok(Poll::Pending(ProviderStatus::in_progress(id))),
+        None | Some("queued") => Ok(Poll::Pending(ProviderStatus::queued(id))),
         Some("completed") => {
             let url = answer
                 .pointer("/outputs/video_url")
                 .and_then(Value::as_str)
-                .ok_or_else(|| ProviderError::InvalidResponse {
-                    provider: TOGETHER.into(),
-                    reason: format!("video job {id} completed without `outputs.video_url`"),
+                .ok_or_else(|| {
+                    ProviderError::invalid_response(
+                        TOGETHER,
+                        format!("video job {id} completed without `outputs.video_url`"),
+                    )
                 })?;
-            let url = http::media_url(TOGETHER, url)?;
-            Ok(Poll::Ready(
-                MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer),
-            ))
+            answer::media_at(TOGETHER, url, answer).map(Poll::Ready)
         }
-        Some(other) => Err(ProviderError::JobFailed {
-            provider: TOGETHER.into(),
-            job_id: id.to_owned(),
-            message: http::json_error_text(answer)
-                .unwrap_or_else(|| format!("the video job ended with status `{other}`")),
-        }),
+        Some(other) => Err(ProviderError::job_failed(
+            TOGETHER,
+            id,
+            http::json_error_text(answer).unwrap_or_else(|| format!("the video job ended with status `{other}`")),
+        )),
     }
 }
 
 /// Reads an image answer (the OpenAI images shape: `data[0].b64_json` or `data[0].url`).
 pub fn parse_image(answer: &Value) -> Result<MediaOutput, ProviderError> {
-    http::images_api_answer(TOGETHER, answer)
+    images_api_answer(TOGETHER, answer)
 }
 
 #[async_trait]
@@ -137,7 +128,8 @@ async fn generate_video(ctx: &ProviderContext, request: &GenerationRequest) -> R
     let job_url = ctx.url(&format!("{VIDEO_ROUTE}/{id}"))?;
     http::poll_until(ctx, &format!("waiting for together video job {id}"), |_| {
         let get = ctx.request(reqwest::Method::GET, job_url.clone());
-        async move { parse_video_job(&http::send_json(ctx, get).await?) }
+        let target = Target::Job(&id);
+        async move { parse_video_job(&http::send_json_to(ctx, target, get).await?) }
     })
     .await
 }
@@ -147,6 +139,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::MediaBody;
 
     #[test]
     fn video_jobs_are_pending_completed_or_failed() {

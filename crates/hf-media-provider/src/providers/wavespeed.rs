@@ -10,10 +10,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use crate::http::{self, Poll};
-use crate::{AuthScheme, DirectApi, ProviderInfo, 
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
-    provider_parameters,
+use crate::http::{self, Poll, Target};
+use crate::{
+    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
+    ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -21,7 +21,11 @@ pub const WAVESPEED: &str = "wavespeed";
 /// WaveSpeed's own API, for calls with a `WAVESPEED_API_KEY`.
 pub const WAVESPEED_API_URL: &str = "https://api.wavespeed.ai";
 const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
-static INFO: ProviderInfo = ProviderInfo::routed_with_api(WAVESPEED, TASKS, DirectApi::new(WAVESPEED_API_URL, "WAVESPEED_API_KEY", AuthScheme::Bearer));
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(
+    WAVESPEED,
+    TASKS,
+    DirectApi::new(WAVESPEED_API_URL, "WAVESPEED_API_KEY", AuthScheme::Bearer),
+);
 
 /// WaveSpeedAI (`wavespeed`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,13 +74,7 @@ pub fn parse_submit(answer: &Value) -> Result<PredictionJob, ProviderError> {
             id: id.to_owned(),
             result_url: result_url.to_owned(),
         }),
-        _ => Err(ProviderError::InvalidResponse {
-            provider: WAVESPEED.into(),
-            reason: match http::json_error_text(answer) {
-                Some(message) => format!("the answer has no `data.id` or `data.urls.get` ({message})"),
-                None => "the answer has no `data.id` or `data.urls.get`".into(),
-            },
-        }),
+        _ => Err(answer::missing(WAVESPEED, answer, "`data.id` or `data.urls.get`")),
     }
 }
 
@@ -85,49 +83,38 @@ pub fn parse_result(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> 
     let data = answer.get("data");
     let id = data.and_then(|d| d.get("id")).and_then(Value::as_str).unwrap_or("?");
     let Some(status) = data.and_then(|d| d.get("status")).and_then(Value::as_str) else {
-        return Err(ProviderError::InvalidResponse {
-            provider: WAVESPEED.into(),
-            reason: "the answer has no `data.status`".into(),
-        });
+        return Err(ProviderError::invalid_response(
+            WAVESPEED,
+            "the answer has no `data.status`",
+        ));
     };
     match status {
         "completed" => {
             let Some(url) = data.and_then(|d| d.pointer("/outputs/0")).and_then(Value::as_str) else {
-                return Err(ProviderError::InvalidResponse {
-                    provider: WAVESPEED.into(),
-                    reason: format!("prediction {id} completed without `data.outputs[0]`"),
-                });
+                return Err(ProviderError::invalid_response(
+                    WAVESPEED,
+                    format!("prediction {id} completed without `data.outputs[0]`"),
+                ));
             };
-            let url = http::media_url(WAVESPEED, url)?;
-            Ok(Poll::Ready(
-                MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer),
-            ))
+            answer::media_at(WAVESPEED, url, answer).map(Poll::Ready)
         }
-        "failed" => Err(ProviderError::JobFailed {
-            provider: WAVESPEED.into(),
-            job_id: id.to_owned(),
-            message: data
+        "failed" => {
+            let message = data
                 .and_then(|d| d.get("error"))
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .or_else(|| http::json_error_text(answer))
-                .unwrap_or_else(|| "the prediction failed".into()),
-        }),
-        "created" | "processing" => Ok(Poll::Pending(ProviderStatus {
-            job_id: Some(id.to_owned()),
-            state: if status == "created" {
-                "queued".into()
-            } else {
-                "in_progress".into()
-            },
-            queue_position: None,
-        })),
-        other => Err(ProviderError::JobFailed {
-            provider: WAVESPEED.into(),
-            job_id: id.to_owned(),
-            message: format!("unexpected status {other:?}"),
-        }),
+                .unwrap_or_else(|| "the prediction failed".into());
+            Err(ProviderError::job_failed(WAVESPEED, id, message))
+        }
+        "created" => Ok(Poll::Pending(ProviderStatus::queued(id))),
+        "processing" => Ok(Poll::Pending(ProviderStatus::in_progress(id))),
+        other => Err(ProviderError::job_failed(
+            WAVESPEED,
+            id,
+            format!("unexpected status {other:?}"),
+        )),
     }
 }
 
@@ -149,9 +136,10 @@ impl MediaProvider for WaveSpeed {
         }
         let job = parse_submit(&answer)?;
         let poll_url = ctx.url_for_path_of(&job.result_url, None)?;
+        let target = Target::Job(&job.id);
         http::poll_until(ctx, &format!("waiting for wavespeed prediction {}", job.id), |_| {
             let get = ctx.request(reqwest::Method::GET, poll_url.clone());
-            async move { parse_result(&http::send_json(ctx, get).await?) }
+            async move { parse_result(&http::send_json_to(ctx, target, get).await?) }
         })
         .await
     }
@@ -160,7 +148,7 @@ impl MediaProvider for WaveSpeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{GenerationParams, ProviderMapping};
+    use crate::{GenerationParams, MediaBody, ProviderMapping};
 
     fn request(task: Task) -> GenerationRequest {
         GenerationRequest {

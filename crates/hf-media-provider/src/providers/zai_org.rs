@@ -11,10 +11,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::http::{self, Poll};
-use crate::{AuthScheme, DirectApi, ProviderInfo, 
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderStatus, Task,
-    provider_parameters, size_as_wxh,
+use crate::http::{self, Poll, Target};
+use crate::{
+    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
+    ProviderStatus, Task, answer, provider_parameters, size_as_wxh,
 };
 
 /// The provider's Hub name.
@@ -22,7 +22,11 @@ pub const ZAI_ORG: &str = "zai-org";
 /// Z.ai's own API, for calls with a `ZAI_API_KEY`.
 pub const ZAI_API_URL: &str = "https://api.z.ai";
 const TASKS: &[Task] = &[Task::TextToImage];
-static INFO: ProviderInfo = ProviderInfo::routed_with_api(ZAI_ORG, TASKS, DirectApi::new(ZAI_API_URL, "ZAI_API_KEY", AuthScheme::Bearer));
+static INFO: ProviderInfo = ProviderInfo::routed_with_api(
+    ZAI_ORG,
+    TASKS,
+    DirectApi::new(ZAI_API_URL, "ZAI_API_KEY", AuthScheme::Bearer),
+);
 
 /// The image submit route.
 pub const IMAGE_ROUTE: &str = "/api/paas/v4/async/images/generations";
@@ -50,20 +54,14 @@ pub fn parse_task_id(answer: &Value) -> Result<String, ProviderError> {
         Some(id) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) => {
             Ok(id.to_owned())
         }
-        Some(id) => Err(ProviderError::InvalidResponse {
-            provider: ZAI_ORG.into(),
-            reason: format!(
+        Some(id) => Err(ProviderError::invalid_response(
+            ZAI_ORG,
+            format!(
                 "the task id {:?} is not a plain id",
                 id.chars().take(100).collect::<String>()
             ),
-        }),
-        None => Err(ProviderError::InvalidResponse {
-            provider: ZAI_ORG.into(),
-            reason: match http::json_error_text(answer) {
-                Some(message) => format!("the answer has no task `id` ({message})"),
-                None => "the answer has no task `id`".into(),
-            },
-        }),
+        )),
+        None => Err(answer::missing(ZAI_ORG, answer, "task `id`")),
     }
 }
 
@@ -76,43 +74,30 @@ pub fn result_route(id: &str) -> String {
 pub fn parse_task(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> {
     let id = answer.get("id").and_then(Value::as_str).unwrap_or("?");
     let Some(status) = answer.get("task_status").and_then(Value::as_str) else {
-        return Err(ProviderError::InvalidResponse {
-            provider: ZAI_ORG.into(),
-            reason: match http::json_error_text(answer) {
-                Some(message) => format!("the answer has no `task_status` ({message})"),
-                None => "the answer has no `task_status`".into(),
-            },
-        });
+        return Err(answer::missing(ZAI_ORG, answer, "`task_status`"));
     };
     match status {
         "SUCCESS" => {
             let Some(url) = answer.pointer("/image_result/0/url").and_then(Value::as_str) else {
-                return Err(ProviderError::InvalidResponse {
-                    provider: ZAI_ORG.into(),
-                    reason: format!("task {id} succeeded without `image_result[0].url`"),
-                });
+                return Err(ProviderError::invalid_response(
+                    ZAI_ORG,
+                    format!("task {id} succeeded without `image_result[0].url`"),
+                ));
             };
-            let url = http::media_url(ZAI_ORG, url)?;
-            Ok(Poll::Ready(
-                MediaOutput::new(MediaBody::Url(url)).with_provider_response(answer),
-            ))
+            answer::media_at(ZAI_ORG, url, answer).map(Poll::Ready)
         }
-        "FAIL" => Err(ProviderError::JobFailed {
-            provider: ZAI_ORG.into(),
-            job_id: id.to_owned(),
-            message: http::json_error_text(answer).unwrap_or_else(|| "the task failed".into()),
-        }),
-        "PROCESSING" => Ok(Poll::Pending(ProviderStatus {
-            job_id: Some(id.to_owned()),
-            state: "in_progress".into(),
-            queue_position: None,
-        })),
+        "FAIL" => Err(ProviderError::job_failed(
+            ZAI_ORG,
+            id,
+            http::json_error_text(answer).unwrap_or_else(|| "the task failed".into()),
+        )),
+        "PROCESSING" => Ok(Poll::Pending(ProviderStatus::in_progress(id))),
         // An unknown status is final: a job is never polled forever on a word nobody documented.
-        other => Err(ProviderError::JobFailed {
-            provider: ZAI_ORG.into(),
-            job_id: id.to_owned(),
-            message: format!("the task reported an unknown status {other:?}"),
-        }),
+        other => Err(ProviderError::job_failed(
+            ZAI_ORG,
+            id,
+            format!("the task reported an unknown status {other:?}"),
+        )),
     }
 }
 
@@ -147,9 +132,10 @@ impl MediaProvider for ZaiOrg {
             ctx.report(status);
         }
         let poll_url = ctx.url(&result_route(&id))?;
+        let target = Target::Job(&id);
         http::poll_until(ctx, &format!("waiting for zai-org task {id}"), |_| {
             let get = zai_request(ctx, reqwest::Method::GET, poll_url.clone());
-            async move { parse_task(&http::send_json(ctx, get).await?) }
+            async move { parse_task(&http::send_json_to(ctx, target, get).await?) }
         })
         .await
     }
@@ -160,7 +146,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{GenerationParams, ProviderMapping};
+    use crate::{GenerationParams, MediaBody, ProviderMapping};
 
     fn request(params: GenerationParams) -> GenerationRequest {
         GenerationRequest {

@@ -1,0 +1,548 @@
+//! The facade's policy, without HTTP: a scripted mapping source, scripted providers and a memory sink.
+//! Every rule of `run.rs` and `plan.rs` has a test here: fallback, the 404 stop, retries and their
+//! limits, the Hub retry, deadlines, cancellation, the order of events, seeds, sink retries, secrets.
+#![allow(clippy::unwrap_used)]
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use hf_media::mapping::{MappingError, ModelMapping};
+use hf_media::provider::{GenerationRequest, MediaBody, MediaOutput, ProviderContext, ProviderInfo};
+use hf_media::sink::{ByteStream, MediaRecord, StoredMedia};
+use hf_media::{
+    Error, GenerateRequest, GenerationEvent, GenerationParams, MappingSource, MediaGenerator, MediaProvider,
+    MediaSink, MemorySink, ProviderError, ProviderRegistry, RetryPolicy, RetryStage, SinkError, Task,
+};
+use serde_json::json;
+
+const MODEL: &str = "org/model";
+const TOKEN: &str = "hf_policy_canary_token";
+
+/// What a scripted provider does on one call.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Answers with a PNG.
+    Png,
+    /// Fails.
+    Fail(ProviderError),
+    /// Never answers (until dropped).
+    Hang,
+}
+
+/// A provider that follows a script, one step per call (the last step repeats).
+#[derive(Debug)]
+struct Scripted {
+    info: ProviderInfo,
+    script: Mutex<VecDeque<Step>>,
+    calls: AtomicUsize,
+    seeds: Mutex<Vec<Option<u64>>>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Scripted {
+    fn new(name: &str, steps: Vec<Step>) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            info: ProviderInfo {
+                name: Cow::Owned(name.to_owned()),
+                tasks: Cow::Borrowed(&[Task::TextToImage]),
+                direct: None,
+                needs_hub_mapping: true,
+                direct_only: false,
+            },
+            script: Mutex::new(steps.into()),
+            calls: AtomicUsize::new(0),
+            seeds: Mutex::new(Vec::new()),
+            dropped: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn next(&self) -> Step {
+        let mut script = self.script.lock().unwrap();
+        if script.len() > 1 {
+            script.pop_front().unwrap()
+        } else {
+            script.front().cloned().unwrap_or(Step::Png)
+        }
+    }
+}
+
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl MediaProvider for Scripted {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    async fn generate(&self, _ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.seeds.lock().unwrap().push(request.params.seed);
+        match self.next() {
+            Step::Png => Ok(MediaOutput::new(MediaBody::Bytes(
+                hf_media::sink::conformance::tiny_png().into(),
+            ))),
+            Step::Fail(error) => Err(error),
+            Step::Hang => {
+                let _flag = DropFlag(self.dropped.clone());
+                std::future::pending().await
+            }
+        }
+    }
+}
+
+fn http(provider: &str, status: u16) -> ProviderError {
+    ProviderError::Http {
+        provider: provider.into(),
+        status,
+        message: format!("scripted {status}"),
+        retry_after: None,
+    }
+}
+
+/// A Hub stand-in: fails as scripted, then answers with a live text-to-image entry per provider.
+#[derive(Debug)]
+struct Hub {
+    providers: Vec<String>,
+    failures: Mutex<VecDeque<MappingError>>,
+    calls: AtomicUsize,
+}
+
+impl Hub {
+    fn new(providers: &[&str], failures: Vec<MappingError>) -> Arc<Hub> {
+        Arc::new(Hub {
+            providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+            failures: Mutex::new(failures.into()),
+            calls: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl MappingSource for Hub {
+    async fn mapping(&self, model: &str) -> Result<Arc<ModelMapping>, MappingError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(error) = self.failures.lock().unwrap().pop_front() {
+            return Err(error);
+        }
+        let field: serde_json::Map<String, serde_json::Value> = self
+            .providers
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    json!({"status": "live", "providerId": format!("{p}/model"), "task": "text-to-image"}),
+                )
+            })
+            .collect();
+        Ok(Arc::new(
+            ModelMapping::from_hub_field(model, Some(&serde_json::Value::Object(field))).unwrap(),
+        ))
+    }
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(2),
+        max_delay: Duration::from_millis(5),
+        max_retry_after: Duration::from_secs(1),
+    }
+}
+
+struct Setup {
+    generator: MediaGenerator,
+    sink: MemorySink,
+    hub: Arc<Hub>,
+}
+
+fn setup(providers: &[Arc<Scripted>], hub_failures: Vec<MappingError>) -> Setup {
+    setup_with(providers, hub_failures, |b| b)
+}
+
+fn setup_with(
+    providers: &[Arc<Scripted>],
+    hub_failures: Vec<MappingError>,
+    configure: impl FnOnce(hf_media::MediaGeneratorBuilder) -> hf_media::MediaGeneratorBuilder,
+) -> Setup {
+    let mut registry = ProviderRegistry::empty();
+    for provider in providers {
+        registry.register(provider.clone());
+    }
+    let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
+    let hub = Hub::new(&names, hub_failures);
+    let sink = MemorySink::new();
+    let builder = MediaGenerator::builder()
+        .token(TOKEN)
+        .registry(registry)
+        .mapping_source(hub.clone())
+        .sink(Arc::new(sink.clone()))
+        .retry(fast_retries());
+    Setup {
+        generator: configure(builder).build().unwrap(),
+        sink,
+        hub,
+    }
+}
+
+async fn events_of(generator: &MediaGenerator, request: GenerateRequest) -> Vec<GenerationEvent> {
+    tokio::time::timeout(Duration::from_secs(10), generator.generate(request).collect::<Vec<_>>())
+        .await
+        .expect("the generation ends")
+}
+
+fn request() -> GenerateRequest {
+    GenerateRequest::new("a lighthouse").model(MODEL)
+}
+
+/// A compact trace of the events: `attempt a`, `retry a request 503`, `fallback a 402`, `media b`, …
+fn trace(events: &[GenerationEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            GenerationEvent::Attempt { provider, .. } => Some(format!("attempt {provider}")),
+            GenerationEvent::Retry {
+                provider,
+                stage,
+                status,
+                ..
+            } => Some(format!(
+                "retry {} {stage} {}",
+                provider.as_deref().unwrap_or("hub"),
+                status.map_or("-".into(), |s| s.to_string())
+            )),
+            GenerationEvent::Fallback { provider, status, .. } => Some(format!(
+                "fallback {provider} {}",
+                status.map_or("-".into(), |s| s.to_string())
+            )),
+            GenerationEvent::Media(media) => Some(format!("media {}", media.provider)),
+            GenerationEvent::Error { error, .. } => Some(format!("error {}", error.kind())),
+            GenerationEvent::Done { succeeded, failed, .. } => Some(format!("done {succeeded}/{failed}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn refusals_fall_through_to_the_next_provider_in_order() {
+    for status in [400, 401, 402] {
+        let a = Scripted::new("a", vec![Step::Fail(http("a", status))]);
+        let b = Scripted::new("b", vec![Step::Png]);
+        let s = setup(&[a.clone(), b.clone()], vec![]);
+        let events = events_of(&s.generator, request()).await;
+        assert_eq!(
+            trace(&events),
+            ["attempt a", &format!("fallback a {status}"), "attempt b", "media b", "done 1/0"],
+            "{status}"
+        );
+        assert_eq!((a.calls(), b.calls()), (1, 1), "a refusal is not retried");
+        assert_eq!(s.sink.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn other_failures_fall_through_too() {
+    let failures = [
+        ProviderError::JobFailed {
+            provider: "a".into(),
+            job_id: "j".into(),
+            message: "nsfw".into(),
+        },
+        ProviderError::InvalidResponse {
+            provider: "a".into(),
+            reason: "no images".into(),
+        },
+        http("a", 422),
+    ];
+    for failure in failures {
+        let a = Scripted::new("a", vec![Step::Fail(failure.clone())]);
+        let b = Scripted::new("b", vec![Step::Png]);
+        let s = setup(&[a.clone(), b], vec![]);
+        let events = events_of(&s.generator, request()).await;
+        let trace = trace(&events);
+        assert_eq!(trace[1], format!("fallback a {}", failure.status().map_or("-".into(), |s| s.to_string())));
+        assert_eq!(trace.last().unwrap(), "done 1/0", "{failure}");
+        assert_eq!(a.calls(), 1, "{failure}: not retried");
+    }
+}
+
+#[tokio::test]
+async fn a_404_means_the_model_is_not_supported_and_nothing_else_is_tried() {
+    let a = Scripted::new("a", vec![Step::Fail(http("a", 404))]);
+    let b = Scripted::new("b", vec![Step::Png]);
+    let s = setup(&[a.clone(), b.clone()], vec![]);
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(trace(&events), ["attempt a", "error model_not_supported", "done 0/1"]);
+    assert_eq!(b.calls(), 0);
+    match events.iter().find_map(|e| match e {
+        GenerationEvent::Error { error, .. } => Some(error),
+        _ => None,
+    }) {
+        Some(Error::ModelNotSupported { provider, status, .. }) => {
+            assert_eq!((provider.as_str(), *status), ("a", Some(404)));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn passing_failures_are_retried_on_the_same_provider_then_fall_through() {
+    let a = Scripted::new("a", vec![Step::Fail(http("a", 503)), Step::Fail(http("a", 429)), Step::Png]);
+    let s = setup(&[a.clone()], vec![]);
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(
+        trace(&events),
+        ["attempt a", "retry a request 503", "retry a request 429", "media a", "done 1/0"]
+    );
+    assert_eq!(a.calls(), 3);
+
+    // Tries used up: the next provider, and every try listed when all fail.
+    let a = Scripted::new("a", vec![Step::Fail(http("a", 502))]);
+    let b = Scripted::new("b", vec![Step::Fail(http("b", 402))]);
+    let s = setup(&[a.clone(), b], vec![]);
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(
+        trace(&events),
+        [
+            "attempt a",
+            "retry a request 502",
+            "retry a request 502",
+            "fallback a 502",
+            "attempt b",
+            "fallback b 402",
+            "error all_providers_failed",
+            "done 0/1"
+        ]
+    );
+    assert_eq!(a.calls(), 3, "max_attempts tries");
+    let Some(GenerationEvent::Error {
+        error: Error::AllProvidersFailed { attempts, .. },
+        ..
+    }) = events.iter().find(|e| matches!(e, GenerationEvent::Error { .. }))
+    else {
+        panic!("no error")
+    };
+    let statuses: Vec<(&str, Option<u16>)> = attempts.iter().map(|a| (a.provider.as_str(), a.status)).collect();
+    assert_eq!(
+        statuses,
+        [("a", Some(502)), ("a", Some(502)), ("a", Some(502)), ("b", Some(402))]
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_bound_is_not_waited_for() {
+    let long = ProviderError::Http {
+        provider: "a".into(),
+        status: 429,
+        message: "slow down".into(),
+        retry_after: Some(Duration::from_secs(3600)),
+    };
+    let a = Scripted::new("a", vec![Step::Fail(long)]);
+    let b = Scripted::new("b", vec![Step::Png]);
+    let s = setup(&[a.clone(), b], vec![]);
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(trace(&events), ["attempt a", "fallback a 429", "attempt b", "media b", "done 1/0"]);
+}
+
+#[tokio::test]
+async fn the_hub_call_is_retried_on_passing_failures_only() {
+    let a = Scripted::new("a", vec![Step::Png]);
+    let busy = MappingError::Http {
+        model: MODEL.into(),
+        status: 503,
+        message: "busy".into(),
+    };
+    let s = setup(&[a.clone()], vec![busy]);
+    let events = events_of(&s.generator, request().n(3)).await;
+    let retries: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            GenerationEvent::Retry { task, provider, stage, .. } => Some((*task, provider.clone(), *stage)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, [(None, None, RetryStage::Mapping)], "one Hub retry for the whole request");
+    assert_eq!(s.hub.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(trace(&events).last().unwrap(), "done 3/0");
+
+    let missing = MappingError::ModelNotFound { model: MODEL.into() };
+    let s = setup(&[a], vec![missing]);
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(trace(&events), ["error model_not_found", "done 0/1"]);
+    assert_eq!(s.hub.calls.load(Ordering::SeqCst), 1, "a missing model is not asked again");
+}
+
+#[tokio::test]
+async fn the_deadline_ends_a_generation_with_the_tries_made_before_it() {
+    let a = Scripted::new("a", vec![Step::Fail(http("a", 402)), Step::Hang]);
+    let b = Scripted::new("b", vec![Step::Hang]);
+    let s = setup_with(&[a, b.clone()], vec![], |builder| {
+        builder.generation_timeout(Some(Duration::from_millis(200)))
+    });
+    let started = std::time::Instant::now();
+    let events = events_of(&s.generator, request()).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(trace(&events), ["attempt a", "fallback a 402", "attempt b", "error timeout", "done 0/1"]);
+    let Some(GenerationEvent::Error {
+        error: Error::Timeout { attempts, .. },
+        ..
+    }) = events.iter().find(|e| matches!(e, GenerationEvent::Error { .. }))
+    else {
+        panic!("no timeout")
+    };
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].status, Some(402));
+    assert!(b.dropped.load(Ordering::SeqCst), "the hanging call was cancelled");
+}
+
+#[tokio::test]
+async fn dropping_the_stream_cancels_the_providers_work() {
+    let a = Scripted::new("a", vec![Step::Hang]);
+    let s = setup(&[a.clone()], vec![]);
+    let mut events = s.generator.generate(request().n(2));
+    while let Some(event) = events.next().await {
+        if matches!(event, GenerationEvent::Attempt { .. }) && a.calls() == 2 {
+            break;
+        }
+    }
+    drop(events);
+    for _ in 0..100 {
+        if a.dropped.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(a.dropped.load(Ordering::SeqCst), "the provider's future was dropped");
+    assert!(s.sink.is_empty());
+}
+
+#[tokio::test]
+async fn every_generation_sends_its_own_seed_and_reports_it() {
+    let a = Scripted::new("a", vec![Step::Png]);
+    let s = setup(&[a.clone()], vec![]);
+    let params = GenerationParams {
+        seed: Some(41),
+        ..Default::default()
+    };
+    let events = events_of(&s.generator, request().n(3).params(params)).await;
+    let mut sent = a.seeds.lock().unwrap().clone();
+    sent.sort();
+    assert_eq!(sent, [Some(41), Some(42), Some(43)]);
+    let mut reported: Vec<(usize, Option<u64>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            GenerationEvent::Media(m) => Some((m.task, m.seed)),
+            _ => None,
+        })
+        .collect();
+    reported.sort();
+    assert_eq!(reported, [(0, Some(41)), (1, Some(42)), (2, Some(43))]);
+    let records: Vec<MediaRecord> = s.sink.items().into_iter().map(|m| m.record).collect();
+    assert!(records.iter().all(|r| r.seed.is_some() && r.parameters["seed"] == r.seed.unwrap()));
+
+    // Without a seed: a random one per generation, all different, each recorded.
+    let a = Scripted::new("a", vec![Step::Png]);
+    let s = setup(&[a.clone()], vec![]);
+    events_of(&s.generator, request().n(4)).await;
+    let mut sent: Vec<u64> = a.seeds.lock().unwrap().iter().map(|s| s.unwrap()).collect();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), 4, "four different seeds: {sent:?}");
+}
+
+/// A sink that fails with a retryable backend error a number of times, then stores in memory.
+#[derive(Debug)]
+struct FlakySink {
+    failures: AtomicUsize,
+    retryable: bool,
+    inner: MemorySink,
+}
+
+#[async_trait]
+impl MediaSink for FlakySink {
+    async fn store(&self, media: ByteStream, record: MediaRecord) -> Result<StoredMedia, SinkError> {
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(SinkError::backend("the object store answered 503", self.retryable));
+        }
+        self.inner.store(media, record).await
+    }
+}
+
+#[tokio::test]
+async fn retryable_sink_errors_are_retried_without_a_second_job() {
+    let a = Scripted::new("a", vec![Step::Png]);
+    let sink = Arc::new(FlakySink {
+        failures: AtomicUsize::new(2),
+        retryable: true,
+        inner: MemorySink::new(),
+    });
+    let s = setup_with(&[a.clone()], vec![], |builder| builder.sink(sink.clone()));
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(
+        trace(&events),
+        ["attempt a", "retry a store -", "retry a store -", "media a", "done 1/0"]
+    );
+    assert_eq!(a.calls(), 1, "the media was stored again, not asked for again");
+    assert_eq!(sink.inner.len(), 1);
+
+    let a = Scripted::new("a", vec![Step::Png]);
+    let sink = Arc::new(FlakySink {
+        failures: AtomicUsize::new(1),
+        retryable: false,
+        inner: MemorySink::new(),
+    });
+    let s = setup_with(&[a], vec![], |builder| builder.sink(sink));
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(trace(&events), ["attempt a", "error sink", "done 0/1"]);
+}
+
+#[tokio::test]
+async fn secrets_echoed_by_a_provider_reach_no_event() {
+    let echo = ProviderError::Http {
+        provider: "a".into(),
+        status: 401,
+        message: format!("invalid credentials: Authorization: Bearer {TOKEN}"),
+        retry_after: None,
+    };
+    let a = Scripted::new("a", vec![Step::Fail(echo)]);
+    let s = setup(&[a], vec![]);
+    let events = events_of(&s.generator, request()).await;
+    let wire: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+    let shown: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
+    for text in wire.iter().chain(&shown) {
+        assert!(!text.contains(TOKEN), "{text}");
+    }
+    assert!(wire.iter().any(|line| line.contains("Bearer [redacted]")), "{wire:?}");
+}
+
+#[tokio::test]
+async fn a_request_that_fails_its_checks_reports_once_and_never_asks_the_hub() {
+    let a = Scripted::new("a", vec![Step::Png]);
+    let s = setup(&[a.clone()], vec![]);
+    for bad in [request().n(0), request().concurrency(0), GenerateRequest::default().model(MODEL)] {
+        let events = events_of(&s.generator, bad).await;
+        let trace = trace(&events);
+        assert_eq!(trace[0], "error invalid_request", "{trace:?}");
+        assert_eq!(trace.len(), 2);
+    }
+    assert_eq!(s.hub.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(a.calls(), 0);
+}
