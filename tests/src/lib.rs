@@ -275,6 +275,29 @@ pub fn describe_request(request: &Request, token: &str) -> Value {
 
 /// The one request received on `path`, as [`describe_request`] JSON (with [`TOKEN`]); panics when the
 /// server received none or several.
+/// `value` with every `seed` number replaced by `"[random seed]"`: a request that sets no seed gets a
+/// random one per generation (so that `n` generations differ and each can be made again).
+pub fn random_seeds_redacted(value: impl Into<Value>) -> Value {
+    fn redact(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    if key == "seed" && v.is_number() {
+                        *v = Value::String("[random seed]".into());
+                    } else {
+                        redact(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    let mut value = value.into();
+    redact(&mut value);
+    value
+}
+
 pub async fn captured_request(server: &MockServer, path: &str) -> Value {
     let requests = requests_to(server, path).await;
     assert_eq!(

@@ -106,17 +106,38 @@ async fn every_provider_and_task_makes_real_media() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_request_gives_the_same_image() {
+async fn the_same_request_gives_the_same_image_and_n_gives_variations() {
     let (_emulator, running) = start().await;
+    let request = |seed: Option<u64>| {
+        GenerateRequest::new("a lighthouse")
+            .model("black-forest-labs/FLUX.1-schnell:hf-inference")
+            .params(GenerationParams { seed, ..small(false) })
+    };
+    // The same prompt and seed, asked twice: the same picture.
     let sink = MemorySink::new();
-    let request = GenerateRequest::new("a lighthouse")
-        .model("black-forest-labs/FLUX.1-schnell:hf-inference")
-        .params(small(false))
-        .n(2);
-    collect(generator(&running, &sink).generate(request)).await;
+    let twice = generator(&running, &sink);
+    collect(twice.generate(request(Some(7)))).await;
+    collect(twice.generate(request(Some(7)))).await;
     let items = sink.items();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0].bytes, items[1].bytes);
+    assert_eq!((items[0].record.seed, items[1].record.seed), (Some(7), Some(7)));
+
+    // `-n 4`: four different pictures, each with the seed it was made with (with a seed: S, S+1, …).
+    for seed in [Some(7), None] {
+        let sink = MemorySink::new();
+        collect(generator(&running, &sink).generate(request(seed).n(4))).await;
+        let items = sink.items();
+        assert_eq!(items.len(), 4);
+        let distinct: std::collections::HashSet<&[u8]> = items.iter().map(|m| m.bytes.as_ref()).collect();
+        assert_eq!(distinct.len(), 4, "{seed:?}: four different images");
+        let mut seeds: Vec<u64> = items.iter().map(|m| m.record.seed.unwrap()).collect();
+        seeds.sort();
+        if let Some(first) = seed {
+            assert_eq!(seeds, [first, first + 1, first + 2, first + 3]);
+        }
+        assert!(seeds.windows(2).all(|w| w[0] != w[1]), "{seeds:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,7 +203,10 @@ async fn fal_ai_text_to_image_through_the_queue() {
     assert!(first_status < media_at, "statuses come before the media");
 
     assert_cdn_without_credentials(&server, "/cdn/a.png").await;
-    insta::assert_json_snapshot!("fal_ai_text_to_image_requests", captured_router_requests(&server).await);
+    insta::assert_json_snapshot!(
+        "fal_ai_text_to_image_requests",
+        random_seeds_redacted(captured_router_requests(&server).await)
+    );
 }
 
 #[tokio::test]
@@ -246,7 +249,10 @@ async fn fal_ai_text_to_video_through_the_queue() {
     assert!(provider_statuses(&events).iter().any(|s| s.state == "in_progress"));
 
     assert_cdn_without_credentials(&server, "/cdn/v.mp4").await;
-    insta::assert_json_snapshot!("fal_ai_text_to_video_requests", captured_router_requests(&server).await);
+    insta::assert_json_snapshot!(
+        "fal_ai_text_to_video_requests",
+        random_seeds_redacted(captured_router_requests(&server).await)
+    );
 }
 
 /// A replicate prediction object (201 answer) with `output`.
@@ -390,7 +396,7 @@ async fn replicate_pinned_version_uses_the_predictions_route() {
     assert_eq!(sidecar["provider_id"], "owner/name:abc123");
     let sent = captured_request(&server, "/replicate/v1/predictions").await;
     assert_eq!(sent["body"]["version"], "abc123");
-    insta::assert_json_snapshot!("replicate_pinned_request", sent);
+    insta::assert_json_snapshot!("replicate_pinned_request", random_seeds_redacted(sent));
 }
 
 #[tokio::test]
@@ -435,7 +441,10 @@ async fn replicate_polls_a_prediction_that_outlives_the_wait() {
         .collect();
     assert_eq!(statuses, [("queued", Some("p2")), ("in_progress", Some("p2"))]);
     assert_cdn_without_credentials(&server, "/cdn/out.png").await;
-    insta::assert_json_snapshot!("replicate_polling_requests", captured_router_requests(&server).await);
+    insta::assert_json_snapshot!(
+        "replicate_polling_requests",
+        random_seeds_redacted(captured_router_requests(&server).await)
+    );
 }
 
 #[tokio::test]
@@ -599,7 +608,7 @@ async fn bill_to_is_sent_on_router_calls_only() {
         assert_eq!(sent[0].headers.get("x-hf-bill-to").unwrap(), "my-org", "{route}");
     }
     assert_cdn_without_credentials(&server, "/cdn/out.png").await;
-    insta::assert_json_snapshot!("bill_to_requests", captured_router_requests(&server).await);
+    insta::assert_json_snapshot!("bill_to_requests", random_seeds_redacted(captured_router_requests(&server).await));
 }
 
 #[tokio::test]

@@ -113,10 +113,19 @@ mod tests {
         for info in registry.infos() {
             assert!(info.needs_hub_mapping && !info.direct_only, "{}", info.name);
             let direct = info.direct.as_ref();
-            assert_eq!(direct.is_none(), info.name == "hf-inference", "{}: {direct:?}", info.name);
+            assert_eq!(
+                direct.is_none(),
+                info.name == "hf-inference",
+                "{}: {direct:?}",
+                info.name
+            );
             if let Some(direct) = direct {
                 assert!(direct.base_url.starts_with("https://"), "{}", info.name);
-                assert!(direct.key_env.is_some_and(|v| v.ends_with("_KEY") || v.ends_with("_TOKEN")));
+                assert!(
+                    direct
+                        .key_env
+                        .is_some_and(|v| v.ends_with("_KEY") || v.ends_with("_TOKEN"))
+                );
             }
         }
         let fal = registry.get("fal-ai").unwrap().info();

@@ -363,15 +363,16 @@ mod tests {
                 RetryStage::Download,
                 |attempt| {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    async move { Err(http(500 + u16::try_from(attempt).unwrap_or(0), None)) }
+                    // 502, 503, 504: transient all (501 is not).
+                    async move { Err(http(501 + u16::try_from(attempt).unwrap_or(0), None)) }
                 },
                 |notice, _| notices.push(notice.clone()),
             )
             .await;
-        assert_eq!(result.unwrap_err().status(), Some(503), "the third try's error");
+        assert_eq!(result.unwrap_err().status(), Some(504), "the third try's error");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let tries: Vec<(u32, Option<u16>)> = notices.iter().map(|n| (n.attempt, n.status)).collect();
-        assert_eq!(tries, [(1, Some(501)), (2, Some(502))]);
+        assert_eq!(tries, [(1, Some(502)), (2, Some(503))]);
         assert!(notices.iter().all(|n| n.stage == RetryStage::Download));
     }
 

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use hf_media_provider::providers::{Novita, Nscale, OpenAiCompatible, Together, WaveSpeed, ZaiOrg};
 use hf_media_provider::{
-    AuthScheme, GenerationParams, GenerationRequest, MediaProvider, PollConfig, ProviderContext, ProviderMapping,
-    Task,
+    AuthScheme, GenerationParams, GenerationRequest, MediaProvider, PollConfig, ProviderContext, ProviderMapping, Task,
 };
 use serde_json::{Map, Value, json};
 use url::Url;
