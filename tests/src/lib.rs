@@ -273,8 +273,6 @@ pub fn describe_request(request: &Request, token: &str) -> Value {
     })
 }
 
-/// The one request received on `path`, as [`describe_request`] JSON (with [`TOKEN`]); panics when the
-/// server received none or several.
 /// `value` with every `seed` number replaced by `"[random seed]"`: a request that sets no seed gets a
 /// random one per generation (so that `n` generations differ and each can be made again).
 pub fn random_seeds_redacted(value: impl Into<Value>) -> Value {
@@ -298,6 +296,8 @@ pub fn random_seeds_redacted(value: impl Into<Value>) -> Value {
     value
 }
 
+/// The one request received on `path`, as [`describe_request`] JSON (with [`TOKEN`]); panics when the
+/// server received none or several.
 pub async fn captured_request(server: &MockServer, path: &str) -> Value {
     let requests = requests_to(server, path).await;
     assert_eq!(

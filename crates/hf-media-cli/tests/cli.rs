@@ -540,3 +540,109 @@ fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// A provider that echoes the request's headers back: in a 401 error body (together), and inside a
+/// successful answer (fal-ai's result, which travels into the media event and the sidecar).
+struct EchoHeaders {
+    status: u16,
+    media: bool,
+}
+
+impl wiremock::Respond for EchoHeaders {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let headers: serde_json::Map<String, Value> = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap_or_default())))
+            .collect();
+        let authorization = headers.get("authorization").cloned().unwrap_or_default();
+        let body = if self.media {
+            let png = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                hf_media_sink::conformance::tiny_png(),
+            );
+            json!({"images": [{"url": format!("data:image/png;base64,{png}")}], "echo": headers,
+                   "note": format!("you sent {}", authorization.as_str().unwrap_or_default())})
+        } else {
+            json!({"error": format!("invalid credentials: {}", authorization.as_str().unwrap_or_default()),
+                   "headers": headers})
+        };
+        ResponseTemplate::new(self.status).set_body_json(body)
+    }
+}
+
+#[tokio::test]
+async fn a_provider_echoing_the_token_never_gets_it_shown() {
+    const CANARY: &str = "hf_canary_echo_4f2a9c";
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_mapping(
+        &server,
+        json!({
+            "together": {"status": "live", "providerId": "black-forest-labs/FLUX.1-schnell-Free", "task": "text-to-image"},
+            "fal-ai": {"status": "live", "providerId": "fal-ai/flux/schnell", "task": "text-to-image"}
+        }),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/together/v1/images/generations"))
+        .respond_with(EchoHeaders {
+            status: 401,
+            media: false,
+        })
+        .mount(&server)
+        .await;
+    // fal answers synchronously with the result (no queue), echoing the headers in it.
+    Mock::given(method("POST"))
+        .and(path("/fal-ai/fal-ai/flux/schnell"))
+        .respond_with(EchoHeaders { status: 200, media: true })
+        .mount(&server)
+        .await;
+    let out_dir = dir.path().join("out");
+    let output = run(
+        &["generate", "a fox", "-o", out_dir.to_str().unwrap(), "--json", "-v"],
+        &server,
+        Some(CANARY),
+        dir.path(),
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("Bearer [redacted]"), "the echo is kept, scrubbed: {stdout}");
+    assert!(!stdout.contains(CANARY), "stdout: {stdout}");
+    assert!(!stderr.contains(CANARY), "stderr: {stderr}");
+    let mut sidecars = 0;
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            sidecars += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains(CANARY), "{}: {text}", path.display());
+            assert!(text.contains("[redacted]"), "{text}");
+        }
+    }
+    assert_eq!(sidecars, 1);
+}
+
+#[tokio::test]
+async fn models_lists_the_emulators_catalogue_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hf-media"))
+        .args(["models", "--emulator", "--json"])
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HOME", dir.path())
+        .env("HF_HOME", dir.path().join("hf"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = json_lines(&output);
+    let models: Vec<&str> = lines.iter().map(|l| l["model"].as_str().unwrap()).collect();
+    assert!(models.contains(&"black-forest-labs/FLUX.1-schnell"), "{models:?}");
+    assert!(models.contains(&"Wan-AI/Wan2.1-T2V-14B"), "{models:?}");
+    assert!(
+        lines.iter().all(|l| !l["providers"].as_array().unwrap().is_empty()),
+        "only models with a live provider: {lines:?}"
+    );
+}

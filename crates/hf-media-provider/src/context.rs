@@ -142,21 +142,8 @@ impl ProviderContext {
     /// token is sent as `Authorization: Bearer …`.
     pub fn routed(http: reqwest::Client, router_url: &Url, provider: &str, token: Option<SecretString>) -> Self {
         let base = format!("{}/{provider}", router_url.as_str().trim_end_matches('/'));
-        ProviderContext {
-            provider: provider.to_owned(),
-            http,
-            base_url: Url::parse(&base).unwrap_or_else(|_| router_url.clone()),
-            routed: true,
-            key: token,
-            auth: AuthScheme::Bearer,
-            hub_url: default_hub(),
-            poll: PollConfig::default(),
-            reporter: None,
-            headers: Vec::new(),
-            request_timeout: None,
-            retry: RetryPolicy::default(),
-            secrets: Secrets::none(),
-        }
+        let base_url = Url::parse(&base).unwrap_or_else(|_| router_url.clone());
+        ProviderContext::new(http, base_url, provider, true, token, AuthScheme::Bearer)
     }
 
     /// A context for calls to the provider's own API with the provider's own key.
@@ -167,11 +154,22 @@ impl ProviderContext {
         key: Option<SecretString>,
         auth: AuthScheme,
     ) -> Self {
+        ProviderContext::new(http, base_url, provider, false, key, auth)
+    }
+
+    fn new(
+        http: reqwest::Client,
+        base_url: Url,
+        provider: &str,
+        routed: bool,
+        key: Option<SecretString>,
+        auth: AuthScheme,
+    ) -> Self {
         ProviderContext {
             provider: provider.to_owned(),
             http,
             base_url,
-            routed: false,
+            routed,
             key,
             auth,
             hub_url: default_hub(),

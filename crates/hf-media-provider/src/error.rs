@@ -82,6 +82,21 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// [`ProviderError::Http`]: `provider` answered `status` with `message`, asking to wait `retry_after`.
+    pub fn http(
+        provider: impl Into<String>,
+        status: u16,
+        message: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        ProviderError::Http {
+            provider: provider.into(),
+            status,
+            message: message.into(),
+            retry_after,
+        }
+    }
+
     /// [`ProviderError::InvalidResponse`]: `provider`'s answer did not have the documented shape.
     pub fn invalid_response(provider: impl Into<String>, reason: impl Into<String>) -> Self {
         ProviderError::InvalidResponse {
@@ -222,12 +237,7 @@ mod tests {
     use super::*;
 
     fn http(status: u16) -> ProviderError {
-        ProviderError::Http {
-            provider: "fal-ai".into(),
-            status,
-            message: "m".into(),
-            retry_after: None,
-        }
+        ProviderError::http("fal-ai", status, "m", None)
     }
 
     #[test]

@@ -1,10 +1,28 @@
-//! The answer of the OpenAI images API (`POST /v1/images/generations`), which together, nscale and every
-//! OpenAI-compatible server send: `{"data": [{"b64_json": …} | {"url": …}], …}`.
+//! The OpenAI images API (`POST /v1/images/generations`), which together, nscale and every
+//! OpenAI-compatible server speak: one call, answered `{"data": [{"b64_json": …} | {"url": …}], …}`.
 
 use serde_json::Value;
 
-use crate::http::{decode_base64, media_url};
-use crate::{MediaBody, MediaOutput, ProviderError};
+use crate::http::{self, decode_base64, media_url};
+use crate::{GenerationRequest, MediaBody, MediaOutput, ProviderContext, ProviderError};
+
+/// The images route.
+pub const IMAGE_ROUTE: &str = "/v1/images/generations";
+
+/// Makes one image for `provider`: POSTs `body` to [`IMAGE_ROUTE`] (a model's route) on the context's base
+/// and reads the answer with [`images_api_answer`]; the seed is the answer's, else the one asked for.
+pub(crate) async fn generate(
+    ctx: &ProviderContext,
+    provider: &str,
+    body: &Value,
+    request: &GenerationRequest,
+) -> Result<MediaOutput, ProviderError> {
+    let url = ctx.url(IMAGE_ROUTE)?;
+    let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(body)).await?;
+    let mut output = images_api_answer(provider, &answer)?;
+    output.seed = output.seed.or(request.params.seed);
+    Ok(output)
+}
 
 /// Reads an OpenAI-style images answer of `provider`: `data[0].b64_json` (decoded) or `data[0].url`, the
 /// rest of the answer kept as the provider's response (without the media bytes).

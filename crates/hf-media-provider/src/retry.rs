@@ -279,12 +279,7 @@ mod tests {
     use super::*;
 
     fn http(status: u16, retry_after: Option<Duration>) -> ProviderError {
-        ProviderError::Http {
-            provider: "p".into(),
-            status,
-            message: "m".into(),
-            retry_after,
-        }
+        ProviderError::http("p", status, "m", retry_after)
     }
 
     fn delay(policy: &RetryPolicy, failed: u32, error: &ProviderError) -> Option<Duration> {

@@ -28,10 +28,11 @@ pub(crate) struct HubFailure(pub MappingError);
 impl Retryable for HubFailure {
     fn transience(&self) -> Transience {
         match &self.0 {
-            MappingError::Http { status, .. } if matches!(status, 408 | 429 | 500 | 502 | 503 | 504) => {
-                Transience::Transient { retry_after: None }
+            MappingError::Http {
+                status: 408 | 429 | 500 | 502 | 503 | 504,
+                ..
             }
-            MappingError::Network { .. } => Transience::Transient { retry_after: None },
+            | MappingError::Network { .. } => Transience::Transient { retry_after: None },
             _ => Transience::Final,
         }
     }

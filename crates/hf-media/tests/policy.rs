@@ -302,7 +302,7 @@ async fn a_404_means_the_model_is_not_supported_and_nothing_else_is_tried() {
 #[tokio::test]
 async fn passing_failures_are_retried_on_the_same_provider_then_fall_through() {
     let a = Scripted::new("a", vec![Step::Fail(http("a", 503)), Step::Fail(http("a", 429)), Step::Png]);
-    let s = setup(&[a.clone()], vec![]);
+    let s = setup(std::slice::from_ref(&a), vec![]);
     let events = events_of(&s.generator, request()).await;
     assert_eq!(
         trace(&events),
@@ -366,7 +366,7 @@ async fn the_hub_call_is_retried_on_passing_failures_only() {
         status: 503,
         message: "busy".into(),
     };
-    let s = setup(&[a.clone()], vec![busy]);
+    let s = setup(std::slice::from_ref(&a), vec![busy]);
     let events = events_of(&s.generator, request().n(3)).await;
     let retries: Vec<_> = events
         .iter()
@@ -412,7 +412,7 @@ async fn the_deadline_ends_a_generation_with_the_tries_made_before_it() {
 #[tokio::test]
 async fn dropping_the_stream_cancels_the_providers_work() {
     let a = Scripted::new("a", vec![Step::Hang]);
-    let s = setup(&[a.clone()], vec![]);
+    let s = setup(std::slice::from_ref(&a), vec![]);
     let mut events = s.generator.generate(request().n(2));
     while let Some(event) = events.next().await {
         if matches!(event, GenerationEvent::Attempt { .. }) && a.calls() == 2 {
@@ -433,7 +433,7 @@ async fn dropping_the_stream_cancels_the_providers_work() {
 #[tokio::test]
 async fn every_generation_sends_its_own_seed_and_reports_it() {
     let a = Scripted::new("a", vec![Step::Png]);
-    let s = setup(&[a.clone()], vec![]);
+    let s = setup(std::slice::from_ref(&a), vec![]);
     let params = GenerationParams {
         seed: Some(41),
         ..Default::default()
@@ -456,7 +456,7 @@ async fn every_generation_sends_its_own_seed_and_reports_it() {
 
     // Without a seed: a random one per generation, all different, each recorded.
     let a = Scripted::new("a", vec![Step::Png]);
-    let s = setup(&[a.clone()], vec![]);
+    let s = setup(std::slice::from_ref(&a), vec![]);
     events_of(&s.generator, request().n(4)).await;
     let mut sent: Vec<u64> = a.seeds.lock().unwrap().iter().map(|s| s.unwrap()).collect();
     sent.sort();
@@ -494,7 +494,7 @@ async fn retryable_sink_errors_are_retried_without_a_second_job() {
         retryable: true,
         inner: MemorySink::new(),
     });
-    let s = setup_with(&[a.clone()], vec![], |builder| builder.sink(sink.clone()));
+    let s = setup_with(std::slice::from_ref(&a), vec![], |builder| builder.sink(sink.clone()));
     let events = events_of(&s.generator, request()).await;
     assert_eq!(
         trace(&events),
@@ -536,7 +536,7 @@ async fn secrets_echoed_by_a_provider_reach_no_event() {
 #[tokio::test]
 async fn a_request_that_fails_its_checks_reports_once_and_never_asks_the_hub() {
     let a = Scripted::new("a", vec![Step::Png]);
-    let s = setup(&[a.clone()], vec![]);
+    let s = setup(std::slice::from_ref(&a), vec![]);
     for bad in [request().n(0), request().concurrency(0), GenerateRequest::default().model(MODEL)] {
         let events = events_of(&s.generator, bad).await;
         let trace = trace(&events);

@@ -9,7 +9,7 @@
 //!   large answers parsed off the async workers);
 //! - polling: [`poll_until`] and [`Poll`] (status requests retried through the one retry mechanism,
 //!   within the polling deadline);
-//! - download: [`download`] (a plain GET without credentials, or a `data:` URL decoded in place) and
+//! - download: [`download()`] (a plain GET without credentials, or a `data:` URL decoded in place) and
 //!   [`body_stream`];
 //! - sanitising what answers carry: [`media_url`], [`job_id`], [`decode_base64`], [`strip_media`].
 

@@ -102,12 +102,7 @@ mod tests {
     use crate::{PollConfig, ProviderNotice, RetryNotice, Secrets};
 
     fn http(status: u16, retry_after: Option<Duration>) -> ProviderError {
-        ProviderError::Http {
-            provider: "p".into(),
-            status,
-            message: "echo hf_canary_secret".into(),
-            retry_after,
-        }
+        ProviderError::http("p", status, "echo hf_canary_secret", retry_after)
     }
 
     /// A context with fast polling and retries, and what it reported.

@@ -36,12 +36,7 @@ impl Target<'_> {
             (Target::Media, 404) => {
                 ProviderError::invalid_response(provider, format!("the media URL answered HTTP 404: {message}"))
             }
-            _ => ProviderError::Http {
-                provider: provider.to_owned(),
-                status,
-                message,
-                retry_after,
-            },
+            _ => ProviderError::http(provider, status, message, retry_after),
         }
     }
 }

@@ -7,10 +7,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::openai_images::images_api_answer;
+use crate::openai_images::{self, images_api_answer};
 use crate::{
     AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
-    Task, http, provider_parameters, size_as_wxh,
+    Task, provider_parameters, size_as_wxh,
 };
 
 /// The provider's Hub name.
@@ -25,7 +25,7 @@ static INFO: ProviderInfo = ProviderInfo::routed_with_api(
 );
 
 /// The image route.
-pub const IMAGE_ROUTE: &str = "/v1/images/generations";
+pub const IMAGE_ROUTE: &str = openai_images::IMAGE_ROUTE;
 
 /// Parameters nscale does not take: left out, with a warning when the caller set them.
 pub const LEFT_OUT: &[&str] = &["num_inference_steps", "cfg_scale"];
@@ -62,11 +62,7 @@ impl MediaProvider for Nscale {
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         ctx.warn_left_out(&request, LEFT_OUT);
-        let url = ctx.url(IMAGE_ROUTE)?;
-        let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
-        let mut output = parse_image(&answer)?;
-        output.seed = output.seed.or(request.params.seed);
-        Ok(output)
+        openai_images::generate(ctx, NSCALE, &payload(&request), &request).await
     }
 }
 

@@ -40,14 +40,14 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::openai_images::images_api_answer;
+use crate::openai_images;
 use crate::{
     AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
-    Task, http, provider_parameters, size_as_wxh,
+    Task, provider_parameters, size_as_wxh,
 };
 
 /// The image route.
-pub const IMAGE_ROUTE: &str = "/v1/images/generations";
+pub const IMAGE_ROUTE: &str = openai_images::IMAGE_ROUTE;
 const TASKS: &[Task] = &[Task::TextToImage];
 
 /// How the server is asked to send the image (`response_format`).
@@ -151,15 +151,7 @@ impl MediaProvider for OpenAiCompatible {
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        let url = ctx.url(IMAGE_ROUTE)?;
-        let answer = http::send_json(
-            ctx,
-            ctx.request(reqwest::Method::POST, url).json(&self.payload(&request)),
-        )
-        .await?;
-        let mut output = images_api_answer(self.name(), &answer)?;
-        output.seed = output.seed.or(request.params.seed);
-        Ok(output)
+        openai_images::generate(ctx, self.name(), &self.payload(&request), &request).await
     }
 }
 
@@ -214,12 +206,12 @@ mod tests {
 
     #[test]
     fn base64_and_url_answers() {
-        let out = images_api_answer("my-images", &json!({"data": [{"b64_json": "aGVsbG8="}]})).unwrap();
+        let out = openai_images::images_api_answer("my-images", &json!({"data": [{"b64_json": "aGVsbG8="}]})).unwrap();
         assert!(matches!(out.body, MediaBody::Bytes(ref b) if b.as_ref() == b"hello"));
-        let out = images_api_answer("my-images", &json!({"data": [{"url": "https://cdn.example/x.png"}]})).unwrap();
+        let out = openai_images::images_api_answer("my-images", &json!({"data": [{"url": "https://cdn.example/x.png"}]})).unwrap();
         assert!(matches!(out.body, MediaBody::Url(_)));
         assert!(matches!(
-            images_api_answer("my-images", &json!({"data": []})),
+            openai_images::images_api_answer("my-images", &json!({"data": []})),
             Err(ProviderError::InvalidResponse { ref provider, .. }) if provider == "my-images"
         ));
     }

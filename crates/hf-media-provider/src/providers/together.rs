@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::http::{self, Poll, Target};
-use crate::openai_images::images_api_answer;
+use crate::openai_images::{self, images_api_answer};
 use crate::{
     AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
     ProviderStatus, Task, answer, provider_parameters,
@@ -33,7 +33,7 @@ static INFO: ProviderInfo = ProviderInfo::routed_with_api(
 pub struct Together;
 
 /// The image route.
-pub const IMAGE_ROUTE: &str = "/v1/images/generations";
+pub const IMAGE_ROUTE: &str = openai_images::IMAGE_ROUTE;
 /// The video route (jobs are polled at `{VIDEO_ROUTE}/{id}`).
 pub const VIDEO_ROUTE: &str = "/v2/videos";
 
@@ -105,11 +105,7 @@ impl MediaProvider for Together {
         if request.mapping.task == Task::TextToVideo {
             return generate_video(ctx, &request).await;
         }
-        let url = ctx.url(IMAGE_ROUTE)?;
-        let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
-        let mut output = parse_image(&answer)?;
-        output.seed = output.seed.or(request.params.seed);
-        Ok(output)
+        openai_images::generate(ctx, TOGETHER, &payload(&request), &request).await
     }
 }
 
