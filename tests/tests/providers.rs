@@ -608,7 +608,10 @@ async fn bill_to_is_sent_on_router_calls_only() {
         assert_eq!(sent[0].headers.get("x-hf-bill-to").unwrap(), "my-org", "{route}");
     }
     assert_cdn_without_credentials(&server, "/cdn/out.png").await;
-    insta::assert_json_snapshot!("bill_to_requests", random_seeds_redacted(captured_router_requests(&server).await));
+    insta::assert_json_snapshot!(
+        "bill_to_requests",
+        random_seeds_redacted(captured_router_requests(&server).await)
+    );
 }
 
 #[tokio::test]

@@ -301,7 +301,11 @@ fn verdict(ok: bool) -> &'static str {
 /// A `hf-media generate` command against an emulator.
 fn generate(ctx: &Context, hub: &str, router: &str, model: &str, out: &Path) -> Command {
     let mut command = Command::new(&ctx.bin);
-    for var in ENDPOINT_VARS.iter().copied().chain(ctx.key_vars.iter().map(String::as_str)) {
+    for var in ENDPOINT_VARS
+        .iter()
+        .copied()
+        .chain(ctx.key_vars.iter().map(String::as_str))
+    {
         command.env_remove(var);
     }
     command

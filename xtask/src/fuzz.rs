@@ -38,13 +38,15 @@ pub fn run(cargo: &str, args: &[String]) -> ExitCode {
     for name in CRATES {
         command.args(["-p", name]);
     }
-    command.args(["--test", "properties"]);
+    // The provider properties reach the per-provider parsers through the `testing` feature (the
+    // sink's through its own), as CI's `--all-features` does.
+    command.args(["--all-features", "--test", "properties"]);
     if include_ignored {
         command.args(["--", "--include-ignored"]);
     }
     command.env("PROPTEST_CASES", cases.to_string()).stdout(Stdio::piped());
     eprintln!(
-        "$ PROPTEST_CASES={cases} cargo test --release --no-fail-fast -p {} --test properties",
+        "$ PROPTEST_CASES={cases} cargo test --release --no-fail-fast -p {} --all-features --test properties",
         CRATES.join(" -p ")
     );
     let started = Instant::now();

@@ -42,7 +42,11 @@ pub async fn run(args: ModelsArgs) -> ExitCode {
             Err(message) => return crate::usage_error(message),
         }
     } else {
-        (None, args.hf_endpoint.clone(), find_token().map(|(token, _source)| token))
+        (
+            None,
+            args.hf_endpoint.clone(),
+            find_token().map(|(token, _source)| token),
+        )
     };
     let client = match MappingClient::builder()
         .hub_url(hub_url)

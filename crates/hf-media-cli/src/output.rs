@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 /// The JSON line of an event: the library's wire form of it.
 pub fn event_json(event: &GenerationEvent) -> Value {
-    serde_json::to_value(event).unwrap_or_else(|e| json!({"event": "error", "kind": "internal", "message": e.to_string()}))
+    serde_json::to_value(event)
+        .unwrap_or_else(|e| json!({"event": "error", "kind": "internal", "message": e.to_string()}))
 }
 
 /// The human line of an event, or `None` for events shown only by the progress line.

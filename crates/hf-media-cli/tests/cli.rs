@@ -595,7 +595,10 @@ async fn a_provider_echoing_the_token_never_gets_it_shown() {
     // fal answers synchronously with the result (no queue), echoing the headers in it.
     Mock::given(method("POST"))
         .and(path("/fal-ai/fal-ai/flux/schnell"))
-        .respond_with(EchoHeaders { status: 200, media: true })
+        .respond_with(EchoHeaders {
+            status: 200,
+            media: true,
+        })
         .mount(&server)
         .await;
     let out_dir = dir.path().join("out");
@@ -609,7 +612,10 @@ async fn a_provider_echoing_the_token_never_gets_it_shown() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("Bearer [redacted]"), "the echo is kept, scrubbed: {stdout}");
+    assert!(
+        stdout.contains("Bearer [redacted]"),
+        "the echo is kept, scrubbed: {stdout}"
+    );
     assert!(!stdout.contains(CANARY), "stdout: {stdout}");
     assert!(!stderr.contains(CANARY), "stderr: {stderr}");
     let mut sidecars = 0;
@@ -636,7 +642,12 @@ async fn models_lists_the_emulators_catalogue_offline() {
         .output()
         .await
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines = json_lines(&output);
     let models: Vec<&str> = lines.iter().map(|l| l["model"].as_str().unwrap()).collect();
     assert!(models.contains(&"black-forest-labs/FLUX.1-schnell"), "{models:?}");

@@ -23,8 +23,15 @@ fn registry_key_vars() -> BTreeSet<String> {
 }
 
 fn run(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_hf-media")).args(args).output().unwrap();
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_hf-media"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -56,7 +63,10 @@ fn providers_json_is_the_registry_the_bench_reads() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    let names: BTreeSet<String> = lines.iter().map(|l| l["provider"].as_str().unwrap().to_owned()).collect();
+    let names: BTreeSet<String> = lines
+        .iter()
+        .map(|l| l["provider"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(names, registry_names());
     let vars: BTreeSet<String> = lines
         .iter()

@@ -380,6 +380,62 @@ mod tests {
     }
 
     #[test]
+    fn direct_contexts_call_the_given_base_with_the_given_auth() {
+        let base = Url::parse("https://queue.fal.run/").unwrap();
+        let ctx = ProviderContext::direct(
+            reqwest::Client::new(),
+            base,
+            "fal-ai",
+            Some("fal-key-1".to_owned().into()),
+            AuthScheme::Key,
+        );
+        assert!(!ctx.is_routed());
+        assert_eq!(
+            ctx.url("/fal-ai/flux/dev").unwrap().as_str(),
+            "https://queue.fal.run/fal-ai/flux/dev"
+        );
+        let request = ctx
+            .request(reqwest::Method::POST, ctx.url("/x").unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(request.headers()["authorization"], "Key fal-key-1");
+        let routed = ProviderContext::routed(
+            reqwest::Client::new(),
+            &Url::parse("https://router.huggingface.co").unwrap(),
+            "fal-ai",
+            None,
+        );
+        assert!(routed.is_routed() && routed.key.is_none());
+        assert_eq!(routed.base_url().as_str(), "https://router.huggingface.co/fal-ai");
+    }
+
+    #[test]
+    fn retry_notices_are_reported_without_secrets() {
+        let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&notices);
+        let ctx = ProviderContext::routed(
+            reqwest::Client::new(),
+            &Url::parse("https://router.huggingface.co").unwrap(),
+            "fal-ai",
+            None,
+        )
+        .with_secrets(Secrets::new([&"hf_canary_token".to_owned().into()]))
+        .with_reporter(Arc::new(move |notice| seen.lock().unwrap().push(notice)));
+        ctx.report_retry(&RetryNotice {
+            stage: crate::RetryStage::Poll,
+            attempt: 1,
+            delay: Duration::from_millis(5),
+            status: Some(500),
+            message: "echo: Bearer hf_canary_token".into(),
+        });
+        let notices = notices.lock().unwrap();
+        assert!(
+            matches!(&notices[..], [ProviderNotice::Retry(n)] if n.message == "echo: Bearer [redacted]"),
+            "{notices:?}"
+        );
+    }
+
+    #[test]
     fn statuses_name_their_job_and_queue_place() {
         let queued = ProviderStatus::queued("j1").with_queue_position(Some(3));
         assert_eq!(

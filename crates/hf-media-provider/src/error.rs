@@ -258,6 +258,15 @@ mod tests {
     #[test]
     fn constructors_fill_every_field() {
         assert_eq!(
+            ProviderError::http("fal-ai", 429, "slow down", Some(Duration::from_secs(2))),
+            ProviderError::Http {
+                provider: "fal-ai".into(),
+                status: 429,
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(
             ProviderError::invalid_response("together", "no `id`"),
             ProviderError::InvalidResponse {
                 provider: "together".into(),

@@ -46,7 +46,7 @@ pub struct GenerationRequest {
 /// # Contract
 /// - [`MediaProvider::info`] holds the provider's static facts: its Hub name (the key in the Hub's
 ///   mapping and the first path segment on the router), its tasks, its own API and key variable. The
-///   facade only asks it for the tasks it lists.
+///   facade only asks it for the tasks it lists (checked once, with [`ProviderInfo::check_task`]).
 /// - [`MediaProvider::generate`] does the whole job, including submit → poll → fetch for asynchronous
 ///   providers, and returns the media as bytes, a byte stream, or a URL for the caller to download. It
 ///   builds every URL from [`ProviderContext::url`] (so the same code runs against the router, the provider's

@@ -17,8 +17,7 @@ pub(crate) async fn generate(
     body: &Value,
     request: &GenerationRequest,
 ) -> Result<MediaOutput, ProviderError> {
-    let url = ctx.url(IMAGE_ROUTE)?;
-    let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(body)).await?;
+    let answer = http::post_json(ctx, IMAGE_ROUTE, body).await?;
     let mut output = images_api_answer(provider, &answer)?;
     output.seed = output.seed.or(request.params.seed);
     Ok(output)
@@ -46,6 +45,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn together_and_nscale_answers_in_base64_or_as_a_url() {
+        for provider in [crate::providers::TOGETHER, crate::providers::NSCALE] {
+            let out = images_api_answer(provider, &json!({"data": [{"b64_json": "aGVsbG8=", "index": 0}]})).unwrap();
+            assert!(matches!(out.body, MediaBody::Bytes(ref b) if b.as_ref() == b"hello"));
+            assert_eq!(out.provider_response.unwrap()["data"][0]["index"], json!(0));
+            let out =
+                images_api_answer(provider, &json!({"data": [{"url": "https://api.together.ai/x.jpg"}]})).unwrap();
+            assert!(matches!(out.body, MediaBody::Url(_)));
+            assert!(matches!(
+                images_api_answer(provider, &json!({"data": []})),
+                Err(ProviderError::InvalidResponse { .. })
+            ));
+            assert!(matches!(
+                images_api_answer(provider, &json!({"data": [{"b64_json": "%%%"}]})),
+                Err(ProviderError::InvalidResponse { .. })
+            ));
+        }
+    }
 
     #[test]
     fn base64_and_url_answers_carry_the_providers_name() {

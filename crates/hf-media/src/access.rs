@@ -40,9 +40,13 @@ impl Access {
     pub(crate) fn context_for(&self, provider: &dyn MediaProvider) -> ProviderContext {
         let name = provider.name();
         let ctx = match self.direct.get(name) {
-            Some(access) => {
-                ProviderContext::direct(self.http.clone(), access.base_url.clone(), name, access.key.clone(), access.auth)
-            }
+            Some(access) => ProviderContext::direct(
+                self.http.clone(),
+                access.base_url.clone(),
+                name,
+                access.key.clone(),
+                access.auth,
+            ),
             None => {
                 let ctx = ProviderContext::routed(self.http.clone(), &self.router_url, name, self.token.clone());
                 match &self.bill_to {

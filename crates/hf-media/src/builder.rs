@@ -292,7 +292,10 @@ impl MediaGeneratorBuilder {
             )));
         }
         let secrets = Secrets::new(token.iter().chain(direct.values().filter_map(|a| a.key.as_ref())));
-        let router_raw = config.router_url.clone().unwrap_or_else(|| DEFAULT_ROUTER_URL.to_owned());
+        let router_raw = config
+            .router_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ROUTER_URL.to_owned());
         let router_url = parse_base_url("router", &router_raw)?;
         let timeouts = &config.timeouts;
         let http = match http {

@@ -21,7 +21,11 @@ pub(crate) struct Emitter {
 impl Emitter {
     /// The request's emitter.
     pub(crate) fn new(tx: mpsc::UnboundedSender<GenerationEvent>, secrets: Secrets) -> Self {
-        Emitter { tx, task: None, secrets }
+        Emitter {
+            tx,
+            task: None,
+            secrets,
+        }
     }
 
     /// The emitter of generation `task`.

@@ -192,7 +192,9 @@ impl Error {
     /// 403 or 429), 500 for the server's own configuration or storage.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::Prompt(_) | Error::InvalidRequest(_) | Error::UnknownProvider { .. } | Error::NoProvider { .. } => 400,
+            Error::Prompt(_) | Error::InvalidRequest(_) | Error::UnknownProvider { .. } | Error::NoProvider { .. } => {
+                400
+            }
             Error::Mapping(MappingError::InvalidModelId { .. }) => 400,
             Error::Mapping(MappingError::ModelNotFound { .. }) | Error::ModelNotSupported { .. } => 404,
             Error::Mapping(MappingError::Unauthorized { .. }) => 403,
@@ -319,7 +321,11 @@ mod tests {
             Error::Mapping(MappingError::ModelNotFound { model: "a/b".into() }).http_status(),
             404
         );
-        assert_eq!(failed(&[Some(402), Some(402)]).http_status(), 402, "every provider wants credits");
+        assert_eq!(
+            failed(&[Some(402), Some(402)]).http_status(),
+            402,
+            "every provider wants credits"
+        );
         assert_eq!(failed(&[Some(402), Some(500)]).http_status(), 502);
         assert_eq!(failed(&[None]).http_status(), 502);
         let timeout = Error::Timeout {
@@ -327,7 +333,10 @@ mod tests {
             attempts: Vec::new(),
         };
         assert_eq!(timeout.http_status(), 504);
-        assert!(!timeout.to_string().contains("--timeout"), "no CLI wording in the library");
+        assert!(
+            !timeout.to_string().contains("--timeout"),
+            "no CLI wording in the library"
+        );
     }
 
     #[test]

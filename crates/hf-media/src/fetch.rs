@@ -12,11 +12,11 @@ use hf_media_sink::SinkError;
 use url::Url;
 
 use crate::Error;
+use crate::GeneratedMedia;
 use crate::emitter::Emitter;
 use crate::generator::Inner;
 use crate::record::Made;
 use crate::run::{AttemptFailure, Tries};
-use crate::GeneratedMedia;
 
 /// Where a media's bytes come from, as many times as they can be read.
 enum BodySource {
@@ -65,7 +65,9 @@ impl BodySource {
                     provider: provider.to_owned(),
                     message: "the answer's body broke and cannot be read again".into(),
                 }),
-            BodySource::Url(url) => http::download(http_client, provider, url).await.map(|(stream, _)| stream),
+            BodySource::Url(url) => http::download(http_client, provider, url)
+                .await
+                .map(|(stream, _)| stream),
         }
     }
 }
@@ -153,7 +155,11 @@ pub(crate) async fn deliver(
     let source = BodySource::new(body);
     let source_url = source.source_url();
     // A stream read once cannot be retried here: its failure goes back to the caller as the provider's.
-    let policy = if source.replayable() { inner.retry } else { RetryPolicy::none() };
+    let policy = if source.replayable() {
+        inner.retry
+    } else {
+        RetryPolicy::none()
+    };
     let outcome = policy
         .run(
             RetryStage::Download,

@@ -111,7 +111,12 @@ pub(crate) async fn make(inner: &Inner, request: GenerateRequest, emitter: &Emit
         }
         _ => fetch_mapping(inner, &spec.model, emitter).await?,
     };
-    let selection = select(&mapping, spec.provider.as_deref(), &inner.registry, &inner.provider_order)?;
+    let selection = select(
+        &mapping,
+        spec.provider.as_deref(),
+        &inner.registry,
+        &inner.provider_order,
+    )?;
     for message in &selection.warnings {
         emitter.warning(message);
     }

@@ -75,7 +75,12 @@ impl Retryable for AttemptFailure {
 }
 
 /// Runs generation `task` of `plan` to its media or its error, within the generation deadline.
-pub(crate) async fn generation(inner: &Inner, plan: &Plan, task: usize, emitter: &Emitter) -> Result<GeneratedMedia, Error> {
+pub(crate) async fn generation(
+    inner: &Inner,
+    plan: &Plan,
+    task: usize,
+    emitter: &Emitter,
+) -> Result<GeneratedMedia, Error> {
     let tries = Tries::default();
     let work = try_candidates(inner, plan, task, emitter, &tries);
     match inner.generation_timeout {

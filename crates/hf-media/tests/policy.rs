@@ -15,8 +15,8 @@ use hf_media::mapping::{MappingError, ModelMapping};
 use hf_media::provider::{GenerationRequest, MediaBody, MediaOutput, ProviderContext, ProviderInfo};
 use hf_media::sink::{ByteStream, MediaRecord, StoredMedia};
 use hf_media::{
-    Error, GenerateRequest, GenerationEvent, GenerationParams, MappingSource, MediaGenerator, MediaProvider,
-    MediaSink, MemorySink, ProviderError, ProviderRegistry, RetryPolicy, RetryStage, SinkError, Task,
+    Error, GenerateRequest, GenerationEvent, GenerationParams, MappingSource, MediaGenerator, MediaProvider, MediaSink,
+    MemorySink, ProviderError, ProviderRegistry, RetryPolicy, RetryStage, SinkError, Task,
 };
 use serde_json::json;
 
@@ -246,7 +246,13 @@ async fn refusals_fall_through_to_the_next_provider_in_order() {
         let events = events_of(&s.generator, request()).await;
         assert_eq!(
             trace(&events),
-            ["attempt a", &format!("fallback a {status}"), "attempt b", "media b", "done 1/0"],
+            [
+                "attempt a",
+                &format!("fallback a {status}"),
+                "attempt b",
+                "media b",
+                "done 1/0"
+            ],
             "{status}"
         );
         assert_eq!((a.calls(), b.calls()), (1, 1), "a refusal is not retried");
@@ -274,7 +280,10 @@ async fn other_failures_fall_through_too() {
         let s = setup(&[a.clone(), b], vec![]);
         let events = events_of(&s.generator, request()).await;
         let trace = trace(&events);
-        assert_eq!(trace[1], format!("fallback a {}", failure.status().map_or("-".into(), |s| s.to_string())));
+        assert_eq!(
+            trace[1],
+            format!("fallback a {}", failure.status().map_or("-".into(), |s| s.to_string()))
+        );
         assert_eq!(trace.last().unwrap(), "done 1/0", "{failure}");
         assert_eq!(a.calls(), 1, "{failure}: not retried");
     }
@@ -301,12 +310,21 @@ async fn a_404_means_the_model_is_not_supported_and_nothing_else_is_tried() {
 
 #[tokio::test]
 async fn passing_failures_are_retried_on_the_same_provider_then_fall_through() {
-    let a = Scripted::new("a", vec![Step::Fail(http("a", 503)), Step::Fail(http("a", 429)), Step::Png]);
+    let a = Scripted::new(
+        "a",
+        vec![Step::Fail(http("a", 503)), Step::Fail(http("a", 429)), Step::Png],
+    );
     let s = setup(std::slice::from_ref(&a), vec![]);
     let events = events_of(&s.generator, request()).await;
     assert_eq!(
         trace(&events),
-        ["attempt a", "retry a request 503", "retry a request 429", "media a", "done 1/0"]
+        [
+            "attempt a",
+            "retry a request 503",
+            "retry a request 429",
+            "media a",
+            "done 1/0"
+        ]
     );
     assert_eq!(a.calls(), 3);
 
@@ -355,7 +373,10 @@ async fn a_retry_after_longer_than_the_bound_is_not_waited_for() {
     let b = Scripted::new("b", vec![Step::Png]);
     let s = setup(&[a.clone(), b], vec![]);
     let events = events_of(&s.generator, request()).await;
-    assert_eq!(trace(&events), ["attempt a", "fallback a 429", "attempt b", "media b", "done 1/0"]);
+    assert_eq!(
+        trace(&events),
+        ["attempt a", "fallback a 429", "attempt b", "media b", "done 1/0"]
+    );
 }
 
 #[tokio::test]
@@ -371,11 +392,17 @@ async fn the_hub_call_is_retried_on_passing_failures_only() {
     let retries: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            GenerationEvent::Retry { task, provider, stage, .. } => Some((*task, provider.clone(), *stage)),
+            GenerationEvent::Retry {
+                task, provider, stage, ..
+            } => Some((*task, provider.clone(), *stage)),
             _ => None,
         })
         .collect();
-    assert_eq!(retries, [(None, None, RetryStage::Mapping)], "one Hub retry for the whole request");
+    assert_eq!(
+        retries,
+        [(None, None, RetryStage::Mapping)],
+        "one Hub retry for the whole request"
+    );
     assert_eq!(s.hub.calls.load(Ordering::SeqCst), 2);
     assert_eq!(trace(&events).last().unwrap(), "done 3/0");
 
@@ -383,7 +410,11 @@ async fn the_hub_call_is_retried_on_passing_failures_only() {
     let s = setup(&[a], vec![missing]);
     let events = events_of(&s.generator, request()).await;
     assert_eq!(trace(&events), ["error model_not_found", "done 0/1"]);
-    assert_eq!(s.hub.calls.load(Ordering::SeqCst), 1, "a missing model is not asked again");
+    assert_eq!(
+        s.hub.calls.load(Ordering::SeqCst),
+        1,
+        "a missing model is not asked again"
+    );
 }
 
 #[tokio::test]
@@ -396,7 +427,10 @@ async fn the_deadline_ends_a_generation_with_the_tries_made_before_it() {
     let started = std::time::Instant::now();
     let events = events_of(&s.generator, request()).await;
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(trace(&events), ["attempt a", "fallback a 402", "attempt b", "error timeout", "done 0/1"]);
+    assert_eq!(
+        trace(&events),
+        ["attempt a", "fallback a 402", "attempt b", "error timeout", "done 0/1"]
+    );
     let Some(GenerationEvent::Error {
         error: Error::Timeout { attempts, .. },
         ..
@@ -452,7 +486,11 @@ async fn every_generation_sends_its_own_seed_and_reports_it() {
     reported.sort();
     assert_eq!(reported, [(0, Some(41)), (1, Some(42)), (2, Some(43))]);
     let records: Vec<MediaRecord> = s.sink.items().into_iter().map(|m| m.record).collect();
-    assert!(records.iter().all(|r| r.seed.is_some() && r.parameters["seed"] == r.seed.unwrap()));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.seed.is_some() && r.parameters["seed"] == r.seed.unwrap())
+    );
 
     // Without a seed: a random one per generation, all different, each recorded.
     let a = Scripted::new("a", vec![Step::Png]);
@@ -537,7 +575,11 @@ async fn secrets_echoed_by_a_provider_reach_no_event() {
 async fn a_request_that_fails_its_checks_reports_once_and_never_asks_the_hub() {
     let a = Scripted::new("a", vec![Step::Png]);
     let s = setup(std::slice::from_ref(&a), vec![]);
-    for bad in [request().n(0), request().concurrency(0), GenerateRequest::default().model(MODEL)] {
+    for bad in [
+        request().n(0),
+        request().concurrency(0),
+        GenerateRequest::default().model(MODEL),
+    ] {
         let events = events_of(&s.generator, bad).await;
         let trace = trace(&events);
         assert_eq!(trace[0], "error invalid_request", "{trace:?}");

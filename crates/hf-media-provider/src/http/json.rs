@@ -74,6 +74,13 @@ pub async fn send_json(ctx: &ProviderContext, request: reqwest::RequestBuilder) 
     send_json_to(ctx, Target::Model, request).await
 }
 
+/// POSTs `body` as JSON to `path_and_query` on the context's base ([`ProviderContext::url`]), a model's
+/// route ([`Target::Model`]), and reads the JSON answer: most providers' submit.
+pub async fn post_json(ctx: &ProviderContext, path_and_query: &str, body: &Value) -> Result<Value, ProviderError> {
+    let url = ctx.url(path_and_query)?;
+    send_json(ctx, ctx.request(reqwest::Method::POST, url).json(body)).await
+}
+
 /// Sends a request to `target` (see [`Target`] for what a 404 means there) and reads its JSON answer.
 pub async fn send_json_to(
     ctx: &ProviderContext,

@@ -5,10 +5,10 @@
 //!   [`Target::Job`]: the job is gone, [`Target::Media`]: the answer named a missing media);
 //!   [`error_message`] and [`json_error_text`] (where providers put their error text), [`retry_after`],
 //!   [`describe`] (a reqwest error without its URL);
-//! - bounded JSON reading: [`read_json`], [`send_json`], [`send_json_to`] (at most [`MAX_JSON_BYTES`],
-//!   large answers parsed off the async workers);
-//! - polling: [`poll_until`] and [`Poll`] (status requests retried through the one retry mechanism,
-//!   within the polling deadline);
+//! - bounded JSON reading: [`read_json`], [`send_json`], [`send_json_to`], [`post_json`] (at most
+//!   [`MAX_JSON_BYTES`], large answers parsed off the async workers);
+//! - polling: [`poll_until`], [`poll_job`] and [`Poll`] (status requests retried through the one retry
+//!   mechanism, within the polling deadline);
 //! - download: [`download()`] (a plain GET without credentials, or a `data:` URL decoded in place) and
 //!   [`body_stream`];
 //! - sanitising what answers carry: [`media_url`], [`job_id`], [`decode_base64`], [`strip_media`].
@@ -22,7 +22,7 @@ mod sanitize;
 
 pub use download::{body_stream, download};
 pub use error_text::{error_message, json_error_text, retry_after};
-pub use json::{MAX_JSON_BYTES, read_json, send_json, send_json_to};
-pub use poll::{MAX_POLL_FAILURES, Poll, poll_until};
+pub use json::{MAX_JSON_BYTES, post_json, read_json, send_json, send_json_to};
+pub use poll::{MAX_POLL_FAILURES, Poll, poll_job, poll_until};
 pub use request::{Target, check_status, describe, http_error, send, send_to, send_unchecked};
 pub use sanitize::{decode_base64, job_id, media_url, strip_media};

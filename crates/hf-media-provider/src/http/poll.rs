@@ -4,8 +4,11 @@
 
 use std::future::Future;
 
+use serde_json::Value;
 use tokio::time::Instant;
 
+use super::json::send_json_to;
+use super::request::Target;
 use crate::{ProviderContext, ProviderError, ProviderStatus, RetryPolicy, RetryStage};
 
 /// What one poll found.
@@ -89,6 +92,22 @@ where
         }
     }
     Err(ProviderError::timeout(ctx.provider(), what, started.elapsed()))
+}
+
+/// The common case of [`poll_until`]: each status request is `request()`, sent to the own URL of job
+/// `job_id` ([`Target::Job`]: a 404 means the job is gone), and its JSON answer is read with `read`.
+pub async fn poll_job<T>(
+    ctx: &ProviderContext,
+    job_id: &str,
+    what: &str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+    read: impl Fn(&Value) -> Result<Poll<T>, ProviderError>,
+) -> Result<T, ProviderError> {
+    let (request, read) = (&request, &read);
+    poll_until(ctx, what, |_| async move {
+        read(&send_json_to(ctx, Target::Job(job_id), request()).await?)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -159,13 +159,7 @@ impl MediaProvider for FalAi {
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        let submit_url = ctx.url(&route(ctx, &request))?;
-        let answer = http::send_json(
-            ctx,
-            ctx.request(reqwest::Method::POST, submit_url)
-                .json(&payload(ctx, &request)),
-        )
-        .await?;
+        let answer = http::post_json(ctx, &route(ctx, &request), &payload(ctx, &request)).await?;
         // A synchronous deployment answers with the result directly.
         if answer.get("images").is_some() || answer.get("video").is_some() {
             return parse_result(&request.mapping.task, &answer);
@@ -180,13 +174,15 @@ impl MediaProvider for FalAi {
         let status_url = ctx.url(&with_query(format!("{}/status", job.response_path)))?;
         let result_url = ctx.url(&with_query(job.response_path.clone()))?;
         // The status and result URLs are the job's own: a 404 there means the job is gone.
-        let target = Target::Job(&job.request_id);
-        http::poll_until(ctx, &format!("waiting for fal job {}", job.request_id), |_| {
-            let request = ctx.request(reqwest::Method::GET, status_url.clone());
-            let job = &job;
-            async move { parse_status(job, &http::send_json_to(ctx, target, request).await?) }
-        })
+        http::poll_job(
+            ctx,
+            &job.request_id,
+            &format!("waiting for fal job {}", job.request_id),
+            || ctx.request(reqwest::Method::GET, status_url.clone()),
+            |status| parse_status(&job, status),
+        )
         .await?;
+        let target = Target::Job(&job.request_id);
         let result = http::send_json_to(ctx, target, ctx.request(reqwest::Method::GET, result_url)).await?;
         parse_result(&request.mapping.task, &result)
     }

@@ -44,11 +44,18 @@ pub(crate) mod testing {
     }
     pub mod nscale {
         //! nscale's protocol pieces.
-        pub use crate::providers::nscale::{IMAGE_ROUTE, LEFT_OUT, NSCALE, parse_image, payload};
+        pub use crate::openai_images::IMAGE_ROUTE;
+        pub use crate::providers::nscale::{LEFT_OUT, NSCALE, payload};
+
+        /// Reads nscale's image answer (the OpenAI images shape).
+        pub fn parse_image(answer: &serde_json::Value) -> Result<crate::MediaOutput, crate::ProviderError> {
+            crate::openai_images::images_api_answer(NSCALE, answer)
+        }
     }
     pub mod openai_compatible {
         //! The OpenAI-compatible provider's protocol pieces.
-        pub use crate::providers::openai_compatible::{IMAGE_ROUTE, payload};
+        pub use crate::openai_images::IMAGE_ROUTE;
+        pub use crate::providers::openai_compatible::payload;
     }
     pub mod replicate {
         //! replicate's protocol pieces.
@@ -56,9 +63,13 @@ pub(crate) mod testing {
     }
     pub mod together {
         //! together's protocol pieces.
-        pub use crate::providers::together::{
-            IMAGE_ROUTE, TOGETHER, VIDEO_LEFT_OUT, VIDEO_ROUTE, parse_image, parse_video_job, payload,
-        };
+        pub use crate::openai_images::IMAGE_ROUTE;
+        pub use crate::providers::together::{TOGETHER, VIDEO_LEFT_OUT, VIDEO_ROUTE, parse_video_job, payload};
+
+        /// Reads together's image answer (the OpenAI images shape).
+        pub fn parse_image(answer: &serde_json::Value) -> Result<crate::MediaOutput, crate::ProviderError> {
+            crate::openai_images::images_api_answer(TOGETHER, answer)
+        }
     }
     pub mod wavespeed {
         //! wavespeed's protocol pieces.

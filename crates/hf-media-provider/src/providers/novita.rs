@@ -14,7 +14,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::http::{self, Poll, Target};
+use crate::http::{self, Poll};
 use crate::{
     AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
     ProviderStatus, Task, answer, provider_parameters,
@@ -107,13 +107,7 @@ pub fn parse_task_result(task_id: &str, answer: &Value) -> Result<Poll<MediaOutp
             answer::media_at(NOVITA, url, answer).map(Poll::Ready)
         }
         STATUS_FAILED => {
-            let message = task
-                .and_then(|t| t.get("reason"))
-                .and_then(Value::as_str)
-                .filter(|s| !s.trim().is_empty())
-                .map(str::to_owned)
-                .or_else(|| http::json_error_text(answer))
-                .unwrap_or_else(|| "the task failed".into());
+            let message = answer::failure_message(task.and_then(|t| t.get("reason")), answer, "the task failed");
             Err(ProviderError::job_failed(NOVITA, id, message))
         }
         STATUS_QUEUED => Ok(Poll::Pending(ProviderStatus::queued(id))),
@@ -134,16 +128,17 @@ impl MediaProvider for Novita {
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        let url = ctx.url(&route(&request))?;
-        let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
+        let answer = http::post_json(ctx, &route(&request), &payload(&request)).await?;
         let id = parse_task_id(&answer)?;
         // The submit answer has no status: the first poll reports the task's state.
         let poll_url = ctx.url(&task_result_route(&id))?;
-        http::poll_until(ctx, &format!("waiting for novita task {id}"), |_| {
-            let get = ctx.request(reqwest::Method::GET, poll_url.clone());
-            let id = id.as_str();
-            async move { parse_task_result(id, &http::send_json_to(ctx, Target::Job(id), get).await?) }
-        })
+        http::poll_job(
+            ctx,
+            &id,
+            &format!("waiting for novita task {id}"),
+            || ctx.request(reqwest::Method::GET, poll_url.clone()),
+            |answer| parse_task_result(&id, answer),
+        )
         .await
     }
 }

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::openai_images::{self, images_api_answer};
+use crate::openai_images;
 use crate::{
     AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
     Task, provider_parameters, size_as_wxh,
@@ -23,9 +23,6 @@ static INFO: ProviderInfo = ProviderInfo::routed_with_api(
     TASKS,
     DirectApi::new(NSCALE_API_URL, "NSCALE_API_KEY", AuthScheme::Bearer),
 );
-
-/// The image route.
-pub const IMAGE_ROUTE: &str = openai_images::IMAGE_ROUTE;
 
 /// Parameters nscale does not take: left out, with a warning when the caller set them.
 pub const LEFT_OUT: &[&str] = &["num_inference_steps", "cfg_scale"];
@@ -49,11 +46,6 @@ pub fn payload(request: &GenerationRequest) -> Value {
     Value::Object(body)
 }
 
-/// Reads an image answer (the OpenAI images shape: `data[0].b64_json` or `data[0].url`).
-pub fn parse_image(answer: &Value) -> Result<MediaOutput, ProviderError> {
-    images_api_answer(NSCALE, answer)
-}
-
 #[async_trait]
 impl MediaProvider for Nscale {
     fn info(&self) -> &ProviderInfo {
@@ -71,7 +63,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::MediaBody;
     use crate::{GenerationParams, ProviderMapping};
 
     fn request(params: GenerationParams) -> GenerationRequest {
@@ -97,21 +88,5 @@ mod tests {
             json!({"prompt": "a fox", "model": "stabilityai/sdxl", "response_format": "b64_json",
                    "size": "1024x768", "seed": 3})
         );
-    }
-
-    #[test]
-    fn base64_and_url_answers() {
-        let out = parse_image(&json!({"data": [{"b64_json": "aGVsbG8="}]})).unwrap();
-        assert!(matches!(out.body, MediaBody::Bytes(ref b) if b.as_ref() == b"hello"));
-        let out = parse_image(&json!({"data": [{"url": "https://cdn.nscale.com/x.png"}]})).unwrap();
-        assert!(matches!(out.body, MediaBody::Url(_)));
-        assert!(matches!(
-            parse_image(&json!({"data": []})),
-            Err(ProviderError::InvalidResponse { .. })
-        ));
-        assert!(matches!(
-            parse_image(&json!({"data": [{"b64_json": "%%%"}]})),
-            Err(ProviderError::InvalidResponse { .. })
-        ));
     }
 }

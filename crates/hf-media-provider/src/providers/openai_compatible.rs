@@ -46,8 +46,6 @@ use crate::{
     Task, provider_parameters, size_as_wxh,
 };
 
-/// The image route.
-pub const IMAGE_ROUTE: &str = openai_images::IMAGE_ROUTE;
 const TASKS: &[Task] = &[Task::TextToImage];
 
 /// How the server is asked to send the image (`response_format`).
@@ -208,7 +206,9 @@ mod tests {
     fn base64_and_url_answers() {
         let out = openai_images::images_api_answer("my-images", &json!({"data": [{"b64_json": "aGVsbG8="}]})).unwrap();
         assert!(matches!(out.body, MediaBody::Bytes(ref b) if b.as_ref() == b"hello"));
-        let out = openai_images::images_api_answer("my-images", &json!({"data": [{"url": "https://cdn.example/x.png"}]})).unwrap();
+        let out =
+            openai_images::images_api_answer("my-images", &json!({"data": [{"url": "https://cdn.example/x.png"}]}))
+                .unwrap();
         assert!(matches!(out.body, MediaBody::Url(_)));
         assert!(matches!(
             openai_images::images_api_answer("my-images", &json!({"data": []})),

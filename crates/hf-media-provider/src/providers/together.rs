@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::http::{self, Poll, Target};
-use crate::openai_images::{self, images_api_answer};
+use crate::http::{self, Poll};
+use crate::openai_images;
 use crate::{
     AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
     ProviderStatus, Task, answer, provider_parameters,
@@ -32,8 +32,6 @@ static INFO: ProviderInfo = ProviderInfo::routed_with_api(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Together;
 
-/// The image route.
-pub const IMAGE_ROUTE: &str = openai_images::IMAGE_ROUTE;
 /// The video route (jobs are polled at `{VIDEO_ROUTE}/{id}`).
 pub const VIDEO_ROUTE: &str = "/v2/videos";
 
@@ -90,11 +88,6 @@ pub fn parse_video_job(answer: &Value) -> Result<Poll<MediaOutput>, ProviderErro
     }
 }
 
-/// Reads an image answer (the OpenAI images shape: `data[0].b64_json` or `data[0].url`).
-pub fn parse_image(answer: &Value) -> Result<MediaOutput, ProviderError> {
-    images_api_answer(TOGETHER, answer)
-}
-
 #[async_trait]
 impl MediaProvider for Together {
     fn info(&self) -> &ProviderInfo {
@@ -111,10 +104,7 @@ impl MediaProvider for Together {
 
 async fn generate_video(ctx: &ProviderContext, request: &GenerationRequest) -> Result<MediaOutput, ProviderError> {
     ctx.warn_left_out(request, VIDEO_LEFT_OUT);
-    let submit = ctx
-        .request(reqwest::Method::POST, ctx.url(VIDEO_ROUTE)?)
-        .json(&payload(request));
-    let job = http::send_json(ctx, submit).await?;
+    let job = http::post_json(ctx, VIDEO_ROUTE, &payload(request)).await?;
     let status = match parse_video_job(&job)? {
         Poll::Ready(output) => return Ok(output),
         Poll::Pending(status) => status,
@@ -122,11 +112,13 @@ async fn generate_video(ctx: &ProviderContext, request: &GenerationRequest) -> R
     let id = http::job_id(TOGETHER, status.job_id.as_deref().unwrap_or_default())?.to_owned();
     ctx.report(status);
     let job_url = ctx.url(&format!("{VIDEO_ROUTE}/{id}"))?;
-    http::poll_until(ctx, &format!("waiting for together video job {id}"), |_| {
-        let get = ctx.request(reqwest::Method::GET, job_url.clone());
-        let target = Target::Job(&id);
-        async move { parse_video_job(&http::send_json_to(ctx, target, get).await?) }
-    })
+    http::poll_job(
+        ctx,
+        &id,
+        &format!("waiting for together video job {id}"),
+        || ctx.request(reqwest::Method::GET, job_url.clone()),
+        parse_video_job,
+    )
     .await
 }
 
@@ -187,22 +179,5 @@ mod tests {
             payload(&request),
             json!({"prompt": "a fox running", "model": "Wan-AI/Wan2.2-T2V", "seed": 3, "steps": 20})
         );
-    }
-
-    #[test]
-    fn base64_and_url_answers() {
-        let out = parse_image(&json!({"data": [{"b64_json": "aGVsbG8=", "index": 0}]})).unwrap();
-        assert!(matches!(out.body, MediaBody::Bytes(ref b) if b.as_ref() == b"hello"));
-        assert_eq!(out.provider_response.unwrap()["data"][0]["index"], json!(0));
-        let out = parse_image(&json!({"data": [{"url": "https://api.together.ai/x.jpg"}]})).unwrap();
-        assert!(matches!(out.body, MediaBody::Url(_)));
-        assert!(matches!(
-            parse_image(&json!({"data": []})),
-            Err(ProviderError::InvalidResponse { .. })
-        ));
-        assert!(matches!(
-            parse_image(&json!({"data": [{"b64_json": "%%%"}]})),
-            Err(ProviderError::InvalidResponse { .. })
-        ));
     }
 }

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use crate::http::{self, Poll, Target};
+use crate::http::{self, Poll};
 use crate::{
     AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
     ProviderStatus, Task, answer, provider_parameters,
@@ -99,13 +99,7 @@ pub fn parse_result(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> 
             answer::media_at(WAVESPEED, url, answer).map(Poll::Ready)
         }
         "failed" => {
-            let message = data
-                .and_then(|d| d.get("error"))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .or_else(|| http::json_error_text(answer))
-                .unwrap_or_else(|| "the prediction failed".into());
+            let message = answer::failure_message(data.and_then(|d| d.get("error")), answer, "the prediction failed");
             Err(ProviderError::job_failed(WAVESPEED, id, message))
         }
         "created" => Ok(Poll::Pending(ProviderStatus::queued(id))),
@@ -125,22 +119,22 @@ impl MediaProvider for WaveSpeed {
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
-        let url = ctx.url(&route(&request))?;
-        let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).json(&payload(&request))).await?;
-        match parse_result(&answer) {
-            Ok(Poll::Ready(output)) => return Ok(output),
-            Ok(Poll::Pending(status)) => ctx.report(status),
-            Err(e @ ProviderError::JobFailed { .. }) => return Err(e),
-            // A submit answer need not carry a status; the job id and result URL are what matter.
-            Err(_) => {}
+        let answer = http::post_json(ctx, &route(&request), &payload(&request)).await?;
+        // A submit answer need not carry a status; the job id and result URL are what matter.
+        match answer::submitted(parse_result(&answer))? {
+            Some(Poll::Ready(output)) => return Ok(output),
+            Some(Poll::Pending(status)) => ctx.report(status),
+            None => {}
         }
         let job = parse_submit(&answer)?;
         let poll_url = ctx.url_for_path_of(&job.result_url, None)?;
-        let target = Target::Job(&job.id);
-        http::poll_until(ctx, &format!("waiting for wavespeed prediction {}", job.id), |_| {
-            let get = ctx.request(reqwest::Method::GET, poll_url.clone());
-            async move { parse_result(&http::send_json_to(ctx, target, get).await?) }
-        })
+        http::poll_job(
+            ctx,
+            &job.id,
+            &format!("waiting for wavespeed prediction {}", job.id),
+            || ctx.request(reqwest::Method::GET, poll_url.clone()),
+            parse_result,
+        )
         .await
     }
 }

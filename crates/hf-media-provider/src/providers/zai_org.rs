@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::http::{self, Poll, Target};
+use crate::http::{self, Poll};
 use crate::{
     AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
     ProviderStatus, Task, answer, provider_parameters, size_as_wxh,
@@ -89,7 +89,7 @@ pub fn parse_task(answer: &Value) -> Result<Poll<MediaOutput>, ProviderError> {
         "FAIL" => Err(ProviderError::job_failed(
             ZAI_ORG,
             id,
-            http::json_error_text(answer).unwrap_or_else(|| "the task failed".into()),
+            answer::failure_message(None, answer, "the task failed"),
         )),
         "PROCESSING" => Ok(Poll::Pending(ProviderStatus::in_progress(id))),
         // An unknown status is final: a job is never polled forever on a word nobody documented.
@@ -120,23 +120,24 @@ impl MediaProvider for ZaiOrg {
         let url = ctx.url(IMAGE_ROUTE)?;
         let submit = zai_request(ctx, reqwest::Method::POST, url).json(&payload(&request));
         let answer = http::send_json(ctx, submit).await?;
-        let status = match parse_task(&answer) {
-            Ok(Poll::Ready(output)) => return Ok(output),
-            Ok(Poll::Pending(status)) => Some(status),
-            Err(e @ ProviderError::JobFailed { .. }) => return Err(e),
-            // A submit answer without a status is still polled when it names the task.
-            Err(_) => None,
+        // A submit answer without a status is still polled when it names the task.
+        let status = match answer::submitted(parse_task(&answer))? {
+            Some(Poll::Ready(output)) => return Ok(output),
+            Some(Poll::Pending(status)) => Some(status),
+            None => None,
         };
         let id = parse_task_id(&answer)?;
         if let Some(status) = status {
             ctx.report(status);
         }
         let poll_url = ctx.url(&result_route(&id))?;
-        let target = Target::Job(&id);
-        http::poll_until(ctx, &format!("waiting for zai-org task {id}"), |_| {
-            let get = zai_request(ctx, reqwest::Method::GET, poll_url.clone());
-            async move { parse_task(&http::send_json_to(ctx, target, get).await?) }
-        })
+        http::poll_job(
+            ctx,
+            &id,
+            &format!("waiting for zai-org task {id}"),
+            || zai_request(ctx, reqwest::Method::GET, poll_url.clone()),
+            parse_task,
+        )
         .await
     }
 }
