@@ -86,6 +86,9 @@ pub struct GenerateArgs {
     /// Guidance scale.
     #[arg(long, value_name = "G")]
     pub guidance_scale: Option<f64>,
+    /// How far an edit may move from the input image, from 0 (keep it) to 1 (ignore it).
+    #[arg(long, value_name = "S")]
+    pub strength: Option<f64>,
     /// Scheduler / sampler name.
     #[arg(long)]
     pub scheduler: Option<String>,

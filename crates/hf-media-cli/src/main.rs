@@ -157,6 +157,7 @@ fn build_request(args: &GenerateArgs) -> Result<GenerateRequest, String> {
         aspect_ratio,
         num_inference_steps: args.steps,
         guidance_scale: args.guidance_scale,
+        strength: args.strength,
         seed: args.seed,
         scheduler: args.scheduler.clone(),
         num_frames: args.num_frames,

@@ -9,8 +9,8 @@ mod types;
 pub use client::{DEFAULT_CACHE_TTL, DEFAULT_HUB_URL, MappingClient, MappingClientBuilder, validate_model_id};
 pub use error::MappingError;
 pub use types::{
-    DEFAULT_LIST_LIMIT, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MappingStatus, ModelMapping, ModelQuery, ProviderMapping,
-    Task,
+    DEFAULT_LIST_LIMIT, DEFAULT_PAGE_SIZE, ImageInput, MAX_PAGE_SIZE, MappingStatus, ModelMapping, ModelQuery, Output,
+    ProviderMapping, Task,
 };
 
 /// Re-exported so callers can build tokens without naming the `secrecy` crate.

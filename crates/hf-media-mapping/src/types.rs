@@ -4,30 +4,109 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A Hub pipeline task, as named in mapping entries.
+///
+/// `#[non_exhaustive]`: a task added later is not a breaking change, and every `match` outside this crate
+/// has a `_` arm, so the compiler (not grep) points at each place that must handle a new one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
+#[non_exhaustive]
 pub enum Task {
     /// `text-to-image`.
     TextToImage,
     /// `text-to-video`.
     TextToVideo,
-    /// Any other task (`conversational`, `image-to-image`, …), kept by name.
+    /// `image-to-image`: an edit of one or more input images.
+    ImageToImage,
+    /// `image-to-video`: an input image animated.
+    ImageToVideo,
+    /// `image-text-to-image`: an image from a prompt and an optional input image.
+    ImageTextToImage,
+    /// `image-text-to-video`: a video from a prompt and an optional input image.
+    ImageTextToVideo,
+    /// Any other task (`conversational`, `image-to-text`, …), kept by name.
     Other(String),
 }
 
+/// Whether a task takes input images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageInput {
+    /// It takes none.
+    None,
+    /// It needs at least one.
+    Required,
+    /// It takes one if given.
+    Optional,
+}
+
+/// What a media task makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// An image.
+    Image,
+    /// A video.
+    Video,
+}
+
 impl Task {
+    /// The six media tasks hf-media knows.
+    pub const MEDIA: [Task; 6] = [
+        Task::TextToImage,
+        Task::TextToVideo,
+        Task::ImageToImage,
+        Task::ImageToVideo,
+        Task::ImageTextToImage,
+        Task::ImageTextToVideo,
+    ];
+
     /// The Hub's name for the task.
     pub fn as_str(&self) -> &str {
         match self {
             Task::TextToImage => "text-to-image",
             Task::TextToVideo => "text-to-video",
+            Task::ImageToImage => "image-to-image",
+            Task::ImageToVideo => "image-to-video",
+            Task::ImageTextToImage => "image-text-to-image",
+            Task::ImageTextToVideo => "image-text-to-video",
             Task::Other(name) => name,
         }
     }
 
-    /// Whether the task makes media from text (image or video).
+    /// Whether the task makes media from text alone (image or video).
     pub fn is_text_to_media(&self) -> bool {
         matches!(self, Task::TextToImage | Task::TextToVideo)
+    }
+
+    /// What the task makes, or `None` for a task that makes no media.
+    pub fn output(&self) -> Option<Output> {
+        match self {
+            Task::TextToImage | Task::ImageToImage | Task::ImageTextToImage => Some(Output::Image),
+            Task::TextToVideo | Task::ImageToVideo | Task::ImageTextToVideo => Some(Output::Video),
+            Task::Other(_) => None,
+        }
+    }
+
+    /// Whether the task makes a video.
+    pub fn makes_video(&self) -> bool {
+        self.output() == Some(Output::Video)
+    }
+
+    /// Whether the task takes input images.
+    pub fn image_input(&self) -> ImageInput {
+        match self {
+            Task::ImageToImage | Task::ImageToVideo => ImageInput::Required,
+            Task::ImageTextToImage | Task::ImageTextToVideo => ImageInput::Optional,
+            _ => ImageInput::None,
+        }
+    }
+
+    /// Whether the task can be run with input images.
+    pub fn takes_images(&self) -> bool {
+        self.image_input() != ImageInput::None
+    }
+
+    /// Whether the task can be run from a prompt alone.
+    pub fn runs_without_images(&self) -> bool {
+        self.output().is_some() && self.image_input() != ImageInput::Required
     }
 }
 
@@ -36,8 +115,20 @@ impl From<String> for Task {
         match name.as_str() {
             "text-to-image" => Task::TextToImage,
             "text-to-video" => Task::TextToVideo,
+            "image-to-image" => Task::ImageToImage,
+            "image-to-video" => Task::ImageToVideo,
+            "image-text-to-image" => Task::ImageTextToImage,
+            "image-text-to-video" => Task::ImageTextToVideo,
             _ => Task::Other(name),
         }
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = std::convert::Infallible;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Ok(Task::from(name.to_owned()))
     }
 }
 
@@ -393,8 +484,17 @@ mod tests {
             Task::from("conversational".to_owned()),
             Task::Other("conversational".into())
         );
-        assert!(!Task::Other("image-to-image".into()).is_text_to_media());
+        assert!(!Task::from("image-to-image".to_owned()).is_text_to_media());
         assert!(Task::TextToVideo.is_text_to_media());
+        for task in Task::MEDIA {
+            assert_eq!(Task::from(task.as_str().to_owned()), task, "round trip of {task}");
+            assert!(task.output().is_some());
+        }
+        assert_eq!(Task::ImageToVideo.image_input(), ImageInput::Required);
+        assert_eq!(Task::ImageTextToImage.image_input(), ImageInput::Optional);
+        assert!(Task::ImageTextToVideo.runs_without_images() && !Task::ImageToImage.runs_without_images());
+        assert!(Task::ImageToVideo.makes_video() && !Task::ImageToImage.makes_video());
+        assert_eq!(Task::Other("image-to-text".into()).output(), None);
         assert_eq!(MappingStatus::from("paused".to_owned()).as_str(), "paused");
         assert_eq!(serde_json::to_value(Task::TextToImage).unwrap(), json!("text-to-image"));
     }

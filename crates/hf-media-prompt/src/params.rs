@@ -27,6 +27,9 @@ pub struct GenerationParams {
     /// Classifier-free guidance scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guidance_scale: Option<f64>,
+    /// How far an edit may move from the input image, from 0 (keep it) to 1 (ignore it); image inputs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
     /// Random seed, for reproducible media.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -77,6 +80,14 @@ impl GenerationParams {
                 reason: format!("must be a finite number, got {g}"),
             });
         }
+        if let Some(strength) = self.strength
+            && !(0.0..=1.0).contains(&strength)
+        {
+            return Err(PromptError::InvalidParameter {
+                name: "strength",
+                reason: format!("must be between 0 and 1, got {strength}"),
+            });
+        }
         if let Some(r) = &self.resolution
             && r.trim().is_empty()
         {
@@ -89,7 +100,7 @@ impl GenerationParams {
     }
 
     /// The parameters under their canonical names (`negative_prompt`, `width`, `height`,
-    /// `num_inference_steps`, `guidance_scale`, `seed`, `scheduler`, `num_frames`, `resolution`,
+    /// `num_inference_steps`, `guidance_scale`, `strength`, `seed`, `scheduler`, `num_frames`, `resolution`,
     /// `aspect_ratio`), then the `extra` entries, which override. Unset fields are left out; width and
     /// height come from [`GenerationParams::size`] when it is known, else as given.
     pub fn to_canonical_map(&self) -> Map<String, Value> {
@@ -108,6 +119,7 @@ impl GenerationParams {
         put("height", height.map(Value::from));
         put("num_inference_steps", self.num_inference_steps.map(Value::from));
         put("guidance_scale", self.guidance_scale.map(Value::from));
+        put("strength", self.strength.map(Value::from));
         put("seed", self.seed.map(Value::from));
         put("scheduler", self.scheduler.clone().map(Value::from));
         put("num_frames", self.num_frames.map(Value::from));
@@ -198,6 +210,12 @@ mod tests {
                 ..
             })
         ));
+        let strong = GenerationParams {
+            strength: Some(1.5),
+            ..Default::default()
+        };
+        let err = strong.validate().unwrap_err().to_string();
+        assert!(err.contains("`strength`") && err.contains("between 0 and 1"), "{err}");
         assert_eq!(GenerationParams::default().validate(), Ok(()));
     }
 }

@@ -149,12 +149,13 @@ fn params() -> impl Strategy<Value = GenerationParams> {
             prop::option::of(prop_oneof![Just(0u32), 1u32..200]),
             prop::option::of(prop_oneof![Just("720p".to_owned()), text()]),
             prop::collection::vec(("[a-z_]{1,10}", arb_json()), 0..3),
+            prop::option::of(prop_oneof![0.0f64..=1.0, Just(1.5), Just(f64::NAN)]),
         ),
     )
         .prop_map(
             |(
                 (negative_prompt, width, height, aspect_ratio, num_inference_steps, guidance_scale),
-                (seed, scheduler, num_frames, resolution, extra),
+                (seed, scheduler, num_frames, resolution, extra, strength),
             )| GenerationParams {
                 negative_prompt,
                 width,
@@ -162,6 +163,7 @@ fn params() -> impl Strategy<Value = GenerationParams> {
                 aspect_ratio,
                 num_inference_steps,
                 guidance_scale,
+                strength,
                 seed,
                 scheduler,
                 num_frames,
@@ -181,6 +183,7 @@ fn expected_keys(p: &GenerationParams) -> BTreeSet<&'static str> {
         ("height", has_size || p.height.is_some()),
         ("num_inference_steps", p.num_inference_steps.is_some()),
         ("guidance_scale", p.guidance_scale.is_some()),
+        ("strength", p.strength.is_some()),
         ("seed", p.seed.is_some()),
         ("scheduler", p.scheduler.is_some()),
         ("num_frames", p.num_frames.is_some()),
@@ -315,6 +318,7 @@ proptest! {
             ("num_inference_steps", p.num_inference_steps == Some(0)),
             ("num_frames", p.num_frames == Some(0)),
             ("guidance_scale", p.guidance_scale.is_some_and(|g| !g.is_finite())),
+            ("strength", p.strength.is_some_and(|s| !(0.0..=1.0).contains(&s))),
             ("resolution", p.resolution.as_ref().is_some_and(|r| r.trim().is_empty())),
         ]
         .into_iter()
@@ -337,7 +341,11 @@ proptest! {
     #[test]
     fn params_round_trip_through_json(p in params(), json in arb_json()) {
         // JSON has no NaN or infinity (they become `null`).
-        let p = GenerationParams { guidance_scale: p.guidance_scale.filter(|g| g.is_finite()), ..p };
+        let p = GenerationParams {
+            guidance_scale: p.guidance_scale.filter(|g| g.is_finite()),
+            strength: p.strength.filter(|s| s.is_finite()),
+            ..p
+        };
         let value = serde_json::to_value(&p).unwrap();
         let back: GenerationParams = serde_json::from_value(value).unwrap();
         prop_assert_eq!(back, p);

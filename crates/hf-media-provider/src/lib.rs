@@ -6,6 +6,7 @@ mod context;
 mod error;
 pub mod http;
 mod info;
+mod input;
 mod media;
 mod openai_images;
 mod params;
@@ -24,6 +25,7 @@ pub use error::ProviderError;
 pub use hf_media_mapping::{MappingStatus, ProviderMapping, Task};
 pub use hf_media_prompt::GenerationParams;
 pub use info::{DirectApi, ProviderInfo};
+pub use input::{ImageOrigin, InputImage};
 pub use media::{ByteStream, MediaBody, MediaOutput, StreamError};
 pub use params::{provider_parameters, size_as_wxh};
 pub use registry::ProviderRegistry;
@@ -39,6 +41,8 @@ pub struct GenerationRequest {
     pub prompt: String,
     /// The provider-neutral parameters.
     pub params: GenerationParams,
+    /// The input images (image-to-image, image-to-video), in the user's order; empty for text tasks.
+    pub images: Vec<InputImage>,
 }
 
 /// A Hugging Face inference provider that makes images or videos.

@@ -63,6 +63,7 @@ mod tests {
             mapping: ProviderMapping::new("fal-ai", "x/y", task, "org/model"),
             prompt: "p".into(),
             params,
+            images: Vec::new(),
         }
     }
 

@@ -23,6 +23,7 @@ fn request() -> GenerationRequest {
         ),
         prompt: "a fox".into(),
         params: GenerationParams::default(),
+        images: Vec::new(),
     }
 }
 

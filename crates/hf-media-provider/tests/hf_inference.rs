@@ -30,6 +30,7 @@ fn request() -> GenerationRequest {
             seed: Some(5),
             ..Default::default()
         },
+        images: Vec::new(),
     }
 }
 

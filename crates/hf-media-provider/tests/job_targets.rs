@@ -102,6 +102,7 @@ fn request(name: &str, provider_id: &str, task: Task) -> GenerationRequest {
         mapping: ProviderMapping::new(name, provider_id, task, "org/model"),
         prompt: "a fox".into(),
         params: GenerationParams::default(),
+        images: Vec::new(),
     }
 }
 

@@ -23,6 +23,7 @@ fn request(provider: &str, provider_id: &str, task: Task) -> GenerationRequest {
             num_inference_steps: Some(20),
             ..Default::default()
         },
+        images: Vec::new(),
     }
 }
 

@@ -43,6 +43,7 @@ fn novita_request() -> GenerationRequest {
             num_inference_steps: Some(20),
             ..Default::default()
         },
+        images: Vec::new(),
     }
 }
 
@@ -212,6 +213,7 @@ fn images_request() -> GenerationRequest {
             negative_prompt: Some("blurry".into()),
             ..Default::default()
         },
+        images: Vec::new(),
     }
 }
 

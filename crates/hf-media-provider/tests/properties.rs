@@ -437,6 +437,7 @@ fn request(task: Task) -> GenerationRequest {
         mapping: ProviderMapping::new("fal-ai", "fal-ai/flux/dev", task, "black-forest-labs/FLUX.1-dev"),
         prompt: "a fox".into(),
         params: GenerationParams::default(),
+        images: Vec::new(),
     }
 }
 

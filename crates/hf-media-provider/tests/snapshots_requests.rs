@@ -55,6 +55,7 @@ fn request(provider: &str, provider_id: &str, task: Task, params: GenerationPara
         mapping: ProviderMapping::new(provider, provider_id, task, "org/model"),
         prompt: "a red fox in the snow".into(),
         params,
+        images: Vec::new(),
     }
 }
 

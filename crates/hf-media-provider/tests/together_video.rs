@@ -23,6 +23,7 @@ fn request() -> GenerationRequest {
         ),
         prompt: "a fox running".into(),
         params: GenerationParams::default(),
+        images: Vec::new(),
     }
 }
 
@@ -136,6 +137,7 @@ async fn large_answers_are_parsed_whole_and_large_garbage_is_a_typed_error() {
         mapping: ProviderMapping::new("together", "black-forest-labs/FLUX.1-schnell", Task::TextToImage, "m/x"),
         prompt: "a fox".into(),
         params: GenerationParams::default(),
+        images: Vec::new(),
     };
     let output = Together
         .generate(&context(&server, Duration::from_secs(2)), request.clone())

@@ -158,6 +158,7 @@ async fn attempt(
         mapping: candidate.mapping.clone(),
         prompt: plan.prompt.clone(),
         params,
+        images: Vec::new(),
     };
     let asked = Instant::now();
     let output = candidate

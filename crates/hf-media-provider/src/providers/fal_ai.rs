@@ -261,6 +261,7 @@ mod tests {
                 height: Some(768),
                 ..Default::default()
             },
+            images: Vec::new(),
         }
     }
 
@@ -291,6 +292,7 @@ mod tests {
             mapping: crate::ProviderMapping::new(FAL_AI, "fal-ai/flux/dev", Task::TextToImage, "m/x"),
             prompt: "p".into(),
             params: GenerationParams::default(),
+            images: Vec::new(),
         };
         let job = parse_submit(
             &request,

@@ -159,6 +159,7 @@ mod tests {
                 seed: Some(7),
                 ..Default::default()
             },
+            images: Vec::new(),
         }
     }
 

@@ -70,6 +70,7 @@ mod tests {
             mapping: ProviderMapping::new(NSCALE, "stabilityai/sdxl", Task::TextToImage, "org/model"),
             prompt: "a fox".into(),
             params,
+            images: Vec::new(),
         }
     }
 

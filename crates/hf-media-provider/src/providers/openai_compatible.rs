@@ -165,6 +165,7 @@ mod tests {
             mapping: ProviderMapping::new("my-images", "flux-dev", Task::TextToImage, "org/model"),
             prompt: "a fox".into(),
             params,
+            images: Vec::new(),
         }
     }
 

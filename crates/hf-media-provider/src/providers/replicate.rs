@@ -211,6 +211,7 @@ mod tests {
                 seed: Some(1),
                 ..Default::default()
             },
+            images: Vec::new(),
         };
         let router = url::Url::parse("http://127.0.0.1:9").unwrap();
         let ctx = ProviderContext::routed(reqwest::Client::new(), &router, REPLICATE, None)

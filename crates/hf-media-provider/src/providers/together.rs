@@ -174,6 +174,7 @@ mod tests {
                 seed: Some(3),
                 ..Default::default()
             },
+            images: Vec::new(),
         };
         assert_eq!(
             payload(&request),

@@ -154,6 +154,7 @@ mod tests {
                 num_inference_steps: Some(4),
                 ..Default::default()
             },
+            images: Vec::new(),
         }
     }
 

@@ -154,6 +154,7 @@ mod tests {
             mapping: ProviderMapping::new(ZAI_ORG, "glm-image", Task::TextToImage, "zai-org/GLM-Image"),
             prompt: "a fox".into(),
             params,
+            images: Vec::new(),
         }
     }
 
