@@ -125,6 +125,17 @@ pub struct GenerateArgs {
     /// Largest media accepted, in bytes (a larger one is abandoned as it arrives, never buffered whole).
     #[arg(long, value_name = "BYTES", default_value_t = hf_media::sink::DEFAULT_MAX_BYTES)]
     pub max_media_bytes: u64,
+    /// An input image to edit or animate: a file, an http(s) URL or a data: URL (repeat it for a
+    /// multi-image edit).
+    #[arg(long = "image", value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// The task: picks between a model's text and image tasks, or image-to-video over image-to-image
+    /// (default: decided from the inputs and what the model's providers serve).
+    #[arg(long, value_enum)]
+    pub task: Option<MediaTask>,
+    /// Largest input image read, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = hf_media::DEFAULT_MAX_INPUT_BYTES)]
+    pub max_input_bytes: u64,
     /// Overall deadline of each generation, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1800.0)]
     pub timeout: f64,
@@ -179,11 +190,19 @@ pub struct ModelsArgs {
     pub hf_endpoint: String,
 }
 
-/// A task `hf-media models` can list.
+/// A media task (`--task`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MediaTask {
-    /// Image models.
+    /// An image from a prompt.
     TextToImage,
-    /// Video models.
+    /// A video from a prompt.
     TextToVideo,
+    /// An edit of the input image(s).
+    ImageToImage,
+    /// The input image animated.
+    ImageToVideo,
+    /// An image from a prompt and an optional input image.
+    ImageTextToImage,
+    /// A video from a prompt and an optional input image.
+    ImageTextToVideo,
 }

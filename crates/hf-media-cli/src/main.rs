@@ -13,8 +13,8 @@ use clap::Parser;
 use futures::StreamExt;
 use hf_media::token::TOKEN_SETTINGS_URL;
 use hf_media::{
-    ChatMessage, GenerateRequest, GenerationEvent, GenerationParams, GeneratorConfig, MediaGeneratorBuilder,
-    OpenAiProviderConfig, ProviderRegistry, Secret,
+    ChatMessage, GenerateRequest, GenerationEvent, GenerationParams, GeneratorConfig, MediaGeneratorBuilder, MediaInput,
+    OpenAiProviderConfig, ProviderRegistry, Secret, Task,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -134,6 +134,9 @@ fn build_request(args: &GenerateArgs) -> Result<GenerateRequest, String> {
     if args.prompt.is_none() && args.messages.is_none() {
         return Err("give a PROMPT, or --messages FILE with a chat conversation".into());
     }
+    if args.images.iter().any(|image| image.trim().is_empty()) {
+        return Err("--image needs a file, an http(s) URL or a data: URL".into());
+    }
     let mut extra = serde_json::Map::new();
     for param in &args.params {
         let (key, raw) = param
@@ -172,6 +175,8 @@ fn build_request(args: &GenerateArgs) -> Result<GenerateRequest, String> {
         params,
         n: usize::from(args.n),
         concurrency: args.concurrency.map(usize::from),
+        images: args.images.iter().map(|image| MediaInput::parse(image)).collect(),
+        task: args.task.map(Task::from),
     })
 }
 
@@ -235,6 +240,7 @@ async fn generate(args: GenerateArgs) -> ExitCode {
     config.download_media = !args.no_download;
     config.sink.dir = args.output.clone();
     config.sink.max_media_bytes = args.max_media_bytes;
+    config.max_input_bytes = args.max_input_bytes;
     config.provider_order = args.prefer.clone();
     config.timeouts.generation_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
     config.bill_to = args.bill_to.clone();

@@ -25,6 +25,10 @@ impl From<MediaTask> for Task {
         match task {
             MediaTask::TextToImage => Task::TextToImage,
             MediaTask::TextToVideo => Task::TextToVideo,
+            MediaTask::ImageToImage => Task::ImageToImage,
+            MediaTask::ImageToVideo => Task::ImageToVideo,
+            MediaTask::ImageTextToImage => Task::ImageTextToImage,
+            MediaTask::ImageTextToVideo => Task::ImageTextToVideo,
         }
     }
 }
@@ -48,6 +52,8 @@ pub async fn run(args: ModelsArgs) -> ExitCode {
             find_token().map(|(token, _source)| token),
         )
     };
+    // The Hub's error texts are shown without the token, should the Hub echo it.
+    let secrets = hf_media::Secrets::new(token.iter());
     let client = match MappingClient::builder()
         .hub_url(hub_url)
         .secret_token(token)
@@ -76,7 +82,7 @@ pub async fn run(args: ModelsArgs) -> ExitCode {
         let mut models = match client.list_models(&query).await {
             Ok(models) => models,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", secrets.scrub(&e.to_string()));
                 return ExitCode::from(crate::EXIT_FAILED);
             }
         };
@@ -111,7 +117,8 @@ fn listed(models: &[ModelMapping], task: Option<&Task>, provider: Option<&str>) 
     for model in models {
         let mut by_task: Vec<Listed> = Vec::new();
         let kept = model.live().filter(|entry| {
-            entry.task.is_text_to_media()
+            // Text tasks by default; an image task when it is asked for.
+            (entry.task.is_text_to_media() || task.is_some_and(|task| entry.task == *task))
                 && task.is_none_or(|task| entry.task == *task)
                 && provider.is_none_or(|provider| entry.provider == provider)
         });

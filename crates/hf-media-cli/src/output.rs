@@ -74,7 +74,7 @@ pub fn event_line(event: &GenerationEvent, total: usize) -> Option<String> {
         ),
         GenerationEvent::Error { task, error } => {
             let hint = match error {
-                Error::Timeout { .. } => " (raise the deadline with --timeout)",
+                Error::Timeout { .. } | Error::MappingTimeout { .. } => " (raise the deadline with --timeout)",
                 _ => "",
             };
             format!("{}✗ {error}{hint}", task.map(tag).unwrap_or_default())

@@ -8,5 +8,5 @@ mod params;
 
 pub use aspect::AspectRatio;
 pub use error::PromptError;
-pub use message::{ChatMessage, ContentPart, MessageContent, Role, format_prompt};
+pub use message::{ChatMessage, ContentPart, MessageContent, Role, chat_images, format_prompt};
 pub use params::GenerationParams;

@@ -36,6 +36,32 @@ pub struct ContentPart {
 }
 
 impl ContentPart {
+    /// The image URL of an `image_url` part (`{"image_url": {"url": …}}`, or `{"image_url": "…"}`):
+    /// an `http(s)` URL or a `data:` URL.
+    pub fn image_url(&self) -> Option<&str> {
+        if self.kind != "image_url" {
+            return None;
+        }
+        match self.rest.get("image_url")? {
+            serde_json::Value::String(url) => Some(url.as_str()),
+            serde_json::Value::Object(fields) => fields.get("url")?.as_str(),
+            _ => None,
+        }
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+    }
+
+    /// An `image_url` part.
+    pub fn image(url: impl Into<String>) -> Self {
+        let mut rest = serde_json::Map::new();
+        rest.insert("image_url".into(), serde_json::json!({ "url": url.into() }));
+        ContentPart {
+            kind: "image_url".into(),
+            text: None,
+            rest,
+        }
+    }
+
     /// A `text` part.
     pub fn text(text: impl Into<String>) -> Self {
         ContentPart {
@@ -106,6 +132,33 @@ impl ChatMessage {
     }
 }
 
+/// The trailing run of user messages (the one [`format_prompt`] reads), oldest first.
+fn trailing_user_run(messages: &[ChatMessage]) -> Vec<&ChatMessage> {
+    let mut run: Vec<&ChatMessage> = messages
+        .iter()
+        .rev()
+        .skip_while(|m| m.role != Role::User)
+        .take_while(|m| m.role == Role::User)
+        .collect();
+    run.reverse();
+    run
+}
+
+/// The image URLs of the `image_url` parts of the trailing run of user messages, in order: the images a
+/// chat asks to edit or animate (the same messages whose text parts are the prompt).
+pub fn chat_images(messages: &[ChatMessage]) -> Vec<String> {
+    trailing_user_run(messages)
+        .into_iter()
+        .filter_map(|m| match &m.content {
+            MessageContent::Parts(parts) => Some(parts),
+            MessageContent::Text(_) => None,
+        })
+        .flatten()
+        .filter_map(ContentPart::image_url)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Decides the prompt of a generation.
 ///
 /// An explicit, non-blank `prompt` wins. Otherwise the trailing run of user messages (skipping any
@@ -115,15 +168,11 @@ pub fn format_prompt(prompt: Option<&str>, messages: &[ChatMessage]) -> Result<S
     if let Some(prompt) = prompt.map(str::trim).filter(|p| !p.is_empty()) {
         return Ok(prompt.to_owned());
     }
-    let mut run: Vec<String> = messages
-        .iter()
-        .rev()
-        .skip_while(|m| m.role != Role::User)
-        .take_while(|m| m.role == Role::User)
+    let run: Vec<String> = trailing_user_run(messages)
+        .into_iter()
         .map(|m| m.content.text().trim().to_owned())
         .filter(|t| !t.is_empty())
         .collect();
-    run.reverse();
     let joined = run.join("\n");
     if joined.is_empty() {
         Err(PromptError::Empty)
@@ -212,6 +261,23 @@ mod tests {
             Err(PromptError::Empty),
         );
         assert!(PromptError::Empty.to_string().contains("pass a prompt"));
+    }
+
+    #[test]
+    fn the_trailing_user_run_gives_its_images_in_order() {
+        let messages: Vec<ChatMessage> = serde_json::from_str(
+            r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/old.png"}}]},
+                {"role":"assistant","content":"done"},
+                {"role":"user","content":[{"type":"text","text":"the two of them"},
+                    {"type":"image_url","image_url":{"url":"https://x/a.png"}}]},
+                {"role":"user","content":[{"type":"image_url","image_url":"data:image/png;base64,AAAA"},
+                    {"type":"image_url","image_url":{"detail":"high"}}]}]"#,
+        )
+        .unwrap();
+        assert_eq!(chat_images(&messages), ["https://x/a.png", "data:image/png;base64,AAAA"]);
+        assert_eq!(format_prompt(None, &messages).unwrap(), "the two of them");
+        assert!(chat_images(&[ChatMessage::user("a fox")]).is_empty());
+        assert_eq!(ContentPart::image("https://x/b.png").image_url(), Some("https://x/b.png"));
     }
 
     #[test]

@@ -309,6 +309,25 @@ impl ProviderContext {
         }
     }
 
+    /// Warns, when `request` has more input images than the `taken` this provider sends (the first ones),
+    /// how many were left out of the request.
+    pub fn warn_images_left_out(&self, request: &crate::GenerationRequest, taken: usize) {
+        let left_out = request.images.len().saturating_sub(taken);
+        if left_out == 0 {
+            return;
+        }
+        let task = &request.mapping.task;
+        let sent = match taken {
+            1 => format!("takes one input image for {task}: the first is sent"),
+            n => format!("takes {n} input images for {task}: the first {n} are sent"),
+        };
+        let plural = if left_out == 1 { "" } else { "s" };
+        self.warn(format!(
+            "{} {sent}, {left_out} more image{plural} left out of the request",
+            self.provider
+        ));
+    }
+
     /// `{base}{path_and_query}`: every route of a provider is built here, so the same code runs against
     /// the router, the provider's API, a proxy or an emulator. `path_and_query` starts with `/`.
     pub fn url(&self, path_and_query: &str) -> Result<Url, ProviderError> {
@@ -456,6 +475,45 @@ mod tests {
             ("in_progress", Some("j1"), None)
         );
         assert_eq!(ProviderStatus::new("loading").job_id, None);
+    }
+
+    #[test]
+    fn images_past_what_a_provider_takes_are_warned_about() {
+        let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&notices);
+        let ctx = ProviderContext::routed(
+            reqwest::Client::new(),
+            &Url::parse("https://router.huggingface.co").unwrap(),
+            "together",
+            None,
+        )
+        .with_reporter(Arc::new(move |notice| seen.lock().unwrap().push(notice)));
+        let image = crate::InputImage::new(bytes::Bytes::from_static(b"x"), "image/png", crate::ImageOrigin::Bytes);
+        let mut request = crate::GenerationRequest {
+            mapping: hf_media_mapping::ProviderMapping::new("together", "m", crate::Task::ImageToVideo, "o/m"),
+            prompt: "p".into(),
+            params: crate::GenerationParams::default(),
+            images: vec![image.clone()],
+        };
+        ctx.warn_images_left_out(&request, 1);
+        request.images = vec![image.clone(), image.clone(), image];
+        ctx.warn_images_left_out(&request, 1);
+        ctx.warn_images_left_out(&request, 2);
+        let notices = notices.lock().unwrap();
+        let warnings: Vec<&str> = notices
+            .iter()
+            .filter_map(|n| match n {
+                ProviderNotice::Warning(w) => Some(w.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "together takes one input image for image-to-video: the first is sent, 2 more images left out of the request",
+                "together takes 2 input images for image-to-video: the first 2 are sent, 1 more image left out of the request",
+            ]
+        );
     }
 
     #[test]

@@ -163,7 +163,10 @@ mod tests {
     fn urls_pass_through_and_bytes_become_data_urls() {
         let bytes = Bytes::from_static(b"\x89PNG\r\n\x1a\nrest");
         let local = InputImage::new(bytes.clone(), "image/png", ImageOrigin::File("cat.png".into()));
-        assert_eq!(local.url_or_data_url(), format!("data:image/png;base64,{}", local.base64()));
+        assert_eq!(
+            local.url_or_data_url(),
+            format!("data:image/png;base64,{}", local.base64())
+        );
         assert_eq!(local.origin().to_string(), "cat.png");
         assert_eq!(local.sha256().len(), 64);
         assert_eq!(local.file_name(), "image.png");

@@ -45,6 +45,30 @@ pub struct GenerationRequest {
     pub images: Vec<InputImage>,
 }
 
+impl GenerationRequest {
+    /// `Ok` unless the task needs an input image ([`ImageInput::Required`](hf_media_mapping::ImageInput))
+    /// and there is none: then [`ProviderError::InvalidRequest`] naming `provider` and the task, before
+    /// anything is sent.
+    pub fn check_images(&self, provider: &str) -> Result<(), ProviderError> {
+        match self.mapping.task.image_input() {
+            hf_media_mapping::ImageInput::Required => self.first_image(provider).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The first input image, for a protocol that needs one: [`ProviderError::InvalidRequest`] naming
+    /// `provider` and the task when there is none (the caller checks that image tasks get images, so this
+    /// only guards the wire).
+    pub fn first_image(&self, provider: &str) -> Result<&InputImage, ProviderError> {
+        self.images.first().ok_or_else(|| {
+            ProviderError::invalid_request(
+                provider,
+                format!("{} needs an input image and none was given", self.mapping.task),
+            )
+        })
+    }
+}
+
 /// A Hugging Face inference provider that makes images or videos.
 ///
 /// # Contract

@@ -1,5 +1,6 @@
 //! The OpenAI images API (`POST /v1/images/generations`), which together, nscale and every
-//! OpenAI-compatible server speak: one call, answered `{"data": [{"b64_json": …} | {"url": …}], …}`.
+//! OpenAI-compatible server speak, and its edits (`POST /v1/images/edits`, a multipart form, for
+//! OpenAI-compatible servers): one call, answered `{"data": [{"b64_json": …} | {"url": …}], …}`.
 
 use serde_json::Value;
 
@@ -8,6 +9,8 @@ use crate::{GenerationRequest, MediaBody, MediaOutput, ProviderContext, Provider
 
 /// The images route.
 pub const IMAGE_ROUTE: &str = "/v1/images/generations";
+/// The edits route (multipart form).
+pub const EDIT_ROUTE: &str = "/v1/images/edits";
 
 /// Makes one image for `provider`: POSTs `body` to [`IMAGE_ROUTE`] (a model's route) on the context's base
 /// and reads the answer with [`images_api_answer`]; the seed is the answer's, else the one asked for.
@@ -18,7 +21,25 @@ pub(crate) async fn generate(
     request: &GenerationRequest,
 ) -> Result<MediaOutput, ProviderError> {
     let answer = http::post_json(ctx, IMAGE_ROUTE, body).await?;
-    let mut output = images_api_answer(provider, &answer)?;
+    read_answer(provider, &answer, request)
+}
+
+/// Edits images for `provider`: POSTs the multipart `form` to [`EDIT_ROUTE`] (a model's route) on the
+/// context's base and reads the answer as [`generate`] does.
+pub(crate) async fn edit(
+    ctx: &ProviderContext,
+    provider: &str,
+    form: reqwest::multipart::Form,
+    request: &GenerationRequest,
+) -> Result<MediaOutput, ProviderError> {
+    let url = ctx.url(EDIT_ROUTE)?;
+    let answer = http::send_json(ctx, ctx.request(reqwest::Method::POST, url).multipart(form)).await?;
+    read_answer(provider, &answer, request)
+}
+
+/// The answer's media; the seed is the answer's, else the one asked for.
+fn read_answer(provider: &str, answer: &Value, request: &GenerationRequest) -> Result<MediaOutput, ProviderError> {
+    let mut output = images_api_answer(provider, answer)?;
     output.seed = output.seed.or(request.params.seed);
     Ok(output)
 }

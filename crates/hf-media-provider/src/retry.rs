@@ -112,7 +112,7 @@ pub struct RetryNotice {
 /// exponential backoff and jitter, honouring `Retry-After`. After the last try the facade falls through
 /// to the next provider. 400/401/402 fall through at once; 404 stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Tries, the first included (1 disables retries).
     pub max_attempts: u32,

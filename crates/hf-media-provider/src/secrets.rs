@@ -20,6 +20,10 @@ pub const REDACTED: &str = "[redacted]";
 /// this short.
 const MIN_SECRET_LEN: usize = 4;
 
+/// A text that was cut (an error body kept to its first 500 characters, a preview) may end in the middle
+/// of a secret: any run of at least this many characters of a secret's start is scrubbed too.
+const MIN_PREFIX_LEN: usize = 10;
+
 /// The configured secrets (the HF token, every provider key, server API keys). Cheap to clone; `Debug`
 /// shows only how many there are.
 #[derive(Clone, Default)]
@@ -63,13 +67,17 @@ impl Secrets {
         self.secrets.is_empty()
     }
 
-    /// `text` with every secret replaced by [`REDACTED`].
+    /// `text` with every secret replaced by [`REDACTED`], and every run of at least ten characters of a
+    /// secret's start (what is left of a secret in a text cut short).
     pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
         for secret in self.secrets.iter() {
             let secret = secret.expose_secret().trim();
             if out.contains(secret) {
                 out = Cow::Owned(out.replace(secret, REDACTED));
+            }
+            if let Some(cleaned) = scrub_prefixes(&out, secret) {
+                out = Cow::Owned(cleaned);
             }
         }
         out
@@ -113,6 +121,31 @@ impl Secrets {
     }
 }
 
+/// `text` with every run that starts like `secret` (at least [`MIN_PREFIX_LEN`] characters of it)
+/// replaced, or `None` when there is none.
+fn scrub_prefixes(text: &str, secret: &str) -> Option<String> {
+    let head: String = secret.chars().take(MIN_PREFIX_LEN).collect();
+    if head.chars().count() < MIN_PREFIX_LEN || !text.contains(&head) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&head) {
+        out.push_str(&rest[..at]);
+        let candidate = &rest[at..];
+        let matched: usize = candidate
+            .chars()
+            .zip(secret.chars())
+            .take_while(|(a, b)| a == b)
+            .map(|(a, _)| a.len_utf8())
+            .sum();
+        out.push_str(REDACTED);
+        rest = &candidate[matched..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -135,6 +168,19 @@ mod tests {
         );
         assert!(matches!(s.scrub("nothing here"), Cow::Borrowed(_)));
         assert_eq!(format!("{s:?}"), "Secrets(2 redacted)");
+    }
+
+    #[test]
+    fn a_secret_cut_short_is_scrubbed_too() {
+        let s = secrets();
+        // An error body kept to its first characters, ending inside the token.
+        assert_eq!(s.scrub("echo: Bearer hf_canary_tok"), "echo: Bearer [redacted]");
+        assert_eq!(
+            s.scrub("starts with \"Bearer hf_canary_to\""),
+            "starts with \"Bearer [redacted]\""
+        );
+        // Nine characters of it are not enough to tell it from ordinary text.
+        assert_eq!(s.scrub("hf_canary"), "hf_canary");
     }
 
     #[test]

@@ -81,3 +81,60 @@ async fn a_404_on_submit_is_model_not_supported() {
     assert!(err.is_model_not_supported(), "{err:?}");
     assert_eq!(err.message(), "404: Not Found");
 }
+
+#[tokio::test]
+async fn a_passing_failure_of_the_result_request_is_ridden_out_without_a_second_job() {
+    use std::sync::{Arc, Mutex};
+
+    use hf_media_provider::{MediaBody, ProviderNotice, RetryPolicy, RetryStage};
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "request_id": "r5", "response_url": "https://queue.fal.run/fal-ai/flux/requests/r5"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fal-ai/fal-ai/flux/requests/r5/status"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "COMPLETED"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fal-ai/fal-ai/flux/requests/r5"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fal-ai/fal-ai/flux/requests/r5"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"images": [{"url": "https://fal.media/r5.png"}]})),
+        )
+        .with_priority(2)
+        .expect(1)
+        .mount(&server)
+        .await;
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&notices);
+    // Retries off for the caller: a request of a job that is paid for still gets its tries.
+    let ctx = context(&server)
+        .with_retry(RetryPolicy::none())
+        .with_reporter(Arc::new(move |notice| seen.lock().unwrap().push(notice)));
+    let output = FalAi.generate(&ctx, request()).await.unwrap();
+    assert!(matches!(output.body, MediaBody::Url(ref u) if u.as_str() == "https://fal.media/r5.png"));
+    let retries: Vec<_> = notices
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|n| match n {
+            ProviderNotice::Retry(r) => Some((r.stage, r.attempt, r.status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, [(RetryStage::Poll, 1, Some(502))]);
+}

@@ -80,6 +80,7 @@ pub fn sample_record(prompt: &str) -> MediaRecord {
         seed: Some(42),
         source_url: Some("https://example.invalid/media.png".to_owned()),
         provider_response: Some(serde_json::json!({ "request_id": "req-1", "nsfw": [false] })),
+        inputs: Vec::new(),
         created_at_unix_ms: 1_732_623_000_000,
         timings: crate::MediaTimings {
             generation_ms: 1234,

@@ -51,10 +51,26 @@ pub struct MediaRecord {
     /// request id...).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub provider_response: Option<serde_json::Value>,
+    /// The input images it was made from (image-to-image, image-to-video), never their bytes.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub inputs: Vec<InputRecord>,
     /// When the generation was requested, in milliseconds since the Unix epoch.
     pub created_at_unix_ms: u64,
     /// How long things took.
     pub timings: MediaTimings,
+}
+
+/// An input image, as a record names it: where it came from, its hash, size and type.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct InputRecord {
+    /// Its path, its `http(s)` URL, or `data: URL` / `bytes` for inline images.
+    pub source: String,
+    /// The SHA-256 of its bytes, in hexadecimal.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its MIME type.
+    pub mime: String,
 }
 
 /// Durations, in milliseconds.
@@ -349,6 +365,7 @@ mod tests {
             seed: None,
             source_url: None,
             provider_response: None,
+            inputs: Vec::new(),
             created_at_unix_ms: 5,
             timings: MediaTimings {
                 generation_ms: 7,

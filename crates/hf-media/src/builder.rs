@@ -14,7 +14,7 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::access::{Access, direct_accesses, parse_base_url};
-use crate::config::{EMULATOR_TOKEN, GeneratorConfig, OpenAiProviderConfig, Secret, millis};
+use crate::config::{EMULATOR_TOKEN, GeneratorConfig, OpenAiProviderConfig, Secret, millis_ceil as millis};
 use crate::generator::{Inner, MediaGenerator};
 use crate::{Error, MappingSource};
 
@@ -194,6 +194,13 @@ impl MediaGeneratorBuilder {
         self
     }
 
+    /// Scrubs `secret` too from everything the generator reports (a server's own API key), besides the
+    /// token and the provider keys.
+    pub fn redact(mut self, secret: impl Into<String>) -> Self {
+        self.config.extra_secrets.push(Secret::new(secret));
+        self
+    }
+
     /// Uses `url` instead of the provider's own API address for direct calls (a proxy, a test server).
     pub fn provider_url(mut self, provider: impl Into<String>, url: impl Into<String>) -> Self {
         self.config.provider_urls.insert(provider.into(), url.into());
@@ -213,6 +220,12 @@ impl MediaGeneratorBuilder {
     /// and not fetched; media answered as bytes are still stored, with a warning.
     pub fn download_media(mut self, download: bool) -> Self {
         self.config.download_media = download;
+        self
+    }
+
+    /// The largest input image read, in bytes (default [`DEFAULT_MAX_INPUT_BYTES`](crate::DEFAULT_MAX_INPUT_BYTES)).
+    pub fn max_input_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_input_bytes = bytes;
         self
     }
 
@@ -262,6 +275,13 @@ impl MediaGeneratorBuilder {
                 }
             }
         }
+        if let Some(name) = config.provider_urls.keys().find(|name| registry.get(name).is_none()) {
+            return Err(Error::UnknownProvider {
+                provider: name.clone(),
+                known: registry.names().map(str::to_owned).collect(),
+            });
+        }
+        check_settings(&config)?;
         let urls: HashMap<String, String> = config.provider_urls.clone().into_iter().collect();
         let keyed = !keys.is_empty();
         let direct = direct_accesses(&registry, keys, &urls)?;
@@ -291,7 +311,13 @@ impl MediaGeneratorBuilder {
                  (a stray newline, space or non-ASCII character?)"
             )));
         }
-        let secrets = Secrets::new(token.iter().chain(direct.values().filter_map(|a| a.key.as_ref())));
+        let extra: Vec<SecretString> = config.extra_secrets.iter().map(Secret::secret_string).collect();
+        let secrets = Secrets::new(
+            token
+                .iter()
+                .chain(direct.values().filter_map(|a| a.key.as_ref()))
+                .chain(extra.iter()),
+        );
         let router_raw = config
             .router_url
             .clone()
@@ -324,9 +350,6 @@ impl MediaGeneratorBuilder {
             })?),
             None => None,
         };
-        if config.progress_interval_ms == 0 {
-            return Err(Error::Config("the progress interval must be greater than zero".into()));
-        }
         let sink = sink.unwrap_or_else(|| {
             Arc::new(
                 FileSink::new(config.sink.dir.clone())
@@ -363,29 +386,50 @@ impl MediaGeneratorBuilder {
             generation_timeout: config.timeouts.generation_ms.map(Duration::from_millis),
             progress_interval: Duration::from_millis(config.progress_interval_ms),
             download_media: config.download_media,
+            max_input_bytes: config.max_input_bytes,
             retry: config.retry,
             secrets,
         }))
     }
 }
 
-/// Takes every address from the emulator at `url`, and no key from the environment: offline means
-/// offline, and a provider given a key is called on the emulator's copy of its API.
+/// Refuses settings that cannot work: a zero timeout, interval or deadline (a zero poll interval would
+/// poll in a tight loop), or no try at all.
+fn check_settings(config: &GeneratorConfig) -> Result<(), Error> {
+    let t = &config.timeouts;
+    for (name, value) in [
+        ("timeouts.connect_ms", Some(t.connect_ms)),
+        ("timeouts.read_ms", Some(t.read_ms)),
+        ("timeouts.request_ms", Some(t.request_ms)),
+        ("timeouts.generation_ms", t.generation_ms),
+        ("timeouts.poll_interval_ms", Some(t.poll_interval_ms)),
+        ("timeouts.poll_deadline_ms", Some(t.poll_deadline_ms)),
+        ("progress_interval_ms", Some(config.progress_interval_ms)),
+        ("max_input_bytes", Some(config.max_input_bytes)),
+        ("retry.max_attempts", Some(u64::from(config.retry.max_attempts))),
+    ] {
+        if value == Some(0) {
+            return Err(Error::Config(format!("{name} must be greater than zero")));
+        }
+    }
+    Ok(())
+}
+
+/// Takes every address from the emulator at `url`, the emulator's stand-in token, and no key from the
+/// environment: offline means offline. A provider given a key is called on the emulator's copy of its
+/// API (whatever URL was given for it), and the user's real token is never sent to the emulator.
 fn point_at_emulator(config: &mut GeneratorConfig, registry: &ProviderRegistry, url: &str) {
     let url = url.trim().trim_end_matches('/').to_owned();
     config.hub_url = Some(url.clone());
     config.router_url = Some(url.clone());
     config.provider_keys_from_env = false;
-    if config.token.is_none() {
-        config.token = Some(Secret::new(EMULATOR_TOKEN));
-    }
+    config.token = Some(Secret::new(EMULATOR_TOKEN));
     for provider in registry.iter() {
         let info = provider.info();
         if info.direct.is_some() && !info.direct_only {
             config
                 .provider_urls
-                .entry(provider.name().to_owned())
-                .or_insert_with(|| format!("{url}/{}", provider.name()));
+                .insert(provider.name().to_owned(), format!("{url}/{}", provider.name()));
         }
     }
 }

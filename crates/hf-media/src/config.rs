@@ -176,6 +176,10 @@ pub struct GeneratorConfig {
     pub provider_keys: BTreeMap<String, Secret>,
     /// Other addresses for providers' own APIs (a proxy, a test server).
     pub provider_urls: BTreeMap<String, String>,
+    /// Other secrets to scrub from everything reported (a server's own API keys), besides the token and
+    /// the provider keys.
+    #[serde(skip_serializing)]
+    pub extra_secrets: Vec<Secret>,
     /// Whether each provider's key variable (`FAL_KEY`, …) is read for the providers given no key.
     pub provider_keys_from_env: bool,
     /// Providers to try first, in this order, before the rest in the Hub's order.
@@ -187,6 +191,8 @@ pub struct GeneratorConfig {
     /// Whether media are downloaded into the sink (default `true`); with `false`, media answered as a URL
     /// are reported by URL.
     pub download_media: bool,
+    /// The largest input image read, in bytes (default 20 MiB).
+    pub max_input_bytes: u64,
     /// Every deadline.
     pub timeouts: TimeoutConfig,
     /// Retries of passing failures (the Hub call, provider calls, status requests, downloads, the sink).
@@ -207,11 +213,13 @@ impl Default for GeneratorConfig {
             openai_providers: Vec::new(),
             provider_keys: BTreeMap::new(),
             provider_urls: BTreeMap::new(),
+            extra_secrets: Vec::new(),
             provider_keys_from_env: false,
             provider_order: Vec::new(),
             bill_to: None,
             sink: SinkConfig::default(),
             download_media: true,
+            max_input_bytes: crate::DEFAULT_MAX_INPUT_BYTES,
             timeouts: TimeoutConfig::default(),
             retry: RetryPolicy::default(),
             mapping_cache_ttl_ms: millis(hf_media_mapping::DEFAULT_CACHE_TTL),
@@ -249,6 +257,17 @@ impl GeneratorConfig {
 
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whole milliseconds, rounded up: a setting of 100 µs is 1 ms, never 0 (which would be refused, or poll
+/// in a tight loop).
+pub(crate) fn millis_ceil(d: Duration) -> u64 {
+    let ms = millis(d);
+    if Duration::from_millis(ms) < d {
+        ms.saturating_add(1)
+    } else {
+        ms
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hf_media_provider::{NoticeReporter, ProviderError, ProviderNotice, ProviderStatus, RetryNotice, Secrets};
+use hf_media_sink::MediaLocation;
 use tokio::sync::mpsc;
 
 use crate::{Error, GeneratedMedia, GenerationEvent};
@@ -120,6 +121,15 @@ impl Emitter {
         if let Some(response) = &mut media.provider_response {
             self.secrets.scrub_json(response);
         }
+        // A provider may put a key into its media URL's query: the URL is downloaded as it came, but
+        // reported scrubbed.
+        if let Some(url) = &mut media.source_url {
+            self.secrets.scrub_string(url);
+        }
+        if let MediaLocation::Url(url) = &mut media.location {
+            self.secrets.scrub_string(url);
+        }
+        self.secrets.scrub_string(&mut media.mime);
         self.send(GenerationEvent::Media(Box::new(media)));
     }
 

@@ -108,6 +108,15 @@ pub enum Error {
     /// The request is unusable (bad model spec, bad `n`).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// An input image cannot be used (a missing file, not an image, over the limit, a URL that does not
+    /// answer); nothing was sent.
+    #[error("cannot use the input image {input}: {reason}")]
+    Input {
+        /// The input as given (a path or a URL).
+        input: String,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
     /// The Hub could not tell which providers serve the model (including "model not found").
     #[error(transparent)]
     Mapping(#[from] MappingError),
@@ -159,6 +168,15 @@ pub enum Error {
         /// The providers' failed tries before the deadline, in order.
         attempts: Vec<ProviderAttempt>,
     },
+    /// The Hub did not answer which providers serve the model within the overall deadline.
+    #[error(
+        "the Hub did not say which providers serve the model within {}s (the overall deadline)",
+        after.as_secs_f32()
+    )]
+    MappingTimeout {
+        /// The deadline.
+        after: std::time::Duration,
+    },
     /// The media could not be stored.
     #[error("could not store the media: {0}")]
     Sink(#[source] SinkError),
@@ -166,11 +184,12 @@ pub enum Error {
 
 impl Error {
     /// A short machine-readable name: `model_not_found`, `model_not_supported`, `all_providers_failed`,
-    /// `no_provider`, `unknown_provider`, `invalid_request`, `mapping`, `timeout`, `sink`, `config`.
+    /// `no_provider`, `unknown_provider`, `invalid_request`, `invalid_input`, `mapping`, `timeout`, `sink`, `config`.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Config(_) | Error::MissingToken => "config",
             Error::Prompt(_) | Error::InvalidRequest(_) => "invalid_request",
+            Error::Input { .. } => "invalid_input",
             Error::Mapping(MappingError::ModelNotFound { .. }) => "model_not_found",
             Error::Mapping(MappingError::InvalidModelId { .. }) => "invalid_request",
             Error::Mapping(MappingError::Unauthorized { .. }) => "unauthorized",
@@ -181,7 +200,7 @@ impl Error {
             Error::NoProvider { .. } => "no_provider",
             Error::ModelNotSupported { .. } => "model_not_supported",
             Error::AllProvidersFailed { .. } => "all_providers_failed",
-            Error::Timeout { .. } => "timeout",
+            Error::Timeout { .. } | Error::MappingTimeout { .. } => "timeout",
             Error::Sink(_) => "sink",
         }
     }
@@ -192,9 +211,11 @@ impl Error {
     /// 403 or 429), 500 for the server's own configuration or storage.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::Prompt(_) | Error::InvalidRequest(_) | Error::UnknownProvider { .. } | Error::NoProvider { .. } => {
-                400
-            }
+            Error::Prompt(_)
+            | Error::InvalidRequest(_)
+            | Error::Input { .. }
+            | Error::UnknownProvider { .. }
+            | Error::NoProvider { .. } => 400,
             Error::Mapping(MappingError::InvalidModelId { .. }) => 400,
             Error::Mapping(MappingError::ModelNotFound { .. }) | Error::ModelNotSupported { .. } => 404,
             Error::Mapping(MappingError::Unauthorized { .. }) => 403,
@@ -207,7 +228,7 @@ impl Error {
                     _ => 502,
                 }
             }
-            Error::Timeout { .. } => 504,
+            Error::Timeout { .. } | Error::MappingTimeout { .. } => 504,
             Error::Config(_) | Error::MissingToken | Error::Sink(_) => 500,
         }
     }
@@ -246,6 +267,7 @@ impl Error {
                 | Error::MissingToken
                 | Error::Prompt(_)
                 | Error::InvalidRequest(_)
+                | Error::Input { .. }
                 | Error::UnknownProvider { .. }
         ) || matches!(self, Error::Mapping(MappingError::InvalidModelId { .. }))
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hf_media_provider::{ProviderStatus, RetryStage};
-use hf_media_sink::{MediaKind, MediaLocation};
+use hf_media_sink::{InputRecord, MediaKind, MediaLocation};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,6 +38,8 @@ pub struct GeneratedMedia {
     pub source_url: Option<String>,
     /// The provider's own answer minus media bytes.
     pub provider_response: Option<Value>,
+    /// The input images it was made from (path or URL, SHA-256, size, type; never their bytes).
+    pub inputs: Vec<InputRecord>,
     /// Time from the first attempt to the stored media.
     pub elapsed: Duration,
 }
@@ -196,6 +198,9 @@ fn write_media<M: SerializeMap>(map: &mut M, media: &GeneratedMedia) -> Result<(
     map.serialize_entry("seed", &media.seed)?;
     map.serialize_entry("source_url", &media.source_url)?;
     map.serialize_entry("provider_response", &media.provider_response)?;
+    if !media.inputs.is_empty() {
+        map.serialize_entry("inputs", &media.inputs)?;
+    }
     map.serialize_entry("elapsed_ms", &millis(media.elapsed))
 }
 

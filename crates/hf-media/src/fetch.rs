@@ -3,11 +3,9 @@
 //! sink is tried again from the body (the URL again, the bytes again), never by asking the provider for
 //! a second job: that one is done and paid for.
 
-use std::sync::Mutex;
-
 use bytes::Bytes;
 use futures::StreamExt;
-use hf_media_provider::{ByteStream, MediaBody, ProviderError, RetryPolicy, RetryStage, Retryable, Transience, http};
+use hf_media_provider::{ByteStream, MediaBody, ProviderError, RetryStage, Retryable, Transience, http};
 use hf_media_sink::SinkError;
 use url::Url;
 
@@ -16,14 +14,15 @@ use crate::GeneratedMedia;
 use crate::emitter::Emitter;
 use crate::generator::Inner;
 use crate::record::Made;
+use crate::replay::Replayable;
 use crate::run::{AttemptFailure, Tries};
 
 /// Where a media's bytes come from, as many times as they can be read.
 enum BodySource {
     /// In memory: read again at will.
     Bytes(Bytes),
-    /// A stream that can be read once.
-    Once(Mutex<Option<ByteStream>>),
+    /// A stream read once, kept as it is read so that a failed store can be replayed.
+    Once(Replayable),
     /// A URL: downloaded again at will (`data:` URLs are decoded in place).
     Url(Url),
 }
@@ -32,14 +31,17 @@ impl BodySource {
     fn new(body: MediaBody) -> Self {
         match body {
             MediaBody::Bytes(bytes) => BodySource::Bytes(bytes),
-            MediaBody::Stream(stream) => BodySource::Once(Mutex::new(Some(stream))),
+            MediaBody::Stream(stream) => BodySource::Once(Replayable::new(stream)),
             MediaBody::Url(url) => BodySource::Url(url),
         }
     }
 
-    /// Whether a second read gives the same media.
+    /// Whether another read gives the whole media again.
     fn replayable(&self) -> bool {
-        !matches!(self, BodySource::Once(_))
+        match self {
+            BodySource::Once(stream) => stream.replayable(),
+            BodySource::Bytes(_) | BodySource::Url(_) => true,
+        }
     }
 
     /// The URL the bytes come from, when it is worth recording (never a `data:` URL).
@@ -57,14 +59,10 @@ impl BodySource {
                 let bytes = bytes.clone();
                 Ok(futures::stream::once(async move { Ok(bytes) }).boxed())
             }
-            BodySource::Once(stream) => stream
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .take()
-                .ok_or_else(|| ProviderError::Network {
-                    provider: provider.to_owned(),
-                    message: "the answer's body broke and cannot be read again".into(),
-                }),
+            BodySource::Once(stream) => stream.open().ok_or_else(|| ProviderError::Network {
+                provider: provider.to_owned(),
+                message: "the answer's body cannot be read again".into(),
+            }),
             BodySource::Url(url) => http::download(http_client, provider, url)
                 .await
                 .map(|(stream, _)| stream),
@@ -78,6 +76,9 @@ enum DeliveryFailure {
     Provider(ProviderError),
     /// The sink could not store them.
     Sink(SinkError),
+    /// A passing failure, but the body (read once, and too long to keep or broken) cannot be read whole
+    /// again: the provider must be asked again.
+    Unreplayable(ProviderError),
 }
 
 impl Retryable for DeliveryFailure {
@@ -85,20 +86,20 @@ impl Retryable for DeliveryFailure {
         match self {
             DeliveryFailure::Provider(error) => error.transience(),
             DeliveryFailure::Sink(error) if error.is_retryable() => Transience::Transient { retry_after: None },
-            DeliveryFailure::Sink(_) => Transience::Final,
+            DeliveryFailure::Sink(_) | DeliveryFailure::Unreplayable(_) => Transience::Final,
         }
     }
 
     fn retry_status(&self) -> Option<u16> {
         match self {
-            DeliveryFailure::Provider(error) => error.status(),
+            DeliveryFailure::Provider(error) | DeliveryFailure::Unreplayable(error) => error.status(),
             DeliveryFailure::Sink(_) => None,
         }
     }
 
     fn retry_message(&self) -> String {
         match self {
-            DeliveryFailure::Provider(error) => error.message(),
+            DeliveryFailure::Provider(error) | DeliveryFailure::Unreplayable(error) => error.message(),
             DeliveryFailure::Sink(error) => error.to_string(),
         }
     }
@@ -153,36 +154,49 @@ pub(crate) async fn deliver(
         }
     }
     let source = BodySource::new(body);
-    let source_url = source.source_url();
-    // A stream read once cannot be retried here: its failure goes back to the caller as the provider's.
-    let policy = if source.replayable() {
-        inner.retry
-    } else {
-        RetryPolicy::none()
-    };
-    let outcome = policy
+    // Downloaded as it came, recorded scrubbed (a provider may echo a key into the URL's query).
+    let source_url = source.source_url().map(|url| inner.secrets.scrub(&url).into_owned());
+    let outcome = inner
+        .retry
         .run(
             RetryStage::Download,
             |_| {
                 let (source, source_url) = (&source, &source_url);
                 async move {
-                    let stream = source
-                        .open(&inner.access.http, provider)
-                        .await
-                        .map_err(DeliveryFailure::Provider)?;
-                    let record = made.record(source_url.as_deref());
-                    let stored = inner
-                        .sink
-                        .store(stream, record)
-                        .await
-                        .map_err(|e| sink_failure(provider, e))?;
-                    Ok(made.stored(stored, source_url.clone()))
+                    let stored = async {
+                        let stream = source
+                            .open(&inner.access.http, provider)
+                            .await
+                            .map_err(DeliveryFailure::Provider)?;
+                        let record = made.record(source_url.as_deref());
+                        inner
+                            .sink
+                            .store(stream, record)
+                            .await
+                            .map_err(|e| sink_failure(provider, e))
+                    }
+                    .await;
+                    match stored {
+                        Ok(stored) => Ok(made.stored(stored, source_url.clone())),
+                        // A passing failure on a body that can no longer be read whole: the provider
+                        // is asked again (a body read once is the answer of a call, not of a job).
+                        Err(failure) if failure.transience() != Transience::Final && !source.replayable() => {
+                            Err(DeliveryFailure::Unreplayable(match failure {
+                                DeliveryFailure::Provider(error) | DeliveryFailure::Unreplayable(error) => error,
+                                DeliveryFailure::Sink(error) => ProviderError::Network {
+                                    provider: provider.to_owned(),
+                                    message: format!("{error}; the answer cannot be stored again without asking again"),
+                                },
+                            }))
+                        }
+                        Err(failure) => Err(failure),
+                    }
                 }
             },
             |notice, failure| {
                 let mut notice = notice.clone();
                 match failure {
-                    DeliveryFailure::Provider(error) => tries.push_error(error),
+                    DeliveryFailure::Provider(error) | DeliveryFailure::Unreplayable(error) => tries.push_error(error),
                     DeliveryFailure::Sink(_) => notice.stage = RetryStage::Store,
                 }
                 emitter.retry(Some(provider), &notice);
@@ -190,8 +204,8 @@ pub(crate) async fn deliver(
         )
         .await;
     outcome.map_err(|failure| match failure {
-        DeliveryFailure::Provider(error) if !source.replayable() => AttemptFailure::Provider(error),
-        DeliveryFailure::Provider(error) => AttemptFailure::Delivered(error),
+        DeliveryFailure::Unreplayable(error) => AttemptFailure::Provider(error),
+        DeliveryFailure::Provider(error) => AttemptFailure::NotResubmitted(error),
         DeliveryFailure::Sink(error) => AttemptFailure::Fatal(Error::Sink(error)),
     })
 }

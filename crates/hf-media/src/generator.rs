@@ -37,6 +37,7 @@ pub(crate) struct Inner {
     pub generation_timeout: Option<Duration>,
     pub progress_interval: Duration,
     pub download_media: bool,
+    pub max_input_bytes: u64,
     pub retry: RetryPolicy,
     pub secrets: Secrets,
 }
@@ -99,13 +100,14 @@ impl MediaGenerator {
         &self.inner.registry
     }
 
-    /// The Hub mapping client (shares the generator's cache).
+    /// The Hub client (shares the generator's cache), for listings. Generations ask the
+    /// [`MappingSource`] given to the builder, when one was given, instead.
     pub fn mapping_client(&self) -> &MappingClient {
         &self.inner.hub
     }
 
-    /// The secrets this generator scrubs from everything it reports (its token and keys); a server
-    /// adds its own API keys with [`Secrets::with`].
+    /// The secrets this generator scrubs from everything it reports: its token, its provider keys, and
+    /// what [`MediaGeneratorBuilder::redact`] added (a server's own API keys).
     pub fn secrets(&self) -> &Secrets {
         &self.inner.secrets
     }
@@ -164,12 +166,7 @@ async fn drive(inner: Arc<Inner>, request: GenerateRequest, emitter: Emitter) {
     let planned = match inner.generation_timeout {
         Some(limit) => tokio::time::timeout(limit, plan::make(&inner, request, &emitter))
             .await
-            .unwrap_or_else(|_| {
-                Err(Error::Timeout {
-                    after: limit,
-                    attempts: Vec::new(),
-                })
-            }),
+            .unwrap_or_else(|_| Err(Error::MappingTimeout { after: limit })),
         None => plan::make(&inner, request, &emitter).await,
     };
     let plan = match planned {

@@ -9,9 +9,11 @@ mod error;
 mod event;
 mod fetch;
 mod generator;
+mod input;
 mod mapping_source;
 mod plan;
 mod record;
+mod replay;
 mod request;
 mod run;
 mod selection;
@@ -22,6 +24,7 @@ pub use config::{EMULATOR_TOKEN, GeneratorConfig, OpenAiProviderConfig, Secret, 
 pub use error::{Error, ProviderAttempt};
 pub use event::{ErrorInfo, GeneratedMedia, GenerationEvent};
 pub use generator::{GenerationStream, MediaGenerator};
+pub use input::{DEFAULT_MAX_INPUT_BYTES, MediaInput};
 pub use mapping_source::MappingSource;
 pub use request::{DEFAULT_MODEL, GenerateRequest, MAX_GENERATIONS, MODEL_ALIASES, ModelSpec};
 

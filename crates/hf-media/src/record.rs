@@ -3,12 +3,12 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use hf_media_mapping::Task;
-use hf_media_sink::{MediaKind, MediaLocation, MediaRecord, MediaTimings, StoredMedia};
+use hf_media_sink::{InputRecord, MediaKind, MediaLocation, MediaRecord, MediaTimings, StoredMedia};
 use serde_json::Value;
 
 use crate::GeneratedMedia;
 use crate::config::millis;
+use crate::input::input_record;
 use crate::plan::{Candidate, Plan};
 
 /// What is known of a media once its provider made it, before it is stored.
@@ -33,6 +33,11 @@ impl Made<'_> {
         &self.candidate.mapping.provider
     }
 
+    /// The inputs the media was made from, as the record names them.
+    fn inputs(&self) -> Vec<InputRecord> {
+        self.plan.images_for(self.candidate).iter().map(input_record).collect()
+    }
+
     /// The record a sink stores next to the media (its `store_ms` is the sink's to fill).
     pub(crate) fn record(&self, source_url: Option<&str>) -> MediaRecord {
         MediaRecord {
@@ -46,6 +51,7 @@ impl Made<'_> {
             seed: self.seed,
             source_url: source_url.map(str::to_owned),
             provider_response: self.provider_response.clone(),
+            inputs: self.inputs(),
             created_at_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(millis)
@@ -72,6 +78,7 @@ impl Made<'_> {
             seed: self.seed,
             source_url,
             provider_response: self.provider_response.clone(),
+            inputs: self.inputs(),
             elapsed: self.started.elapsed(),
         }
     }
@@ -84,7 +91,7 @@ impl Made<'_> {
             provider: self.provider().to_owned(),
             provider_id: self.candidate.mapping.provider_id.clone(),
             model: self.plan.model.clone(),
-            kind: if self.candidate.mapping.task == Task::TextToVideo {
+            kind: if self.candidate.mapping.task.makes_video() {
                 MediaKind::Video
             } else {
                 MediaKind::Image
@@ -99,6 +106,7 @@ impl Made<'_> {
             seed: self.seed,
             source_url: Some(url.to_owned()),
             provider_response: self.provider_response.clone(),
+            inputs: self.inputs(),
             elapsed: self.started.elapsed(),
         }
     }

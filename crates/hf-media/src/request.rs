@@ -1,6 +1,7 @@
+use hf_media_mapping::Task;
 use hf_media_prompt::{ChatMessage, GenerationParams};
 
-use crate::Error;
+use crate::{Error, MediaInput};
 
 /// The model used when a request names none.
 pub const DEFAULT_MODEL: &str = "black-forest-labs/FLUX.1-schnell";
@@ -76,6 +77,13 @@ pub struct GenerateRequest {
     /// How many of them run at once (default: all `n`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// Input images to edit or animate (several for multi-image edits), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<MediaInput>,
+    /// The task to run: picks between a model's text and image tasks, or image-to-video over
+    /// image-to-image (default: decided from the inputs and the model's providers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
 }
 
 impl Default for GenerateRequest {
@@ -87,6 +95,8 @@ impl Default for GenerateRequest {
             params: GenerationParams::default(),
             n: 1,
             concurrency: None,
+            images: Vec::new(),
+            task: None,
         }
     }
 }
@@ -129,6 +139,18 @@ impl GenerateRequest {
     /// Sets the parameters.
     pub fn params(mut self, params: GenerationParams) -> Self {
         self.params = params;
+        self
+    }
+
+    /// Adds an input image (call it again for a multi-image edit).
+    pub fn image(mut self, image: MediaInput) -> Self {
+        self.images.push(image);
+        self
+    }
+
+    /// Sets the task to run.
+    pub fn task(mut self, task: Task) -> Self {
+        self.task = Some(task);
         self
     }
 }

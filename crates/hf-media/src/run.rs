@@ -6,14 +6,18 @@
 //! - A 404 from a provider's submit route means the model is not supported: nothing else is tried.
 //! - Any other provider failure (400, 401, 402, a failed job, an invalid answer, …) falls through to the
 //!   next provider.
-//! - A media that was made but could not be downloaded (after its own retries) is not asked for again:
-//!   the next provider is tried.
+//! - A job the provider accepted (it reported the job's id) or a media that was made is never asked for
+//!   again: when it cannot be finished or fetched (after the retries inside the job), the next provider is
+//!   tried.
 //! - The sink failing for good (disk full) stops the generation.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hf_media_provider::{GenerationRequest, ProviderError, RetryStage, Retryable, Transience};
+use hf_media_provider::{
+    GenerationRequest, NoticeReporter, ProviderError, ProviderNotice, RetryStage, Retryable, Transience,
+};
 
 use crate::emitter::Emitter;
 use crate::fetch::deliver;
@@ -44,9 +48,10 @@ impl Tries {
 pub(crate) enum AttemptFailure {
     /// The provider failed; trying it again may help if the failure is passing.
     Provider(ProviderError),
-    /// The provider made the media, but it could not be fetched even with retries: the next provider is
-    /// tried, this one is not asked for a second (paid) job.
-    Delivered(ProviderError),
+    /// The provider accepted the job (it reported its id) or made the media, but the job could not be
+    /// finished or its media fetched, even with the retries inside the job: the next provider is tried,
+    /// this one is not asked for a second (paid) job.
+    NotResubmitted(ProviderError),
     /// Nothing else should be tried.
     Fatal(Error),
 }
@@ -55,20 +60,20 @@ impl Retryable for AttemptFailure {
     fn transience(&self) -> Transience {
         match self {
             AttemptFailure::Provider(error) => error.transience(),
-            AttemptFailure::Delivered(_) | AttemptFailure::Fatal(_) => Transience::Final,
+            AttemptFailure::NotResubmitted(_) | AttemptFailure::Fatal(_) => Transience::Final,
         }
     }
 
     fn retry_status(&self) -> Option<u16> {
         match self {
-            AttemptFailure::Provider(error) | AttemptFailure::Delivered(error) => error.status(),
+            AttemptFailure::Provider(error) | AttemptFailure::NotResubmitted(error) => error.status(),
             AttemptFailure::Fatal(_) => None,
         }
     }
 
     fn retry_message(&self) -> String {
         match self {
-            AttemptFailure::Provider(error) | AttemptFailure::Delivered(error) => error.message(),
+            AttemptFailure::Provider(error) | AttemptFailure::NotResubmitted(error) => error.message(),
             AttemptFailure::Fatal(error) => error.to_string(),
         }
     }
@@ -84,12 +89,15 @@ pub(crate) async fn generation(
     let tries = Tries::default();
     let work = try_candidates(inner, plan, task, emitter, &tries);
     match inner.generation_timeout {
-        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-            Err(Error::Timeout {
-                after: limit,
-                attempts: tries.snapshot(),
-            })
-        }),
+        // What the plan's Hub call took is part of the deadline.
+        Some(limit) => tokio::time::timeout(limit.saturating_sub(plan.planning), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    after: limit,
+                    attempts: tries.snapshot(),
+                })
+            }),
         None => work.await,
     }
 }
@@ -129,7 +137,7 @@ async fn try_candidates(
                     message: error.message(),
                 });
             }
-            Err(AttemptFailure::Provider(error) | AttemptFailure::Delivered(error)) => error,
+            Err(AttemptFailure::Provider(error) | AttemptFailure::NotResubmitted(error)) => error,
         };
         tries.push_error(&error);
         emitter.fallback(&error);
@@ -151,21 +159,37 @@ async fn attempt(
     started: Instant,
 ) -> Result<GeneratedMedia, AttemptFailure> {
     let provider = candidate.mapping.provider.as_str();
-    let ctx = candidate.context.clone().with_reporter(emitter.reporter(provider));
+    // Once the provider names its job, the job exists (and is paid for): it is never submitted again.
+    let accepted = Arc::new(AtomicBool::new(false));
+    let reporter: NoticeReporter = {
+        let (forward, accepted) = (emitter.reporter(provider), accepted.clone());
+        Arc::new(move |notice| {
+            if let ProviderNotice::Status(status) = &notice
+                && status.job_id.is_some()
+            {
+                accepted.store(true, Ordering::SeqCst);
+            }
+            forward(notice);
+        })
+    };
+    let ctx = candidate.context.clone().with_reporter(reporter);
     let params = plan.params_for(task);
     let seed_sent = params.seed;
     let request = GenerationRequest {
         mapping: candidate.mapping.clone(),
         prompt: plan.prompt.clone(),
         params,
-        images: Vec::new(),
+        images: plan.images_for(candidate),
     };
     let asked = Instant::now();
-    let output = candidate
-        .provider
-        .generate(&ctx, request)
-        .await
-        .map_err(|error| AttemptFailure::Provider(inner.secrets.scrub_error(error)))?;
+    let output = candidate.provider.generate(&ctx, request).await.map_err(|error| {
+        let error = inner.secrets.scrub_error(error);
+        if accepted.load(Ordering::SeqCst) {
+            AttemptFailure::NotResubmitted(error)
+        } else {
+            AttemptFailure::Provider(error)
+        }
+    })?;
     let mut provider_response = output.provider_response;
     if let Some(response) = &mut provider_response {
         inner.secrets.scrub_json(response);

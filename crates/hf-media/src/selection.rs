@@ -1,6 +1,6 @@
 //! Which providers a generation tries, in which order. Pure: no I/O.
 
-use hf_media_mapping::{MappingStatus, ModelMapping, ProviderMapping};
+use hf_media_mapping::{MappingStatus, ModelMapping, ProviderMapping, Task};
 use hf_media_provider::{DynMediaProvider, ProviderRegistry};
 
 use crate::Error;
@@ -19,17 +19,50 @@ pub(crate) struct Selection {
     pub warnings: Vec<String>,
 }
 
-/// Chooses the providers to try.
+/// What a request without input images may run: text-to-image, text-to-video, and the image-text tasks
+/// (whose image is optional).
+pub(crate) const TEXT_TASKS: &[Task] = &[
+    Task::TextToImage,
+    Task::TextToVideo,
+    Task::ImageTextToImage,
+    Task::ImageTextToVideo,
+];
+
+/// `a`, `a or b`, `a, b or c`.
+pub(crate) fn describe_tasks(tasks: &[Task]) -> String {
+    let names: Vec<&str> = tasks.iter().map(Task::as_str).collect();
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The Hub's entries for the model with their tasks: `fal-ai (text-to-image), replicate (image-to-image)`.
+fn listed(mapping: &ModelMapping) -> String {
+    if mapping.entries.is_empty() {
+        return "the Hub lists no inference provider for this model".to_owned();
+    }
+    let entries: Vec<String> = mapping
+        .entries
+        .iter()
+        .map(|e| format!("{} ({}, {})", e.provider, e.task, e.status))
+        .collect();
+    format!("the Hub lists {}", entries.join(", "))
+}
+
+/// Chooses the providers to try for one of the `wanted` tasks.
 ///
 /// - A named provider is the only candidate, whatever its status (a warning says when it is not live).
-/// - Otherwise the live entries in the Hub's order, moved by `preferred` (named providers first, in that
-///   order); entries whose task is not text-to-image/video, and providers the registry does not know or
+/// - Otherwise the live entries whose task is wanted, in the Hub's order, moved by `preferred` (named
+///   providers first, in that order); entries of other tasks, and providers the registry does not know or
 ///   that do not serve the entry's task, are left out with a warning.
 pub(crate) fn select(
     mapping: &ModelMapping,
     named: Option<&str>,
     registry: &ProviderRegistry,
     preferred: &[String],
+    wanted: &[Task],
 ) -> Result<Selection, Error> {
     let mut warnings = Vec::new();
     if let Some(name) = named {
@@ -50,13 +83,18 @@ pub(crate) fn select(
                 },
             });
         };
-        if !entry.task.is_text_to_media() || !provider.info().serves(&entry.task) {
+        if !wanted.contains(&entry.task) || !provider.info().serves(&entry.task) {
+            let supports = describe_tasks(provider.tasks());
             return Err(Error::NoProvider {
                 model: mapping.model_id.clone(),
-                reason: format!(
-                    "{name} serves it for {}, which hf-media cannot make through {name}",
-                    entry.task
-                ),
+                reason: if provider.info().serves(&entry.task) {
+                    format!("{name} serves it for {}, not {}", entry.task, describe_tasks(wanted))
+                } else {
+                    format!(
+                        "{name} serves it for {}, which hf-media cannot make through {name} (it supports {supports})",
+                        entry.task
+                    )
+                },
             });
         }
         if entry.status != MappingStatus::Live {
@@ -79,11 +117,8 @@ pub(crate) fn select(
             skipped.push(format!("{name} is {}", entry.status));
             continue;
         }
-        if !entry.task.is_text_to_media() {
-            let why = format!(
-                "{name} serves it for {}, not text-to-image or text-to-video",
-                entry.task
-            );
+        if !wanted.contains(&entry.task) {
+            let why = format!("{name} serves it for {}, not {}", entry.task, describe_tasks(wanted));
             warnings.push(format!("skipping {why}"));
             skipped.push(why);
             continue;
@@ -112,8 +147,10 @@ pub(crate) fn select(
                 "the Hub lists no inference provider for this model".to_owned()
             } else {
                 format!(
-                    "{} (name a provider with `model:provider` to use a non-live one)",
-                    skipped.join("; ")
+                    "no provider serves {}: {} (name a provider with `model:provider` to use a non-live one; {})",
+                    describe_tasks(wanted),
+                    skipped.join("; "),
+                    listed(mapping)
                 )
             },
         });
@@ -169,7 +206,7 @@ mod tests {
 
     #[test]
     fn live_entries_in_hub_order_with_warnings_for_the_rest() {
-        let s = select(&mapping(), None, &ProviderRegistry::with_defaults(), &[]).unwrap();
+        let s = select(&mapping(), None, &ProviderRegistry::with_defaults(), &[], TEXT_TASKS).unwrap();
         assert_eq!(names(&s), ["replicate", "fal-ai"]);
         let warnings = s.warnings.join("\n");
         assert!(
@@ -184,13 +221,27 @@ mod tests {
 
     #[test]
     fn preferred_providers_come_first() {
-        let s = select(&mapping(), None, &ProviderRegistry::with_defaults(), &["fal-ai".into()]).unwrap();
+        let s = select(
+            &mapping(),
+            None,
+            &ProviderRegistry::with_defaults(),
+            &["fal-ai".into()],
+            TEXT_TASKS,
+        )
+        .unwrap();
         assert_eq!(names(&s), ["fal-ai", "replicate"]);
     }
 
     #[test]
     fn a_named_provider_is_the_only_candidate_even_in_staging() {
-        let s = select(&mapping(), Some("together"), &ProviderRegistry::with_defaults(), &[]).unwrap();
+        let s = select(
+            &mapping(),
+            Some("together"),
+            &ProviderRegistry::with_defaults(),
+            &[],
+            TEXT_TASKS,
+        )
+        .unwrap();
         assert_eq!(names(&s), ["together"]);
         assert!(s.warnings[0].contains("staging"));
     }
@@ -199,12 +250,12 @@ mod tests {
     fn named_provider_errors() {
         let registry = ProviderRegistry::with_defaults();
         assert!(matches!(
-            select(&mapping(), Some("acme"), &registry, &[]),
+            select(&mapping(), Some("acme"), &registry, &[], TEXT_TASKS),
             Err(Error::UnknownProvider { .. })
         ));
         let mut only_image = mapping();
         only_image.entries.retain(|e| e.provider != "fal-ai");
-        match select(&only_image, Some("fal-ai"), &registry, &[]) {
+        match select(&only_image, Some("fal-ai"), &registry, &[], TEXT_TASKS) {
             Err(Error::ModelNotSupported { provider, message, .. }) => {
                 assert_eq!(provider, "fal-ai");
                 assert!(message.contains("replicate"), "{message}");
@@ -212,7 +263,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(
-            select(&mapping(), Some("hf-inference"), &registry, &[]),
+            select(&mapping(), Some("hf-inference"), &registry, &[], TEXT_TASKS),
             Err(Error::NoProvider { .. })
         ));
     }
@@ -221,7 +272,7 @@ mod tests {
     fn nothing_usable_is_no_provider_saying_why() {
         let mut m = mapping();
         m.entries.retain(|e| e.provider == "together" || e.provider == "nebius");
-        match select(&m, None, &ProviderRegistry::with_defaults(), &[]) {
+        match select(&m, None, &ProviderRegistry::with_defaults(), &[], TEXT_TASKS) {
             Err(Error::NoProvider { reason, .. }) => {
                 assert!(
                     reason.contains("together is staging") && reason.contains("nebius"),
@@ -232,7 +283,7 @@ mod tests {
         }
         let empty = ModelMapping::from_hub_field("a/b", None).unwrap();
         assert!(matches!(
-            select(&empty, None, &ProviderRegistry::with_defaults(), &[]),
+            select(&empty, None, &ProviderRegistry::with_defaults(), &[], TEXT_TASKS),
             Err(Error::NoProvider { .. })
         ));
     }

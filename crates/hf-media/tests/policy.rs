@@ -12,11 +12,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use hf_media::mapping::{MappingError, ModelMapping};
-use hf_media::provider::{GenerationRequest, MediaBody, MediaOutput, ProviderContext, ProviderInfo};
+use hf_media::provider::{GenerationRequest, MediaBody, MediaOutput, ProviderContext, ProviderInfo, ProviderStatus};
 use hf_media::sink::{ByteStream, MediaRecord, StoredMedia};
 use hf_media::{
-    Error, GenerateRequest, GenerationEvent, GenerationParams, MappingSource, MediaGenerator, MediaProvider, MediaSink,
-    MemorySink, ProviderError, ProviderRegistry, RetryPolicy, RetryStage, SinkError, Task,
+    Error, GenerateRequest, GenerationEvent, GenerationParams, MappingSource, MediaGenerator, MediaInput,
+    MediaProvider, MediaSink, MemorySink, ProviderError, ProviderRegistry, RetryPolicy, RetryStage, SinkError, Task,
 };
 use serde_json::json;
 
@@ -32,6 +32,10 @@ enum Step {
     Fail(ProviderError),
     /// Never answers (until dropped).
     Hang,
+    /// Names its job (reports a status with the job's id), then fails.
+    AcceptThenFail(ProviderError),
+    /// Answers with a PNG as a byte stream read once.
+    StreamPng,
 }
 
 /// A provider that follows a script, one step per call (the last step repeats).
@@ -41,15 +45,21 @@ struct Scripted {
     script: Mutex<VecDeque<Step>>,
     calls: AtomicUsize,
     seeds: Mutex<Vec<Option<u64>>>,
+    /// The SHA-256 of the images each call was given.
+    images: Mutex<Vec<Vec<String>>>,
     dropped: Arc<AtomicBool>,
 }
 
 impl Scripted {
     fn new(name: &str, steps: Vec<Step>) -> Arc<Scripted> {
+        Scripted::serving(name, &[Task::TextToImage], steps)
+    }
+
+    fn serving(name: &str, tasks: &[Task], steps: Vec<Step>) -> Arc<Scripted> {
         Arc::new(Scripted {
             info: ProviderInfo {
                 name: Cow::Owned(name.to_owned()),
-                tasks: Cow::Borrowed(&[Task::TextToImage]),
+                tasks: Cow::Owned(tasks.to_vec()),
                 direct: None,
                 needs_hub_mapping: true,
                 direct_only: false,
@@ -57,6 +67,7 @@ impl Scripted {
             script: Mutex::new(steps.into()),
             calls: AtomicUsize::new(0),
             seeds: Mutex::new(Vec::new()),
+            images: Mutex::new(Vec::new()),
             dropped: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -89,9 +100,13 @@ impl MediaProvider for Scripted {
         &self.info
     }
 
-    async fn generate(&self, _ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+    async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.seeds.lock().unwrap().push(request.params.seed);
+        self.images
+            .lock()
+            .unwrap()
+            .push(request.images.iter().map(|i| i.sha256().to_owned()).collect());
         match self.next() {
             Step::Png => Ok(MediaOutput::new(MediaBody::Bytes(
                 hf_media::sink::conformance::tiny_png().into(),
@@ -100,6 +115,21 @@ impl MediaProvider for Scripted {
             Step::Hang => {
                 let _flag = DropFlag(self.dropped.clone());
                 std::future::pending().await
+            }
+            Step::AcceptThenFail(error) => {
+                ctx.report(ProviderStatus::queued("job-1"));
+                Err(error)
+            }
+            Step::StreamPng => {
+                let png = hf_media::sink::conformance::tiny_png();
+                let (head, tail) = png.split_at(20);
+                let chunks = vec![
+                    Ok(bytes::Bytes::copy_from_slice(head)),
+                    Ok(bytes::Bytes::copy_from_slice(tail)),
+                ];
+                Ok(MediaOutput::new(MediaBody::Stream(
+                    futures::stream::iter(chunks).boxed(),
+                )))
             }
         }
     }
@@ -117,17 +147,28 @@ fn http(provider: &str, status: u16) -> ProviderError {
 /// A Hub stand-in: fails as scripted, then answers with a live text-to-image entry per provider.
 #[derive(Debug)]
 struct Hub {
-    providers: Vec<String>,
+    /// Each provider with the task the Hub lists it for.
+    providers: Vec<(String, String)>,
     failures: Mutex<VecDeque<MappingError>>,
     calls: AtomicUsize,
+    delay: Mutex<Duration>,
 }
 
 impl Hub {
     fn new(providers: &[&str], failures: Vec<MappingError>) -> Arc<Hub> {
+        let entries: Vec<(&str, &str)> = providers.iter().map(|p| (*p, "text-to-image")).collect();
+        Hub::listing(&entries, failures)
+    }
+
+    fn listing(entries: &[(&str, &str)], failures: Vec<MappingError>) -> Arc<Hub> {
         Arc::new(Hub {
-            providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+            providers: entries
+                .iter()
+                .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+                .collect(),
             failures: Mutex::new(failures.into()),
             calls: AtomicUsize::new(0),
+            delay: Mutex::new(Duration::ZERO),
         })
     }
 }
@@ -136,16 +177,18 @@ impl Hub {
 impl MappingSource for Hub {
     async fn mapping(&self, model: &str) -> Result<Arc<ModelMapping>, MappingError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
         if let Some(error) = self.failures.lock().unwrap().pop_front() {
             return Err(error);
         }
         let field: serde_json::Map<String, serde_json::Value> = self
             .providers
             .iter()
-            .map(|p| {
+            .map(|(p, task)| {
                 (
                     p.clone(),
-                    json!({"status": "live", "providerId": format!("{p}/model"), "task": "text-to-image"}),
+                    json!({"status": "live", "providerId": format!("{p}/model"), "task": task}),
                 )
             })
             .collect();
@@ -183,8 +226,11 @@ fn setup_with(
     for provider in providers {
         registry.register(provider.clone());
     }
-    let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
-    let hub = Hub::new(&names, hub_failures);
+    let entries: Vec<(&str, &str)> = providers
+        .iter()
+        .map(|p| (p.name(), p.tasks().first().map_or("text-to-image", |t| t.as_str())))
+        .collect();
+    let hub = Hub::listing(&entries, hub_failures);
     let sink = MemorySink::new();
     let builder = MediaGenerator::builder()
         .token(TOKEN)
@@ -587,4 +633,311 @@ async fn a_request_that_fails_its_checks_reports_once_and_never_asks_the_hub() {
     }
     assert_eq!(s.hub.calls.load(Ordering::SeqCst), 0);
     assert_eq!(a.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_job_the_provider_accepted_is_never_submitted_again() {
+    let a = Scripted::new("a", vec![Step::AcceptThenFail(http("a", 503))]);
+    let b = Scripted::new("b", vec![Step::Png]);
+    let s = setup(&[a.clone(), b], vec![]);
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(
+        trace(&events),
+        ["attempt a", "fallback a 503", "attempt b", "media b", "done 1/0"]
+    );
+    assert_eq!(
+        a.calls(),
+        1,
+        "the paid job is not resubmitted, the next provider is asked"
+    );
+}
+
+#[tokio::test]
+async fn the_hub_call_is_part_of_the_generation_deadline() {
+    let a = Scripted::new("a", vec![Step::Hang]);
+    let s = setup_with(std::slice::from_ref(&a), vec![], |builder| {
+        builder.generation_timeout(Some(Duration::from_millis(400)))
+    });
+    *s.hub.delay.lock().unwrap() = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let events = events_of(&s.generator, request()).await;
+    let took = started.elapsed();
+    assert_eq!(trace(&events), ["attempt a", "error timeout", "done 0/1"]);
+    assert!(
+        took < Duration::from_millis(650),
+        "one deadline for the Hub call and the generation: {took:?}"
+    );
+
+    // A Hub that takes the whole deadline is named in the error.
+    *s.hub.delay.lock().unwrap() = Duration::from_secs(5);
+    let events = events_of(&s.generator, request()).await;
+    let Some(GenerationEvent::Error { error, task: None }) = events.first() else {
+        panic!("{events:?}")
+    };
+    assert!(matches!(error, Error::MappingTimeout { .. }), "{error}");
+    assert!(error.to_string().contains("the Hub"), "{error}");
+}
+
+#[tokio::test]
+async fn a_seed_given_as_an_extra_parameter_still_gives_variations() {
+    let a = Scripted::new("a", vec![Step::Png]);
+    let s = setup(std::slice::from_ref(&a), vec![]);
+    let mut params = GenerationParams::default();
+    params.extra.insert("seed".into(), json!(5));
+    events_of(&s.generator, request().n(2).params(params)).await;
+    let mut sent = a.seeds.lock().unwrap().clone();
+    sent.sort();
+    assert_eq!(sent, [Some(5), Some(6)]);
+
+    let mut bad = GenerationParams::default();
+    bad.extra.insert("seed".into(), json!("five"));
+    let events = events_of(&s.generator, request().params(bad)).await;
+    assert_eq!(trace(&events), ["error invalid_request", "done 0/1"]);
+
+    // Random seeds fit the signed 32-bit seeds some providers take.
+    let a = Scripted::new("a", vec![Step::Png]);
+    let s = setup(std::slice::from_ref(&a), vec![]);
+    events_of(&s.generator, request().n(8)).await;
+    let max = u64::try_from(i32::MAX).unwrap();
+    assert!(a.seeds.lock().unwrap().iter().all(|seed| seed.unwrap() <= max));
+}
+
+#[tokio::test]
+async fn a_body_read_once_is_replayed_when_the_sink_fails_for_a_passing_reason() {
+    let a = Scripted::new("a", vec![Step::StreamPng]);
+    let sink = Arc::new(FlakySink {
+        failures: AtomicUsize::new(1),
+        retryable: true,
+        inner: MemorySink::new(),
+    });
+    let s = setup_with(std::slice::from_ref(&a), vec![], |builder| builder.sink(sink.clone()));
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(trace(&events), ["attempt a", "retry a store -", "media a", "done 1/0"]);
+    assert_eq!(a.calls(), 1, "stored again from the kept bytes, not asked again");
+    assert_eq!(sink.inner.items()[0].bytes, hf_media::sink::conformance::tiny_png());
+}
+
+#[tokio::test]
+async fn secrets_added_by_the_caller_are_scrubbed_too() {
+    let echo = ProviderError::Http {
+        provider: "a".into(),
+        status: 400,
+        message: "bad request from server key sk-server-key-0042".into(),
+        retry_after: None,
+    };
+    let a = Scripted::new("a", vec![Step::Fail(echo)]);
+    let s = setup_with(std::slice::from_ref(&a), vec![], |builder| {
+        builder.redact("sk-server-key-0042")
+    });
+    let events = events_of(&s.generator, request()).await;
+    let wire: String = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+    assert!(
+        !wire.contains("sk-server-key-0042") && wire.contains("[redacted]"),
+        "{wire}"
+    );
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_when_building() {
+    let zero_poll = MediaGenerator::builder().token(TOKEN).poll(hf_media::PollConfig {
+        interval: Duration::ZERO,
+        deadline: Duration::from_secs(1),
+    });
+    let err = zero_poll.build().unwrap_err().to_string();
+    assert!(err.contains("poll_interval_ms"), "{err}");
+    let tiny = MediaGenerator::builder()
+        .token(TOKEN)
+        .progress_interval(Duration::from_micros(100));
+    assert!(tiny.build().is_ok(), "100 µs rounds up to 1 ms");
+    let no_try = MediaGenerator::builder().token(TOKEN).retry(RetryPolicy {
+        max_attempts: 0,
+        ..RetryPolicy::default()
+    });
+    assert!(no_try.build().unwrap_err().to_string().contains("max_attempts"));
+    let unknown = MediaGenerator::builder()
+        .token(TOKEN)
+        .provider_url("acme", "http://127.0.0.1:1");
+    assert!(matches!(unknown.build(), Err(Error::UnknownProvider { .. })));
+}
+
+fn png_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, hf_media::sink::conformance::tiny_png()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_input_image_picks_the_providers_that_edit_and_is_shared_by_every_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = png_file(dir.path(), "cat.png");
+    // The Hub lists `t` for text-to-image and `e` for image-to-image.
+    let t = Scripted::new("t", vec![Step::Png]);
+    let e = Scripted::serving("e", &[Task::ImageToImage], vec![Step::Fail(http("e", 503)), Step::Png]);
+    let s = setup(&[t.clone(), e.clone()], vec![]);
+    let events = events_of(&s.generator, request().image(MediaInput::path(&cat)).n(2)).await;
+    let steps = trace(&events);
+    assert_eq!(steps.last().unwrap(), "done 2/0", "{steps:?}");
+    assert_eq!(t.calls(), 0, "the text-to-image provider cannot edit");
+    let seen = e.images.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "two generations, one retry");
+    assert!(seen.iter().all(|images| images.len() == 1 && images[0] == seen[0][0]));
+    for item in s.sink.items() {
+        let inputs = &item.record.inputs;
+        assert_eq!(inputs.len(), 1);
+        assert_eq!(inputs[0].source, cat.display().to_string());
+        assert_eq!((inputs[0].mime.as_str(), inputs[0].sha256.len()), ("image/png", 64));
+    }
+    let media: Vec<&hf_media::GeneratedMedia> = events
+        .iter()
+        .filter_map(|e| match e {
+            GenerationEvent::Media(m) => Some(m.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert!(media.iter().all(|m| m.inputs.len() == 1));
+
+    // Without an image, the same model makes images from text on `t`.
+    let events = events_of(&s.generator, request()).await;
+    assert_eq!(trace(&events), ["attempt t", "media t", "done 1/0"]);
+}
+
+#[tokio::test]
+async fn a_model_that_only_animates_gets_image_to_video_and_task_chooses_when_both_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = png_file(dir.path(), "cat.png");
+    let v = Scripted::serving("v", &[Task::ImageToVideo], vec![Step::Png]);
+    let s = setup(std::slice::from_ref(&v), vec![]);
+    let events = events_of(&s.generator, request().image(MediaInput::path(&cat))).await;
+    assert_eq!(trace(&events), ["attempt v", "media v", "done 1/0"]);
+
+    let e = Scripted::serving("e", &[Task::ImageToImage], vec![Step::Png]);
+    let v = Scripted::serving("v", &[Task::ImageToVideo], vec![Step::Png]);
+    let s = setup(&[e.clone(), v.clone()], vec![]);
+    let events = events_of(&s.generator, request().image(MediaInput::path(&cat))).await;
+    assert_eq!(trace(&events)[0], "attempt e", "an edit first");
+    let events = events_of(
+        &s.generator,
+        request().image(MediaInput::path(&cat)).task(Task::ImageToVideo),
+    )
+    .await;
+    assert_eq!(trace(&events), ["attempt v", "media v", "done 1/0"]);
+}
+
+#[tokio::test]
+async fn no_provider_for_the_image_task_is_a_clear_error_naming_the_task_and_what_the_hub_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = png_file(dir.path(), "cat.png");
+    let t = Scripted::new("t", vec![Step::Png]);
+    let s = setup(std::slice::from_ref(&t), vec![]);
+    let events = events_of(&s.generator, request().image(MediaInput::path(&cat))).await;
+    let Some(GenerationEvent::Error { error, task: None }) =
+        events.iter().find(|e| matches!(e, GenerationEvent::Error { .. }))
+    else {
+        panic!("{events:?}")
+    };
+    let text = error.to_string();
+    assert_eq!(error.kind(), "no_provider");
+    for part in ["image-to-image", "image-to-video", MODEL, "t (text-to-image"] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    assert_eq!(t.calls(), 0);
+
+    // Named: the provider's own tasks are said.
+    let events = events_of(
+        &s.generator,
+        request().model(format!("{MODEL}:t")).image(MediaInput::path(&cat)),
+    )
+    .await;
+    let text = events
+        .iter()
+        .find_map(|e| match e {
+            GenerationEvent::Error { error, .. } => Some(error.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        text.contains("t serves it for text-to-image, not image-to-image"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_chats_images_are_left_out_with_a_warning_when_nothing_edits() {
+    let t = Scripted::new("t", vec![Step::Png]);
+    let s = setup(std::slice::from_ref(&t), vec![]);
+    let messages: Vec<hf_media::ChatMessage> = serde_json::from_value(json!([
+        {"role": "user", "content": [
+            {"type": "text", "text": "a lighthouse like this one"},
+            {"type": "image_url", "image_url": {"url": "https://example.invalid/l.png"}}
+        ]}
+    ]))
+    .unwrap();
+    let events = events_of(&s.generator, GenerateRequest::from_messages(messages).model(MODEL)).await;
+    let warning = events
+        .iter()
+        .find_map(|e| match e {
+            GenerationEvent::Warning { message, .. } if message.contains("left out") => Some(message.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!(warning.contains("1 image"), "{warning}");
+    assert_eq!(trace(&events), ["attempt t", "media t", "done 1/0"]);
+    assert!(t.images.lock().unwrap()[0].is_empty());
+}
+
+#[tokio::test]
+async fn a_chats_images_are_edited_when_a_provider_edits() {
+    let e = Scripted::serving("e", &[Task::ImageToImage], vec![Step::Png]);
+    let s = setup(std::slice::from_ref(&e), vec![]);
+    let png = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        hf_media::sink::conformance::tiny_png(),
+    );
+    let messages: Vec<hf_media::ChatMessage> = serde_json::from_value(json!([
+        {"role": "user", "content": [
+            {"type": "text", "text": "make it golden"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}")}}
+        ]}
+    ]))
+    .unwrap();
+    let events = events_of(&s.generator, GenerateRequest::from_messages(messages).model(MODEL)).await;
+    assert_eq!(trace(&events), ["attempt e", "media e", "done 1/0"]);
+    assert_eq!(e.images.lock().unwrap()[0].len(), 1);
+    assert_eq!(s.sink.items()[0].record.inputs[0].source, "chat image (data: URL)");
+}
+
+#[tokio::test]
+async fn bad_inputs_are_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just words, not an image").unwrap();
+    let e = Scripted::serving("e", &[Task::ImageToImage], vec![Step::Png]);
+    let s = setup_with(std::slice::from_ref(&e), vec![], |b| b.max_input_bytes(64));
+    let big = png_file(dir.path(), "big.png");
+    std::fs::write(&big, [hf_media::sink::conformance::tiny_png(), vec![0; 100]].concat()).unwrap();
+    for (input, expected) in [
+        (MediaInput::path(dir.path().join("missing.png")), "does not exist"),
+        (MediaInput::path(&text), "not a PNG"),
+        (MediaInput::path(&big), "larger than"),
+        (MediaInput::url("ftp://example.invalid/x.png"), "http(s)"),
+    ] {
+        let events = events_of(&s.generator, request().image(input.clone())).await;
+        let error = events
+            .iter()
+            .find_map(|e| match e {
+                GenerationEvent::Error { error, task: None } => Some(error),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{input}: {events:?}"));
+        assert_eq!(error.kind(), "invalid_input", "{error}");
+        assert!(error.is_usage());
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+    assert_eq!(e.calls(), 0, "nothing was sent");
+    let events = events_of(&s.generator, request().task(Task::ImageToVideo)).await;
+    assert_eq!(
+        trace(&events),
+        ["error invalid_request", "done 0/1"],
+        "image-to-video needs an image"
+    );
 }

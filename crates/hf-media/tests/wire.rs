@@ -9,6 +9,7 @@ use hf_media::{
     Error, ErrorInfo, GenerateRequest, GeneratedMedia, GenerationEvent, GenerationParams, MediaKind, MediaLocation,
     ProviderAttempt, ProviderStatus, RetryStage,
 };
+use hf_media::sink::InputRecord;
 use serde_json::{Value, json};
 
 fn media() -> GeneratedMedia {
@@ -25,6 +26,7 @@ fn media() -> GeneratedMedia {
         seed: Some(42),
         source_url: Some("https://v3.fal.media/files/x.png".into()),
         provider_response: Some(json!({"seed": 42, "timings": {"inference": 0.3}})),
+        inputs: Vec::new(),
         elapsed: Duration::from_millis(2500),
     }
 }
@@ -79,6 +81,16 @@ fn every_event() -> Vec<GenerationEvent> {
             total: 2,
         },
         GenerationEvent::Media(Box::new(media())),
+        GenerationEvent::Media(Box::new(GeneratedMedia {
+            task: 0,
+            inputs: vec![InputRecord {
+                source: "cat.png".into(),
+                sha256: "ab".repeat(32),
+                bytes: 1024,
+                mime: "image/png".into(),
+            }],
+            ..media()
+        })),
         GenerationEvent::Error {
             task: Some(1),
             error: Error::AllProvidersFailed {
@@ -129,6 +141,7 @@ fn every_event_kind_has_its_json_line() {
             "warning",
             "provider_status",
             "progress",
+            "media",
             "media",
             "error",
             "error",

@@ -8,7 +8,8 @@
 //! - bounded JSON reading: [`read_json`], [`send_json`], [`send_json_to`], [`post_json`] (at most
 //!   [`MAX_JSON_BYTES`], large answers parsed off the async workers);
 //! - polling: [`poll_until`], [`poll_job`] and [`Poll`] (status requests retried through the one retry
-//!   mechanism, within the polling deadline);
+//!   mechanism, within the polling deadline), and [`fetch_job_result`] (a finished job's result request,
+//!   retried the same way);
 //! - download: [`download()`] (a plain GET without credentials, or a `data:` URL decoded in place) and
 //!   [`body_stream`];
 //! - sanitising what answers carry: [`media_url`], [`job_id`], [`decode_base64`], [`strip_media`].
@@ -23,6 +24,6 @@ mod sanitize;
 pub use download::{body_stream, download};
 pub use error_text::{error_message, json_error_text, retry_after};
 pub use json::{MAX_JSON_BYTES, post_json, read_json, send_json, send_json_to};
-pub use poll::{MAX_POLL_FAILURES, Poll, poll_job, poll_until};
+pub use poll::{MAX_POLL_FAILURES, Poll, fetch_job_result, poll_job, poll_until};
 pub use request::{Target, check_status, describe, http_error, send, send_to, send_unchecked};
 pub use sanitize::{decode_base64, job_id, media_url, strip_media};

@@ -24,10 +24,47 @@ pub enum Poll<T> {
 /// the job is already paid for.
 pub const MAX_POLL_FAILURES: u32 = 5;
 
-/// The retry policy of one status request: the context's, with at least [`MAX_POLL_FAILURES`] tries.
+/// The retry policy of one status request: the context's, with at least [`MAX_POLL_FAILURES`] tries, and a
+/// `Retry-After` honoured up to the polling deadline (a longer wait is cut at the deadline by
+/// [`RetryPolicy::run_until`]): a server that asks a running job's status request to wait two minutes
+/// must not make the caller drop the job, and submit and pay for another.
 fn status_policy(ctx: &ProviderContext) -> RetryPolicy {
     let policy = ctx.retry();
-    policy.with_max_attempts(policy.max_attempts.max(MAX_POLL_FAILURES))
+    RetryPolicy {
+        max_attempts: policy.max_attempts.max(MAX_POLL_FAILURES),
+        max_retry_after: policy.max_retry_after.max(ctx.poll().deadline),
+        ..policy
+    }
+}
+
+/// Runs one request of a running job (`operation`) through the status policy at [`RetryStage::Poll`]
+/// within `deadline`, each retry logged (scrubbed) and reported.
+async fn ride_out<T, F, Fut>(
+    ctx: &ProviderContext,
+    policy: &RetryPolicy,
+    deadline: Instant,
+    operation: F,
+) -> Result<T, ProviderError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    policy
+        .run_until(
+            RetryStage::Poll,
+            deadline,
+            operation,
+            |notice, error: &ProviderError| {
+                tracing::info!(
+                    provider = ctx.provider(),
+                    error = %ctx.secrets().scrub(&error.to_string()),
+                    attempt = notice.attempt,
+                    "a request of a running job failed; trying again"
+                );
+                ctx.report_retry(notice);
+            },
+        )
+        .await
 }
 
 /// Polls until `check` is ready: sleeps [`PollConfig::interval`](crate::PollConfig::interval) before each
@@ -60,23 +97,10 @@ where
             break;
         }
         tokio::time::sleep(config.interval.min(deadline - now)).await;
-        let tick = policy.run_until(
-            RetryStage::Poll,
-            deadline,
-            |_| {
-                requests += 1;
-                check(requests)
-            },
-            |notice, error| {
-                tracing::info!(
-                    provider = ctx.provider(),
-                    error = %ctx.secrets().scrub(&error.to_string()),
-                    attempt = notice.attempt,
-                    "status request failed; trying again"
-                );
-                ctx.report_retry(notice);
-            },
-        );
+        let tick = ride_out(ctx, &policy, deadline, |_| {
+            requests += 1;
+            check(requests)
+        });
         match tokio::time::timeout_at(deadline, tick).await {
             Err(_) => break,
             Ok(Ok(Poll::Ready(value))) => return Ok(value),
@@ -108,6 +132,33 @@ pub async fn poll_job<T>(
         read(&send_json_to(ctx, Target::Job(job_id), request()).await?)
     })
     .await
+}
+
+/// Sends a request of job `job_id` that is not a status request but still the job's own (fal's result
+/// GET once the job is done), to the job's URL ([`Target::Job`]: a 404 means the job is gone), and reads
+/// its JSON answer. Its passing failures are ridden out as a status request's are (the same policy, at
+/// [`RetryStage::Poll`], each retry reported with [`ProviderContext::report_retry`]), within the polling
+/// deadline from now: the job is paid for, and failing here would make the caller submit another.
+/// Retries that run into the deadline end with [`ProviderError::Timeout`] about `what`.
+pub async fn fetch_job_result(
+    ctx: &ProviderContext,
+    job_id: &str,
+    what: &str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<Value, ProviderError> {
+    let started = Instant::now();
+    let deadline = started + ctx.poll().deadline;
+    let (request, policy) = (&request, status_policy(ctx));
+    let fetch = ride_out(ctx, &policy, deadline, |_| async move {
+        send_json_to(ctx, Target::Job(job_id), request()).await
+    });
+    match tokio::time::timeout_at(deadline, fetch).await {
+        Ok(Err(e)) if e.is_retryable() && Instant::now() >= deadline => {
+            Err(ProviderError::timeout(ctx.provider(), what, started.elapsed()))
+        }
+        Ok(answer) => answer,
+        Err(_) => Err(ProviderError::timeout(ctx.provider(), what, started.elapsed())),
+    }
 }
 
 #[cfg(test)]
@@ -276,6 +327,89 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), "timeout");
         assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_retry_after_on_a_status_request_is_waited_for_within_the_deadline() {
+        // The caller's policy honours at most 60 s of Retry-After; a running job's status request waits
+        // longer, up to the polling deadline, rather than give the (paid) job up.
+        let (ctx, notices) = context(Duration::from_secs(600), fast_retry(3));
+        let mut answers = vec![Err(http(429, Some(Duration::from_secs(120)))), Ok(Poll::Ready(1))].into_iter();
+        let started = Instant::now();
+        let value = poll_until(&ctx, "waiting", |_| {
+            let answer = answers.next().unwrap();
+            async move { answer }
+        })
+        .await
+        .unwrap();
+        assert_eq!(value, 1);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(120) + Duration::from_millis(100),
+            "one interval, then the asked-for wait"
+        );
+        let retries = retries(&notices.lock().unwrap());
+        assert_eq!(retries.len(), 1);
+        assert_eq!(
+            (retries[0].stage, retries[0].delay),
+            (RetryStage::Poll, Duration::from_secs(120))
+        );
+    }
+
+    // Real time: paused time would jump to the deadline while a request is on the wire.
+    #[tokio::test]
+    async fn job_results_ride_out_passing_failures_within_the_deadline() {
+        let server = wiremock::MockServer::start().await;
+        let (ctx, notices) = context(Duration::from_secs(60), fast_retry(1));
+        let url = Url::parse(&format!("{}/result", server.uri())).unwrap();
+        wiremock::Mock::given(wiremock::matchers::method("GET"))
+            .respond_with(wiremock::ResponseTemplate::new(502).set_body_string("bad gateway"))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        wiremock::Mock::given(wiremock::matchers::method("GET"))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({"ok": 1})))
+            .with_priority(2)
+            .mount(&server)
+            .await;
+        let answer = fetch_job_result(&ctx, "j", "fetching the result of j", || {
+            ctx.request(reqwest::Method::GET, url.clone())
+        })
+        .await
+        .unwrap();
+        assert_eq!(answer["ok"], 1);
+        let tries: Vec<_> = retries(&notices.lock().unwrap())
+            .iter()
+            .map(|r| (r.stage, r.attempt, r.status))
+            .collect();
+        assert_eq!(tries, [(RetryStage::Poll, 1, Some(502))]);
+
+        // A result that keeps failing past the deadline is a timeout; a gone job is a failed one at once.
+        let (ctx, _) = context(Duration::from_millis(300), fast_retry(1));
+        server.reset().await;
+        wiremock::Mock::given(wiremock::matchers::method("GET"))
+            .respond_with(wiremock::ResponseTemplate::new(503).insert_header("retry-after", "5"))
+            .mount(&server)
+            .await;
+        let err = fetch_job_result(&ctx, "j", "fetching the result of j", || {
+            ctx.request(reqwest::Method::GET, url.clone())
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Timeout { ref what, .. } if what == "fetching the result of j"),
+            "{err:?}"
+        );
+        server.reset().await;
+        wiremock::Mock::given(wiremock::matchers::method("GET"))
+            .respond_with(wiremock::ResponseTemplate::new(404))
+            .mount(&server)
+            .await;
+        let err = fetch_job_result(&ctx, "j", "fetching", || ctx.request(reqwest::Method::GET, url.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "job_failed");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,27 +1,40 @@
-//! fal-ai: images and videos through fal's queue.
+//! fal-ai: images and videos through fal's queue, from a prompt or from input images.
 //!
 //! 1. `POST {base}/{providerId}` (`?_subdomain=queue` through the router) with `{"prompt", …}`; for images,
-//!    `width` + `height` become `image_size: {width, height}`.
+//!    `width` + `height` become `image_size: {width, height}`. Input images go as `image_url` (the first)
+//!    and, for images (image-to-image, image-text-to-image), `image_urls` (all of them), each the caller's
+//!    `http(s)` URL or a `data:` URL; a video takes one image, so the others are left out with a warning.
+//!    The optional-image tasks without images send the prompt and parameters alone, to the same path
+//!    (never trimmed: the router finds the model by it).
 //! 2. The answer names the job: `request_id`, `status`, `response_url`.
 //! 3. `GET {base}{path of response_url}/status` until `COMPLETED` (`IN_QUEUE` with `queue_position`, and
 //!    `IN_PROGRESS`, are pending; anything else failed).
 //! 4. `GET {base}{path of response_url}`: `images[0].url` (images) or `video.url` (videos), which may be a
-//!    `data:` URL.
+//!    `data:` URL. The job is done by then: passing failures of this request are ridden out like a status
+//!    request's ([`http::fetch_job_result`]).
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use crate::http::{self, Poll, Target};
+use crate::http::{self, Poll};
 use crate::{
-    AuthScheme, DirectApi, GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError,
-    ProviderInfo, ProviderStatus, Task, provider_parameters,
+    AuthScheme, DirectApi, GenerationRequest, InputImage, MediaBody, MediaOutput, MediaProvider, ProviderContext,
+    ProviderError, ProviderInfo, ProviderStatus, Task, provider_parameters,
 };
+use hf_media_mapping::Output;
 
 /// The provider's Hub name.
 pub const FAL_AI: &str = "fal-ai";
 /// fal's own queue API, for calls with a `FAL_KEY`.
 pub const FAL_QUEUE_URL: &str = "https://queue.fal.run";
-const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
+const TASKS: &[Task] = &[
+    Task::TextToImage,
+    Task::TextToVideo,
+    Task::ImageToImage,
+    Task::ImageToVideo,
+    Task::ImageTextToImage,
+    Task::ImageTextToVideo,
+];
 static INFO: ProviderInfo =
     ProviderInfo::routed_with_api(FAL_AI, TASKS, DirectApi::new(FAL_QUEUE_URL, "FAL_KEY", AuthScheme::Key));
 /// The query that selects fal's queue behind the router.
@@ -46,12 +59,29 @@ pub fn route(ctx: &ProviderContext, request: &GenerationRequest) -> String {
     }
 }
 
-/// The request body.
+/// The fields that carry the input images: `image_url` (the first image) and, when the task makes an
+/// image, `image_urls` (all of them); none without images.
+pub fn image_fields(request: &GenerationRequest) -> Map<String, Value> {
+    let mut fields = Map::new();
+    let urls: Vec<String> = request.images.iter().map(InputImage::url_or_data_url).collect();
+    let Some(first) = urls.first() else {
+        return fields;
+    };
+    fields.insert("image_url".into(), Value::from(first.clone()));
+    if !request.mapping.task.makes_video() {
+        fields.insert("image_urls".into(), Value::from(urls));
+    }
+    fields
+}
+
+/// The request body: the prompt, the image fields ([`image_fields`]), the parameters (which may override
+/// them: a caller's own `image_urls` wins), the LoRA.
 pub fn payload(ctx: &ProviderContext, request: &GenerationRequest) -> Value {
     let mut body: Map<String, Value> = Map::new();
     body.insert("prompt".into(), Value::from(request.prompt.clone()));
+    body.extend(image_fields(request));
     let mut params = provider_parameters(request);
-    if request.mapping.task == Task::TextToImage
+    if request.mapping.task.output() == Some(Output::Image)
         && let (Some(width), Some(height)) = (params.get("width").cloned(), params.get("height").cloned())
     {
         params.remove("width");
@@ -122,23 +152,26 @@ pub fn parse_status(job: &QueuedJob, answer: &Value) -> Result<Poll<()>, Provide
 
 /// Reads the result: the media URL and the rest of the answer.
 pub fn parse_result(task: &Task, answer: &Value) -> Result<MediaOutput, ProviderError> {
-    let url = match task {
-        Task::TextToVideo => answer.pointer("/video/url"),
-        _ => answer.pointer("/images/0/url").or_else(|| answer.pointer("/image/url")),
+    let video = task.makes_video();
+    let url = if video {
+        answer.pointer("/video/url")
+    } else {
+        answer.pointer("/images/0/url").or_else(|| answer.pointer("/image/url"))
     }
     .and_then(Value::as_str)
     .ok_or_else(|| {
         let reason = match http::json_error_text(answer) {
             Some(message) => format!("the result has no media: {message}"),
-            None if *task == Task::TextToVideo => "the result has no `video.url`".to_owned(),
+            None if video => "the result has no `video.url`".to_owned(),
             None => "the result has no `images[0].url`".to_owned(),
         };
         ProviderError::invalid_response(FAL_AI, reason)
     })?;
     let url = http::media_url(FAL_AI, url)?;
-    let mime = match task {
-        Task::TextToVideo => answer.pointer("/video/content_type"),
-        _ => answer.pointer("/images/0/content_type"),
+    let mime = if video {
+        answer.pointer("/video/content_type")
+    } else {
+        answer.pointer("/images/0/content_type")
     }
     .and_then(Value::as_str)
     .map(str::to_owned);
@@ -159,6 +192,10 @@ impl MediaProvider for FalAi {
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        request.check_images(FAL_AI)?;
+        if request.mapping.task.makes_video() {
+            ctx.warn_images_left_out(&request, 1);
+        }
         let answer = http::post_json(ctx, &route(ctx, &request), &payload(ctx, &request)).await?;
         // A synchronous deployment answers with the result directly.
         if answer.get("images").is_some() || answer.get("video").is_some() {
@@ -182,8 +219,14 @@ impl MediaProvider for FalAi {
             |status| parse_status(&job, status),
         )
         .await?;
-        let target = Target::Job(&job.request_id);
-        let result = http::send_json_to(ctx, target, ctx.request(reqwest::Method::GET, result_url)).await?;
+        // The job is done (and paid for): a passing failure of the result request is ridden out too.
+        let result = http::fetch_job_result(
+            ctx,
+            &job.request_id,
+            &format!("fetching the result of fal job {}", job.request_id),
+            || ctx.request(reqwest::Method::GET, result_url.clone()),
+        )
+        .await?;
         parse_result(&request.mapping.task, &result)
     }
 }
@@ -303,5 +346,118 @@ mod tests {
         let job = parse_submit(&request, &json!({"request_id": "abc"})).unwrap();
         assert_eq!(job.response_path, "/fal-ai/flux/dev/requests/abc");
         assert!(parse_submit(&request, &json!({"status": "IN_QUEUE"})).is_err());
+    }
+
+    fn routed() -> ProviderContext {
+        let router = url::Url::parse("http://127.0.0.1:9").unwrap();
+        ProviderContext::routed(reqwest::Client::new(), &router, FAL_AI, None)
+    }
+
+    #[test]
+    fn image_edits_send_the_first_image_and_all_of_them() {
+        use super::super::test_support::{png, remote, request};
+        let sized = GenerationParams {
+            width: Some(1024),
+            height: Some(768),
+            strength: Some(0.7),
+            ..Default::default()
+        };
+        let (a, b) = (png(1), remote("https://example.com/b.jpg"));
+        let req = request(
+            FAL_AI,
+            "fal-ai/flux-2/edit",
+            Task::ImageToImage,
+            vec![a.clone(), b],
+            sized,
+        );
+        assert_eq!(
+            payload(&routed(), &req),
+            json!({"prompt": "make it snow", "image_url": a.data_url(),
+                   "image_urls": [a.data_url(), "https://example.com/b.jpg"],
+                   "strength": 0.7, "image_size": {"width": 1024, "height": 768}})
+        );
+        assert_eq!(route(&routed(), &req), "/fal-ai/flux-2/edit?_subdomain=queue");
+        let optional = request(
+            FAL_AI,
+            "fal-ai/flux-2/edit",
+            Task::ImageTextToImage,
+            vec![a.clone()],
+            GenerationParams::default(),
+        );
+        assert_eq!(
+            payload(&routed(), &optional),
+            json!({"prompt": "make it snow", "image_url": a.data_url(), "image_urls": [a.data_url()]})
+        );
+    }
+
+    #[test]
+    fn videos_take_one_image_and_no_text_to_video_defaults() {
+        use super::super::test_support::{png, request};
+        let params = GenerationParams {
+            width: Some(832),
+            height: Some(480),
+            num_frames: Some(81),
+            seed: Some(4),
+            ..Default::default()
+        };
+        let req = request(
+            FAL_AI,
+            "fal-ai/wan-i2v",
+            Task::ImageToVideo,
+            vec![png(1), png(2)],
+            params,
+        );
+        assert_eq!(
+            payload(&routed(), &req),
+            json!({"prompt": "make it snow", "image_url": png(1).data_url(),
+                   "width": 832, "height": 480, "seed": 4, "num_frames": 81})
+        );
+        // Without an image, the optional-image task is a prompt-only call to the same path.
+        let prompt_only = request(
+            FAL_AI,
+            "minimax/h3/image-to-video",
+            Task::ImageTextToVideo,
+            Vec::new(),
+            GenerationParams::default(),
+        );
+        assert_eq!(
+            payload(&routed(), &prompt_only),
+            json!({"prompt": "make it snow", "aspect_ratio": "16:9", "resolution": "480p"})
+        );
+        assert_eq!(
+            route(&routed(), &prompt_only),
+            "/minimax/h3/image-to-video?_subdomain=queue"
+        );
+        assert!(image_fields(&prompt_only).is_empty());
+    }
+
+    #[test]
+    fn image_results_and_video_results_by_task() {
+        let image = json!({"images": [{"url": "https://fal.media/e.png", "content_type": "image/png"}]});
+        for task in [Task::ImageToImage, Task::ImageTextToImage] {
+            let out = parse_result(&task, &image).unwrap();
+            assert!(
+                matches!(out.body, MediaBody::Url(ref u) if u.as_str() == "https://fal.media/e.png"),
+                "{task}"
+            );
+            assert_eq!(out.mime.as_deref(), Some("image/png"));
+        }
+        let video = json!({"video": {"url": "https://fal.media/v.mp4", "content_type": "video/mp4"}});
+        for task in [Task::ImageToVideo, Task::ImageTextToVideo] {
+            let out = parse_result(&task, &video).unwrap();
+            assert!(
+                matches!(out.body, MediaBody::Url(ref u) if u.as_str() == "https://fal.media/v.mp4"),
+                "{task}"
+            );
+            let err = parse_result(&task, &image).unwrap_err();
+            assert!(err.to_string().contains("video.url"), "{err}");
+        }
+    }
+
+    #[test]
+    fn it_lists_every_media_task() {
+        for task in Task::MEDIA {
+            assert!(INFO.check_task(&task).is_ok(), "{task}");
+        }
     }
 }

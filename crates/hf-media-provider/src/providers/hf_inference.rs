@@ -1,7 +1,14 @@
 //! hf-inference: Hugging Face's own serverless inference, always through the router.
 //!
 //! `POST {base}/models/{providerId}` with `{"inputs": prompt, "parameters": {…}}`; the answer is the raw
-//! image bytes (some deployments answer JSON with `data[0].b64_json` or `output[0]`). A `503` whose body
+//! image bytes (some deployments answer JSON with `data[0].b64_json` or `output[0]`).
+//!
+//! Image-to-image posts to the same route: the input image's raw bytes, with its own `Content-Type`, when
+//! there is no prompt and no parameter; else `{"inputs": <the image in bare base64>, "parameters":
+//! {"prompt", …}}`, with `width` + `height` as `target_size: {width, height}`. It takes one image (the
+//! others are left out with a warning) and no video labels ([`IMAGE_LEFT_OUT`]).
+//!
+//! A `503` whose body
 //! carries `estimated_time` means the model is loading: the call is tried again after that time through
 //! the one retry mechanism ([`RetryStage::Loading`], each wait reported as a `loading` status and a
 //! retry), as often as it takes until the polling deadline, which ends it with a
@@ -15,13 +22,13 @@ use tokio::time::Instant;
 
 use crate::http::{self, Target, body_stream};
 use crate::{
-    GenerationRequest, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
+    GenerationRequest, InputImage, MediaBody, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
     ProviderStatus, RetryPolicy, RetryStage, Retryable, Task, Transience, provider_parameters,
 };
 
 /// The provider's Hub name.
 pub const HF_INFERENCE: &str = "hf-inference";
-const TASKS: &[Task] = &[Task::TextToImage];
+const TASKS: &[Task] = &[Task::TextToImage, Task::ImageToImage];
 static INFO: ProviderInfo = ProviderInfo::routed(HF_INFERENCE, TASKS);
 
 /// The longest wait a loading estimate is taken for.
@@ -36,7 +43,19 @@ pub fn route(request: &GenerationRequest) -> String {
     format!("/models/{}", request.mapping.provider_id)
 }
 
-/// The request body: the prompt as `inputs`, every parameter inside `parameters`.
+/// Parameters image-to-image does not take: left out, with a warning when the caller set them.
+pub const IMAGE_LEFT_OUT: &[&str] = &["aspect_ratio", "resolution", "num_frames"];
+
+/// What one call sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestBody {
+    /// A JSON body (`{"inputs", "parameters"}`).
+    Json(Value),
+    /// The input image's raw bytes, sent with its own `Content-Type`.
+    Image(InputImage),
+}
+
+/// The text-to-image body: the prompt as `inputs`, every parameter inside `parameters`.
 pub fn payload(request: &GenerationRequest) -> Value {
     let parameters: Map<String, Value> = provider_parameters(request);
     let mut body = json!({ "inputs": request.prompt });
@@ -44,6 +63,36 @@ pub fn payload(request: &GenerationRequest) -> Value {
         body["parameters"] = Value::Object(parameters);
     }
     body
+}
+
+/// The body of a call of any task: [`payload`] from a prompt; for an image task, the raw first image when
+/// there is no prompt and no parameter, else JSON with the image in bare base64 as `inputs` and the
+/// prompt first among the `parameters` (`width` + `height` as `target_size`).
+pub fn request_body(request: &GenerationRequest) -> Result<RequestBody, ProviderError> {
+    if !request.mapping.task.takes_images() {
+        return Ok(RequestBody::Json(payload(request)));
+    }
+    let image = request.first_image(HF_INFERENCE)?;
+    let mut params = provider_parameters(request);
+    for name in IMAGE_LEFT_OUT {
+        params.remove(*name);
+    }
+    if let (Some(width), Some(height)) = (params.get("width").cloned(), params.get("height").cloned()) {
+        params.remove("width");
+        params.remove("height");
+        params.insert("target_size".into(), json!({ "width": width, "height": height }));
+    }
+    let mut parameters = Map::new();
+    if !request.prompt.trim().is_empty() {
+        parameters.insert("prompt".into(), Value::from(request.prompt.clone()));
+    }
+    parameters.extend(params);
+    if parameters.is_empty() {
+        return Ok(RequestBody::Image(image.clone()));
+    }
+    Ok(RequestBody::Json(
+        json!({ "inputs": image.base64(), "parameters": parameters }),
+    ))
 }
 
 /// Reads a JSON answer: `data[0].b64_json`, `data[0].url` or `output[0]`.
@@ -130,10 +179,15 @@ fn loading_policy(ctx: &ProviderContext) -> RetryPolicy {
 }
 
 /// Sends the call once: the answer, a loading model (reported as a `loading` status), or a failure.
-async fn call(ctx: &ProviderContext, url: &url::Url, body: &Value) -> Result<reqwest::Response, Call> {
-    let response = http::send_unchecked(ctx, ctx.request(reqwest::Method::POST, url.clone()).json(body))
-        .await
-        .map_err(Call::Failed)?;
+async fn call(ctx: &ProviderContext, url: &url::Url, body: &RequestBody) -> Result<reqwest::Response, Call> {
+    let post = ctx.request(reqwest::Method::POST, url.clone());
+    let post = match body {
+        RequestBody::Json(json) => post.json(json),
+        RequestBody::Image(image) => post
+            .header(reqwest::header::CONTENT_TYPE, image.mime())
+            .body(image.bytes().clone()),
+    };
+    let response = http::send_unchecked(ctx, post).await.map_err(Call::Failed)?;
     if response.status().is_success() {
         return Ok(response);
     }
@@ -156,7 +210,11 @@ impl MediaProvider for HfInference {
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
         let url = ctx.url(&route(&request))?;
-        let body = payload(&request);
+        let body = request_body(&request)?;
+        if request.mapping.task.takes_images() {
+            ctx.warn_left_out(&request, IMAGE_LEFT_OUT);
+            ctx.warn_images_left_out(&request, 1);
+        }
         let started = Instant::now();
         let loaded = loading_policy(ctx)
             .run_until(
@@ -191,5 +249,87 @@ impl MediaProvider for HfInference {
         output.mime = mime;
         output.seed = request.params.seed;
         Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GenerationParams;
+    use crate::providers::test_support::{png, request};
+
+    const CONTROLNET: &str = "lllyasviel/sd-controlnet-canny";
+
+    #[test]
+    fn an_image_alone_is_sent_raw_and_anything_more_as_json_with_bare_base64() {
+        let mut alone = request(
+            HF_INFERENCE,
+            CONTROLNET,
+            Task::ImageToImage,
+            vec![png(1), png(2)],
+            GenerationParams::default(),
+        );
+        alone.prompt = "  ".into();
+        assert_eq!(request_body(&alone).unwrap(), RequestBody::Image(png(1)));
+        // Video labels are left out, so they do not turn the body into JSON.
+        alone.params.num_frames = Some(9);
+        assert_eq!(request_body(&alone).unwrap(), RequestBody::Image(png(1)));
+
+        let prompted = request(
+            HF_INFERENCE,
+            CONTROLNET,
+            Task::ImageToImage,
+            vec![png(1)],
+            GenerationParams::default(),
+        );
+        assert_eq!(
+            request_body(&prompted).unwrap(),
+            RequestBody::Json(json!({"inputs": png(1).base64(), "parameters": {"prompt": "make it snow"}}))
+        );
+        let mut sized = request(
+            HF_INFERENCE,
+            CONTROLNET,
+            Task::ImageToImage,
+            vec![png(1)],
+            GenerationParams {
+                width: Some(512),
+                height: Some(512),
+                guidance_scale: Some(7.5),
+                ..Default::default()
+            },
+        );
+        sized.prompt = String::new();
+        let RequestBody::Json(body) = request_body(&sized).unwrap() else {
+            panic!("parameters make a JSON body");
+        };
+        assert_eq!(
+            body,
+            json!({"inputs": png(1).base64(), "parameters": {"guidance_scale": 7.5, "target_size": {"width": 512, "height": 512}}})
+        );
+        assert!(!body["inputs"].as_str().unwrap().starts_with("data:"), "bare base64");
+    }
+
+    #[test]
+    fn text_to_image_keeps_its_body_and_an_image_task_needs_an_image() {
+        let text = request(
+            HF_INFERENCE,
+            "m/x",
+            Task::TextToImage,
+            Vec::new(),
+            GenerationParams::default(),
+        );
+        assert_eq!(
+            request_body(&text).unwrap(),
+            RequestBody::Json(json!({"inputs": "make it snow"}))
+        );
+        let none = request(
+            HF_INFERENCE,
+            "m/x",
+            Task::ImageToImage,
+            Vec::new(),
+            GenerationParams::default(),
+        );
+        assert!(matches!(request_body(&none), Err(ProviderError::InvalidRequest { .. })));
+        assert!(INFO.check_task(&Task::ImageToImage).is_ok() && INFO.check_task(&Task::ImageToVideo).is_err());
     }
 }

@@ -8,6 +8,11 @@
 //! `size: "WxH"`, every other parameter (`negative_prompt`, `num_inference_steps`, `seed`, …) passes
 //! unchanged. The answer carries `data[0].b64_json` (decoded) or `data[0].url`.
 //!
+//! Image-to-image goes to `POST {base}/v1/images/edits` as a multipart form: the input images as file
+//! parts named `image` (one) or `image[]` (several, each a part), then text parts `prompt`, `model`, `n`
+//! (`1`), `response_format`, `size` (`WxH`, from width + height) and every other parameter, each value a
+//! string (a nested object as `key[field]`, a list as repeated `key[]`). The answer is read as above.
+//!
 //! The server is always called directly, at its own base URL and with its own key
 //! ([`ProviderInfo::direct_only`]): the facade hands it a direct [`ProviderContext`] like any provider
 //! called with its own key, never the router's base, the HF token or the router's extra headers
@@ -37,6 +42,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use async_trait::async_trait;
+use reqwest::multipart::{Form, Part};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -46,7 +52,7 @@ use crate::{
     Task, provider_parameters, size_as_wxh,
 };
 
-const TASKS: &[Task] = &[Task::TextToImage];
+const TASKS: &[Task] = &[Task::TextToImage, Task::ImageToImage];
 
 /// How the server is asked to send the image (`response_format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -142,6 +148,83 @@ pub fn payload(request: &GenerationRequest, response_format: ResponseFormat) -> 
     Value::Object(body)
 }
 
+/// The multipart name of the input images: `image` for one file, `image[]` for each of several.
+pub fn edit_image_field(count: usize) -> &'static str {
+    if count > 1 { "image[]" } else { "image" }
+}
+
+/// The text parts of an edit, in order: `prompt`, `model`, `n`, `response_format`, then the parameters
+/// (`width` + `height` as `size: "WxH"`), every value a string: a nested object as `key[field]`, a list as
+/// repeated `key[]`, `null` left out.
+pub fn edit_fields(request: &GenerationRequest, response_format: ResponseFormat) -> Vec<(String, String)> {
+    let mut fields = vec![
+        ("prompt".to_owned(), request.prompt.clone()),
+        ("model".to_owned(), request.mapping.provider_id.clone()),
+        ("n".to_owned(), "1".to_owned()),
+        ("response_format".to_owned(), response_format.as_str().to_owned()),
+    ];
+    let params = provider_parameters(request);
+    let mut sized = params.clone();
+    size_as_wxh(&mut sized);
+    let size = sized.get("size").filter(|_| !params.contains_key("size"));
+    for (key, value) in &params {
+        match (key.as_str(), size) {
+            // `size` takes the place of `width`, in the caller's order.
+            ("width", Some(size)) => push_field(&mut fields, "size".to_owned(), size),
+            ("height", Some(_)) => {}
+            _ => push_field(&mut fields, key.clone(), value),
+        }
+    }
+    fields
+}
+
+fn push_field(fields: &mut Vec<(String, String)>, key: String, value: &Value) {
+    match value {
+        Value::Null => {}
+        Value::String(text) => fields.push((key, text.clone())),
+        Value::Bool(flag) => fields.push((key, flag.to_string())),
+        Value::Number(number) => fields.push((key, number.to_string())),
+        Value::Array(items) => {
+            for item in items {
+                push_field(fields, format!("{key}[]"), item);
+            }
+        }
+        Value::Object(map) => {
+            for (name, item) in map {
+                push_field(fields, format!("{key}[{name}]"), item);
+            }
+        }
+    }
+}
+
+/// The multipart form of an edit for `provider`: the text parts ([`edit_fields`]), then one file part per
+/// input image ([`edit_image_field`], the image's file name and type).
+pub fn edit_form(
+    provider: &str,
+    request: &GenerationRequest,
+    response_format: ResponseFormat,
+) -> Result<Form, ProviderError> {
+    request.first_image(provider)?;
+    let mut form = Form::new();
+    for (key, value) in edit_fields(request, response_format) {
+        form = form.text(key, value);
+    }
+    let field = edit_image_field(request.images.len());
+    for image in &request.images {
+        let part = Part::bytes(image.bytes().to_vec())
+            .file_name(image.file_name())
+            .mime_str(image.mime())
+            .map_err(|e| {
+                ProviderError::invalid_request(
+                    provider,
+                    format!("the image type {:?} is not a MIME type: {e}", image.mime()),
+                )
+            })?;
+        form = form.part(field, part);
+    }
+    Ok(form)
+}
+
 #[async_trait]
 impl MediaProvider for OpenAiCompatible {
     fn info(&self) -> &ProviderInfo {
@@ -149,6 +232,10 @@ impl MediaProvider for OpenAiCompatible {
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        if request.mapping.task.takes_images() {
+            let form = edit_form(self.name(), &request, self.response_format)?;
+            return openai_images::edit(ctx, self.name(), form, &request).await;
+        }
         openai_images::generate(ctx, self.name(), &self.payload(&request), &request).await
     }
 }
@@ -195,7 +282,7 @@ mod tests {
     fn its_facts_say_it_is_called_directly_at_its_own_base() {
         let provider = OpenAiCompatible::new("my-images", Url::parse("https://images.example.com/api/").unwrap());
         assert_eq!(provider.name(), "my-images");
-        assert_eq!(provider.tasks(), [Task::TextToImage]);
+        assert_eq!(provider.tasks(), [Task::TextToImage, Task::ImageToImage]);
         let info = provider.info();
         assert!(info.direct_only && !info.needs_hub_mapping);
         let direct = info.direct.as_ref().unwrap();
@@ -214,6 +301,62 @@ mod tests {
         assert!(matches!(
             openai_images::images_api_answer("my-images", &json!({"data": []})),
             Err(ProviderError::InvalidResponse { ref provider, .. }) if provider == "my-images"
+        ));
+    }
+
+    #[test]
+    fn edits_name_one_image_image_and_several_image_brackets() {
+        assert_eq!(edit_image_field(1), "image");
+        assert_eq!(edit_image_field(2), "image[]");
+        assert_eq!(edit_image_field(16), "image[]");
+    }
+
+    #[test]
+    fn edit_fields_are_strings_with_size_and_nested_keys() {
+        use crate::providers::test_support::{png, request as with_images};
+        let mut params = GenerationParams {
+            width: Some(1024),
+            height: Some(1536),
+            seed: Some(3),
+            guidance_scale: Some(2.5),
+            ..Default::default()
+        };
+        params.extra.insert("quality".into(), json!("high"));
+        params.extra.insert("stream".into(), json!(false));
+        params
+            .extra
+            .insert("svg".into(), json!({"model": "x", "tags": ["a", "b"], "none": null}));
+        let req = with_images("my-images", "gpt-image-1", Task::ImageToImage, vec![png(1)], params);
+        let fields = edit_fields(&req, ResponseFormat::B64Json);
+        let shown: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("prompt", "make it snow"),
+                ("model", "gpt-image-1"),
+                ("n", "1"),
+                ("response_format", "b64_json"),
+                ("size", "1024x1536"),
+                ("guidance_scale", "2.5"),
+                ("seed", "3"),
+                ("quality", "high"),
+                ("stream", "false"),
+                ("svg[model]", "x"),
+                ("svg[tags][]", "a"),
+                ("svg[tags][]", "b"),
+            ]
+        );
+        assert!(edit_form("my-images", &req, ResponseFormat::Url).is_ok());
+        let none = with_images(
+            "my-images",
+            "gpt-image-1",
+            Task::ImageToImage,
+            Vec::new(),
+            GenerationParams::default(),
+        );
+        assert!(matches!(
+            edit_form("my-images", &none, ResponseFormat::Url),
+            Err(ProviderError::InvalidRequest { .. })
         ));
     }
 }

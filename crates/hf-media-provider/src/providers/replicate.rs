@@ -1,25 +1,30 @@
-//! replicate: images and videos through Replicate's predictions API.
+//! replicate: images and videos through Replicate's predictions API, and image edits.
 //!
 //! `POST {base}/v1/models/{owner}/{name}/predictions` (or `/v1/predictions` with `version` for a pinned
 //! `owner/name:version` id), header `Prefer: wait`, body `{"input": {"prompt", …}}`. `201 Created` is
 //! success; `output` is a URL string or a list of them. When the server's wait window ends before the
 //! prediction does, the prediction is polled at `{base}/v1/predictions/{id}` until `succeeded`, `failed`
 //! or `canceled`.
+//!
+//! Image-to-image: Replicate's models name their image input differently, so the input images go under
+//! four keys of `input` at once: `image` and `input_image` (the first image), `images` and `input_images`
+//! (all of them), each the caller's `http(s)` URL or a `data:` URL; the parameters come after them (a
+//! caller's own key wins).
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::http::{self, Poll, Target};
 use crate::{
-    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
-    ProviderStatus, Task, answer, provider_parameters,
+    AuthScheme, DirectApi, GenerationRequest, InputImage, MediaOutput, MediaProvider, ProviderContext, ProviderError,
+    ProviderInfo, ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
 pub const REPLICATE: &str = "replicate";
 /// Replicate's own API, for calls with a `REPLICATE_API_TOKEN`.
 pub const REPLICATE_API_URL: &str = "https://api.replicate.com";
-const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
+const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo, Task::ImageToImage];
 static INFO: ProviderInfo = ProviderInfo::routed_with_api(
     REPLICATE,
     TASKS,
@@ -46,10 +51,27 @@ pub fn route(request: &GenerationRequest) -> String {
     }
 }
 
-/// The request body: everything inside `input`, plus `version` when pinned.
+/// The keys of `input` that carry the input images: `image` and `input_image` (the first), `images` and
+/// `input_images` (all of them); none without images.
+pub fn image_inputs(request: &GenerationRequest) -> Map<String, Value> {
+    let mut inputs = Map::new();
+    let urls: Vec<String> = request.images.iter().map(InputImage::url_or_data_url).collect();
+    let Some(first) = urls.first() else {
+        return inputs;
+    };
+    inputs.insert("image".into(), Value::from(first.clone()));
+    inputs.insert("images".into(), Value::from(urls.clone()));
+    inputs.insert("input_image".into(), Value::from(first.clone()));
+    inputs.insert("input_images".into(), Value::from(urls));
+    inputs
+}
+
+/// The request body: everything inside `input` (the prompt, the image keys, the parameters), plus
+/// `version` when pinned.
 pub fn payload(ctx: &ProviderContext, request: &GenerationRequest) -> Value {
     let mut input: Map<String, Value> = Map::new();
     input.insert("prompt".into(), Value::from(request.prompt.clone()));
+    input.extend(image_inputs(request));
     input.extend(provider_parameters(request));
     if request.mapping.lora_weights_path().is_some() {
         let repo = format!(
@@ -127,6 +149,7 @@ impl MediaProvider for Replicate {
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        request.check_images(REPLICATE)?;
         let url = ctx.url(&route(&request))?;
         let create = ctx
             .request(reqwest::Method::POST, url)
@@ -228,5 +251,53 @@ mod tests {
     fn pinned_versions_use_the_predictions_route() {
         assert_eq!(split_version("owner/name:abc123"), ("owner/name", Some("abc123")));
         assert_eq!(split_version("owner/name"), ("owner/name", None));
+    }
+
+    #[test]
+    fn image_edits_put_the_images_under_the_four_keys() {
+        use super::super::test_support::{png, remote, request};
+        let router = url::Url::parse("http://127.0.0.1:9").unwrap();
+        let ctx = ProviderContext::routed(reqwest::Client::new(), &router, REPLICATE, None);
+        let params = crate::GenerationParams {
+            strength: Some(0.5),
+            ..Default::default()
+        };
+        let one = request(
+            REPLICATE,
+            "black-forest-labs/flux-kontext-dev",
+            Task::ImageToImage,
+            vec![png(1)],
+            params,
+        );
+        let url = png(1).data_url();
+        assert_eq!(route(&one), "/v1/models/black-forest-labs/flux-kontext-dev/predictions");
+        assert_eq!(
+            payload(&ctx, &one),
+            json!({"input": {"prompt": "make it snow", "image": url, "images": [url],
+                             "input_image": url, "input_images": [url], "strength": 0.5}})
+        );
+        let several = request(
+            REPLICATE,
+            "owner/edit:v1",
+            Task::ImageToImage,
+            vec![png(1), remote("https://example.com/b.jpg")],
+            crate::GenerationParams::default(),
+        );
+        let body = payload(&ctx, &several);
+        assert_eq!(body["version"], "v1");
+        assert_eq!(body["input"]["image"], json!(url));
+        assert_eq!(body["input"]["input_images"], json!([url, "https://example.com/b.jpg"]));
+        assert_eq!(body["input"]["images"], body["input"]["input_images"]);
+        assert!(
+            image_inputs(&request(
+                REPLICATE,
+                "o/m",
+                Task::TextToImage,
+                Vec::new(),
+                Default::default()
+            ))
+            .is_empty()
+        );
+        assert!(INFO.check_task(&Task::ImageToImage).is_ok() && INFO.check_task(&Task::ImageToVideo).is_err());
     }
 }

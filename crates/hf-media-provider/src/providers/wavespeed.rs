@@ -1,7 +1,10 @@
-//! wavespeed: images and videos through WaveSpeed's prediction API (same protocol for both tasks).
+//! wavespeed: images and videos through WaveSpeed's prediction API (same protocol for every task).
 //!
 //! 1. `POST {base}/api/v3/{providerId}` with `{"prompt", …}` (parameters unchanged); a LoRA mapping adds
-//!    `loras: [{"path": hfModelId, "scale": 1}]` (a repo id, not a URL).
+//!    `loras: [{"path": hfModelId, "scale": 1}]` (a repo id, not a URL). Input images (image-to-image,
+//!    image-to-video, and the optional-image tasks when given one) go as `image` (the first) and `images`
+//!    (all of them), each the caller's `http(s)` URL or a `data:` URL labelled with the image's real type;
+//!    the optional-image tasks without images send the prompt and parameters alone.
 //! 2. The answer is `{"code": 200, "data": {"id", "urls": {"get"}, "status", …}}`.
 //! 3. `GET {base}{path of data.urls.get}` until `data.status` is `completed` (`data.outputs[0]` is the media
 //!    URL) or `failed` (`data.error`); `created` and `processing` are pending, anything else is a failure.
@@ -12,15 +15,22 @@ use serde_json::{Map, Value, json};
 
 use crate::http::{self, Poll};
 use crate::{
-    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
-    ProviderStatus, Task, answer, provider_parameters,
+    AuthScheme, DirectApi, GenerationRequest, InputImage, MediaOutput, MediaProvider, ProviderContext, ProviderError,
+    ProviderInfo, ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
 pub const WAVESPEED: &str = "wavespeed";
 /// WaveSpeed's own API, for calls with a `WAVESPEED_API_KEY`.
 pub const WAVESPEED_API_URL: &str = "https://api.wavespeed.ai";
-const TASKS: &[Task] = &[Task::TextToImage, Task::TextToVideo];
+const TASKS: &[Task] = &[
+    Task::TextToImage,
+    Task::TextToVideo,
+    Task::ImageToImage,
+    Task::ImageToVideo,
+    Task::ImageTextToImage,
+    Task::ImageTextToVideo,
+];
 static INFO: ProviderInfo = ProviderInfo::routed_with_api(
     WAVESPEED,
     TASKS,
@@ -36,10 +46,23 @@ pub fn route(request: &GenerationRequest) -> String {
     format!("/api/v3/{}", request.mapping.provider_id)
 }
 
-/// The request body.
+/// The fields that carry the input images: `image` (the first) and `images` (all of them); none without
+/// images.
+pub fn image_fields(request: &GenerationRequest) -> Map<String, Value> {
+    let mut fields = Map::new();
+    let urls: Vec<String> = request.images.iter().map(InputImage::url_or_data_url).collect();
+    if let Some(first) = urls.first() {
+        fields.insert("image".into(), Value::from(first.clone()));
+        fields.insert("images".into(), Value::from(urls));
+    }
+    fields
+}
+
+/// The request body: the prompt, the image fields ([`image_fields`]), the parameters, the LoRA.
 pub fn payload(request: &GenerationRequest) -> Value {
     let mut body: Map<String, Value> = Map::new();
     body.insert("prompt".into(), Value::from(request.prompt.clone()));
+    body.extend(image_fields(request));
     body.extend(provider_parameters(request));
     if request.mapping.lora_weights_path().is_some() {
         body.insert(
@@ -119,6 +142,7 @@ impl MediaProvider for WaveSpeed {
     }
 
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        request.check_images(WAVESPEED)?;
         let answer = http::post_json(ctx, &route(&request), &payload(&request)).await?;
         // A submit answer need not carry a status; the job id and result URL are what matter.
         match answer::submitted(parse_result(&answer))? {
@@ -218,5 +242,54 @@ mod tests {
             parse_result(&json!({"message": "x"})),
             Err(ProviderError::InvalidResponse { .. })
         ));
+    }
+
+    #[test]
+    fn input_images_go_as_image_and_images_with_their_real_type() {
+        use super::super::test_support::{png, remote, request as with_images};
+        let jpeg = remote("https://example.com/b.jpg");
+        let webp = InputImage::new(
+            bytes::Bytes::from_static(b"RIFF\0\0\0\0WEBP"),
+            "image/webp",
+            crate::ImageOrigin::Bytes,
+        );
+        let req = with_images(
+            WAVESPEED,
+            "wavespeed-ai/qwen-image/edit-plus",
+            Task::ImageToImage,
+            vec![webp.clone(), jpeg],
+            GenerationParams::default(),
+        );
+        assert!(webp.data_url().starts_with("data:image/webp;base64,"));
+        assert_eq!(
+            payload(&req),
+            json!({"prompt": "make it snow", "image": webp.data_url(),
+                   "images": [webp.data_url(), "https://example.com/b.jpg"]})
+        );
+        let video = with_images(
+            WAVESPEED,
+            "wavespeed-ai/wan-2.1/i2v-480p",
+            Task::ImageToVideo,
+            vec![png(1)],
+            GenerationParams {
+                seed: Some(3),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            payload(&video),
+            json!({"prompt": "make it snow", "image": png(1).data_url(), "images": [png(1).data_url()], "seed": 3})
+        );
+        let prompt_only = with_images(
+            WAVESPEED,
+            "wavespeed-ai/flux-2",
+            Task::ImageTextToImage,
+            Vec::new(),
+            GenerationParams::default(),
+        );
+        assert_eq!(payload(&prompt_only), json!({"prompt": "make it snow"}));
+        for task in Task::MEDIA {
+            assert!(INFO.check_task(&task).is_ok(), "{task}");
+        }
     }
 }
