@@ -227,7 +227,7 @@ async fn an_unknown_task_is_a_usage_error_and_nothing_is_sent() {
         .expect(0)
         .mount(&server)
         .await;
-    let output = run(&["models", "--task", "image-to-image"], &server, None, dir.path()).await;
+    let output = run(&["models", "--task", "image-to-text"], &server, None, dir.path()).await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(

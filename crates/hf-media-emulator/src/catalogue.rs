@@ -11,7 +11,9 @@ pub struct CatalogueEntry {
     pub provider_id: &'static str,
     /// `live`, `staging` or `error`.
     pub status: &'static str,
-    /// `text-to-image` or `text-to-video`.
+    /// The task the provider serves it for: `text-to-image`, `text-to-video`, `image-to-image`,
+    /// `image-to-video`, `image-text-to-image` or `image-text-to-video` (the image optional in the last
+    /// two).
     pub task: &'static str,
     /// `(adapter, adapterWeightsPath)` for LoRA entries.
     pub adapter: Option<(&'static str, &'static str)>,
@@ -40,6 +42,10 @@ const fn live(provider: &'static str, provider_id: &'static str, task: &'static 
 
 const IMAGE: &str = "text-to-image";
 const VIDEO: &str = "text-to-video";
+const EDIT: &str = "image-to-image";
+const ANIMATE: &str = "image-to-video";
+const EDIT_OR_IMAGE: &str = "image-text-to-image";
+const ANIMATE_OR_VIDEO: &str = "image-text-to-video";
 
 /// The models the emulator knows.
 pub fn builtin() -> Vec<CatalogueModel> {
@@ -157,13 +163,56 @@ pub fn builtin() -> Vec<CatalogueModel> {
             id: "Lightricks/LTX-Video",
             pipeline_tag: VIDEO,
             entries: vec![
-                live("fal-ai", "fal-ai/ltx-video", VIDEO),
+                // The image is optional: a prompt alone makes a text-to-video.
+                live("fal-ai", "fal-ai/ltx-video/image-to-video", ANIMATE_OR_VIDEO),
                 live("replicate", "lightricks/ltx-video", VIDEO),
                 CatalogueEntry {
                     status: "error",
                     ..live("wavespeed", "wavespeed-ai/ltx-video", VIDEO)
                 },
             ],
+        },
+        // Models that take input images. They come last so that the first model of each provider stays a
+        // text-to-image or text-to-video one.
+        CatalogueModel {
+            id: "black-forest-labs/FLUX.1-Kontext-dev",
+            pipeline_tag: EDIT,
+            entries: vec![
+                live("fal-ai", "fal-ai/flux-kontext/dev", EDIT),
+                live("replicate", "black-forest-labs/flux-kontext-dev", EDIT),
+                live("together", "black-forest-labs/FLUX.1-kontext-dev", EDIT),
+            ],
+        },
+        CatalogueModel {
+            id: "Qwen/Qwen-Image-Edit-2509",
+            pipeline_tag: EDIT,
+            entries: vec![
+                live("fal-ai", "fal-ai/qwen-image-edit-plus", EDIT),
+                live("wavespeed", "wavespeed-ai/qwen-image/edit-plus", EDIT),
+                live("replicate", "qwen/qwen-image-edit-plus", EDIT),
+            ],
+        },
+        CatalogueModel {
+            id: "black-forest-labs/FLUX.2-dev",
+            pipeline_tag: EDIT_OR_IMAGE,
+            entries: vec![
+                live("fal-ai", "fal-ai/flux-2/edit", EDIT_OR_IMAGE),
+                live("wavespeed", "wavespeed-ai/flux-2-dev/edit", EDIT_OR_IMAGE),
+            ],
+        },
+        CatalogueModel {
+            id: "Wan-AI/Wan2.2-I2V-A14B",
+            pipeline_tag: ANIMATE,
+            entries: vec![
+                live("fal-ai", "fal-ai/wan/v2.2-a14b/image-to-video", ANIMATE),
+                live("together", "Wan-AI/Wan2.2-I2V-A14B", ANIMATE),
+                live("wavespeed", "wavespeed-ai/wan-2.2/i2v-480p", ANIMATE),
+            ],
+        },
+        CatalogueModel {
+            id: "timbrooks/instruct-pix2pix",
+            pipeline_tag: EDIT,
+            entries: vec![live("hf-inference", "timbrooks/instruct-pix2pix", EDIT)],
         },
     ]
 }
@@ -236,6 +285,42 @@ mod tests {
         }
         let ids: std::collections::HashSet<_> = catalogue.iter().map(|m| m.id).collect();
         assert_eq!(ids.len(), catalogue.len(), "model ids are unique");
+    }
+
+    #[test]
+    fn image_input_models_are_mapped_for_their_tasks() {
+        let catalogue = builtin();
+        let task_of = |provider: &str, provider_id: &str| {
+            catalogue
+                .iter()
+                .flat_map(|m| &m.entries)
+                .find(|e| e.provider == provider && e.provider_id == provider_id)
+                .map(|e| e.task)
+        };
+        assert_eq!(task_of("fal-ai", "fal-ai/flux-kontext/dev"), Some(EDIT));
+        assert_eq!(task_of("together", "black-forest-labs/FLUX.1-kontext-dev"), Some(EDIT));
+        assert_eq!(task_of("wavespeed", "wavespeed-ai/qwen-image/edit-plus"), Some(EDIT));
+        assert_eq!(task_of("fal-ai", "fal-ai/flux-2/edit"), Some(EDIT_OR_IMAGE));
+        assert_eq!(task_of("together", "Wan-AI/Wan2.2-I2V-A14B"), Some(ANIMATE));
+        assert_eq!(
+            task_of("fal-ai", "fal-ai/ltx-video/image-to-video"),
+            Some(ANIMATE_OR_VIDEO)
+        );
+        assert_eq!(task_of("hf-inference", "timbrooks/instruct-pix2pix"), Some(EDIT));
+        // Every provider's first model is still a text one (the CLI's offline tour relies on it).
+        for provider in crate::PROVIDERS {
+            let first = catalogue
+                .iter()
+                .flat_map(|m| &m.entries)
+                .find(|e| e.provider == provider && e.status == "live")
+                .unwrap();
+            assert!(first.task.starts_with("text-to-"), "{provider}: {first:?}");
+        }
+        // One entry per provider and model (the model-info form is keyed by provider).
+        for model in &catalogue {
+            let providers: std::collections::HashSet<_> = model.entries.iter().map(|e| e.provider).collect();
+            assert_eq!(providers.len(), model.entries.len(), "{}", model.id);
+        }
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub(crate) async fn model_info(
 }
 
 /// `GET /api/models?inference_provider=…&pipeline_tag=…&search=…&limit=…`: models in the listing form,
-/// paginated with a `Link: <…>; rel="next"` header.
+/// paginated with a `Link: <…>; rel="next"` header. `pipeline_tag` matches a model's tag or the task of
+/// one of its mapping entries.
 pub(crate) async fn list_models(
     AxumState(state): AxumState<Shared>,
     headers: HeaderMap,
@@ -99,7 +100,9 @@ pub(crate) async fn list_models(
     let matching: Vec<Value> = state
         .catalogue
         .iter()
-        .filter(|m| task.is_none_or(|t| m.pipeline_tag == t))
+        // A model matches its pipeline tag, and also the task of any of its mapping entries: the two can
+        // differ (LTX-Video is tagged text-to-video, fal-ai maps it as image-text-to-video).
+        .filter(|m| task.is_none_or(|t| m.pipeline_tag == t || m.entries.iter().any(|e| e.task == t)))
         .filter(|m| search.as_deref().is_none_or(|s| m.id.to_lowercase().contains(s)))
         .filter(|m| providers.is_empty() || m.entries.iter().any(|e| providers.contains(&e.provider)))
         .map(|m| json!({ "_id": format!("emulated-{}", m.id), "id": m.id, "pipeline_tag": m.pipeline_tag, "inferenceProviderMapping": m.mapping_list() }))
@@ -147,5 +150,74 @@ mod tests {
         );
         assert_eq!(decode("%zz"), "%zz");
         assert_eq!(encode("a b/c"), "a%20b/c");
+    }
+
+    async fn listed(url: &str, query: &str) -> Vec<String> {
+        let models: Value = reqwest::get(format!("{url}/api/models?{query}&limit=100"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        models
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn listings_filter_image_input_tasks() {
+        let running = crate::providers::test_support::serve().await;
+        let url = running.url();
+        assert_eq!(
+            listed(&url, "pipeline_tag=image-to-image").await,
+            [
+                "black-forest-labs/FLUX.1-Kontext-dev",
+                "Qwen/Qwen-Image-Edit-2509",
+                "timbrooks/instruct-pix2pix"
+            ]
+        );
+        assert_eq!(
+            listed(&url, "pipeline_tag=image-to-image&inference_provider=together").await,
+            ["black-forest-labs/FLUX.1-Kontext-dev"]
+        );
+        assert_eq!(
+            listed(&url, "pipeline_tag=image-to-video").await,
+            ["Wan-AI/Wan2.2-I2V-A14B"]
+        );
+        assert_eq!(
+            listed(&url, "pipeline_tag=image-text-to-image").await,
+            ["black-forest-labs/FLUX.2-dev"]
+        );
+        // Tagged text-to-video, mapped as image-text-to-video on fal-ai: listed under both.
+        assert_eq!(
+            listed(&url, "pipeline_tag=image-text-to-video").await,
+            ["Lightricks/LTX-Video"]
+        );
+        assert!(
+            listed(&url, "pipeline_tag=text-to-video")
+                .await
+                .contains(&"Lightricks/LTX-Video".to_owned())
+        );
+        assert!(
+            !listed(&url, "pipeline_tag=text-to-image")
+                .await
+                .contains(&"timbrooks/instruct-pix2pix".to_owned())
+        );
+
+        let info: Value = reqwest::get(format!(
+            "{url}/api/models/Wan-AI/Wan2.2-I2V-A14B?expand[]=inferenceProviderMapping&expand[]=pipeline_tag"
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(info["pipeline_tag"], "image-to-video");
+        let mapping = &info["inferenceProviderMapping"];
+        assert_eq!(mapping["together"]["providerId"], "Wan-AI/Wan2.2-I2V-A14B");
+        assert_eq!(mapping["wavespeed"]["task"], "image-to-video");
     }
 }

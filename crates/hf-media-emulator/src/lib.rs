@@ -6,6 +6,7 @@ mod bench;
 pub mod catalogue;
 mod error;
 mod hub;
+mod inputs;
 pub mod media;
 mod providers;
 mod state;
@@ -16,10 +17,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State as AxumState};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, State as AxumState};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -42,6 +44,14 @@ pub const PROVIDERS: [&str; 8] = [
     "wavespeed",
     "zai-org",
 ];
+
+/// The name of the OpenAI-compatible images server (`/openai`) for behaviours and stats. It is not a
+/// Hugging Face provider, so it is not in [`PROVIDERS`].
+pub const OPENAI_SERVER: &str = "openai";
+
+/// The largest request body the emulator reads (image inputs travel inline, up to four times in one
+/// Replicate body).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// A local stand-in for the Hugging Face Hub and router. Cheap to clone: clones share the state, so
 /// behaviours can be changed while it serves.
@@ -97,6 +107,25 @@ impl Emulator {
         self.state.reset();
     }
 
+    /// Hosts an input image at `/_emulator/inputs/{name}` (replacing one of that name), so that requests
+    /// can name it by URL (`{url}/_emulator/inputs/{name}`, on the emulator's own address: the only
+    /// http(s) URLs the providers fetch); returns that path. The MIME type is sniffed from the bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`EmulatorError::Config`] when `name` is not 1 to 128 characters of `A-Z a-z 0-9 . _ -`.
+    pub fn host_input(&self, name: &str, bytes: impl Into<Bytes>) -> Result<String, EmulatorError> {
+        if !inputs::valid_input_name(name) {
+            return Err(EmulatorError::Config(format!(
+                "invalid input name {name:?}: use 1 to 128 characters of A-Z a-z 0-9 . _ -"
+            )));
+        }
+        let bytes = bytes.into();
+        let mime = inputs::sniff_mime(&bytes).to_owned();
+        self.state.host_input(name, bytes, mime);
+        Ok(format!("{}{name}", inputs::INPUTS_ROUTE))
+    }
+
     /// Requests served so far, by kind (`hub model`, `fal-ai submit`, `fal-ai poll`, `download`, …).
     pub fn stats(&self) -> BTreeMap<String, u64> {
         self.state.stats()
@@ -109,13 +138,16 @@ impl Emulator {
             .route("/api/models/{*id}", get(hub::model_info))
             .route("/_emulator/health", get(|| async { "ok" }))
             .route("/_emulator/files/{id}", get(file))
+            .route("/_emulator/inputs/{name}", get(get_input).put(put_input))
             .route("/_emulator/stats", get(stats))
             .route("/_emulator/behaviour/{provider}", get(get_behaviour).put(put_behaviour))
             .nest("/_emulator/bench", bench::routes());
         for (prefix, routes) in providers::routes() {
             router = router.nest(prefix, routes);
         }
-        router.with_state(self.state.clone())
+        router
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self.state.clone())
     }
 
     /// Serves on `addr` (port 0 picks a free port) until the returned handle is shut down or dropped.
@@ -190,6 +222,43 @@ async fn file(AxumState(state): AxumState<Shared>, Path(id): Path<String>) -> Re
     ([(header::CONTENT_TYPE, file.mime)], file.bytes).into_response()
 }
 
+async fn get_input(AxumState(state): AxumState<Shared>, Path(name): Path<String>) -> Response {
+    state.count("input download");
+    match state.input(&name) {
+        Some((bytes, mime)) => ([(header::CONTENT_TYPE, mime)], bytes).into_response(),
+        None => support::error(StatusCode::NOT_FOUND, format!("no input {name}")),
+    }
+}
+
+/// `PUT /_emulator/inputs/{name}`: hosts the body (its Content-Type, else sniffed) and answers `201
+/// {"url", "bytes"}`.
+async fn put_input(
+    AxumState(state): AxumState<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !inputs::valid_input_name(&name) {
+        return support::error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid input name {name}: use 1 to 128 characters of A-Z a-z 0-9 . _ -"),
+        );
+    }
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| inputs::sniff_mime(&body).to_owned(), str::to_owned);
+    let len = body.len();
+    state.host_input(&name, body, mime);
+    let url = format!("{}{}{name}", support::origin(&headers), inputs::INPUTS_ROUTE);
+    (
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"url": url, "bytes": len})),
+    )
+        .into_response()
+}
+
 async fn stats(AxumState(state): AxumState<Shared>) -> Response {
     axum::Json(state.stats()).into_response()
 }
@@ -203,12 +272,123 @@ async fn put_behaviour(
     Path(provider): Path<String>,
     axum::Json(behaviour): axum::Json<ProviderBehaviour>,
 ) -> Response {
-    if !PROVIDERS.contains(&provider.as_str()) {
+    if !PROVIDERS.contains(&provider.as_str()) && provider != OPENAI_SERVER {
         return support::error(
             StatusCode::NOT_FOUND,
-            format!("unknown provider {provider}: one of {}", PROVIDERS.join(", ")),
+            format!(
+                "unknown provider {provider}: one of {}, or {OPENAI_SERVER}",
+                PROVIDERS.join(", ")
+            ),
         );
     }
     state.set_behaviour(&provider, behaviour);
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::providers::test_support::{client, png, quadrants, quadrants_url, serve_scripted};
+
+    #[tokio::test]
+    async fn input_images_are_hosted_for_tests() {
+        let (emulator, running) = serve_scripted().await;
+        let url = running.url();
+        let bytes = png(&quadrants(8, 8));
+        let answer = client()
+            .put(format!("{url}/_emulator/inputs/cat.png"))
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        let hosted: Value = answer.json().await.unwrap();
+        assert_eq!(
+            hosted,
+            json!({"url": format!("{url}/_emulator/inputs/cat.png"), "bytes": bytes.len()})
+        );
+        let answer = client().get(hosted["url"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(answer.headers()[header::CONTENT_TYPE], "image/png");
+        assert_eq!(answer.bytes().await.unwrap(), bytes);
+
+        let answer = client()
+            .put(format!("{url}/_emulator/inputs/notes.txt"))
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body("hi")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        let answer = client()
+            .get(format!("{url}/_emulator/inputs/notes.txt"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()[header::CONTENT_TYPE], "text/plain");
+        let answer = client()
+            .put(format!("{url}/_emulator/inputs/a%20b"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400);
+        let answer = client()
+            .get(format!("{url}/_emulator/inputs/missing.png"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404);
+
+        assert_eq!(
+            emulator.host_input("dog.png", bytes).unwrap(),
+            "/_emulator/inputs/dog.png"
+        );
+        assert!(matches!(
+            emulator.host_input("../dog", vec![1]),
+            Err(EmulatorError::Config(_))
+        ));
+        assert_eq!(emulator.stats()["input download"], 3);
+    }
+
+    #[tokio::test]
+    async fn large_bodies_are_read() {
+        let (_emulator, running) = serve_scripted().await;
+        // Above axum's default 2 MB limit.
+        let answer = client()
+            .put(format!("{}/_emulator/inputs/big.bin", running.url()))
+            .body(vec![0u8; 3 * 1024 * 1024])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        // Replicate's four copies of one image in one body.
+        let image = quadrants_url();
+        let padding = "x".repeat(3 * 1024 * 1024);
+        let answer = client()
+            .post(format!(
+                "{}/replicate/v1/models/black-forest-labs/flux-kontext-dev/predictions",
+                running.url()
+            ))
+            .bearer_auth("hf_test")
+            .json(&json!({"input": {"prompt": "gold", "image": image, "input_image": image, "note": padding}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+    }
+
+    #[tokio::test]
+    async fn behaviours_of_unknown_servers_are_refused() {
+        let (_emulator, running) = serve_scripted().await;
+        let answer = client()
+            .put(format!("{}/_emulator/behaviour/nobody", running.url()))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404);
+        assert!(!PROVIDERS.contains(&OPENAI_SERVER));
+    }
 }

@@ -1,13 +1,18 @@
 //! Real, deterministic media for the emulator: still images (PNG, JPEG, WebP) and short MP4 videos.
 //!
-//! Everything here is a pure function of the prompt, the seed and the requested geometry: the same request
-//! always yields the same bytes, on every platform (the renderer uses integer arithmetic only).
+//! Everything here is a pure function of the prompt, the seed, the input images and the requested geometry:
+//! the same request always yields the same bytes, on every platform (the renderer uses integer arithmetic
+//! only).
 //!
 //! * Images are a smooth two- or three-colour gradient along one of 16 directions, modulated by soft
 //!   bands and overlaid with a few anti-aliased translucent circles, all chosen from [`picture_seed`].
 //! * Videos are that same picture panning over time (frame 0 is exactly the still image), encoded as
 //!   lossless H.264 (`I_PCM` macroblocks, Constrained Baseline, every frame an IDR frame) by `less-avc` and
 //!   muxed into an ISO-BMFF (`.mp4`) file by the `mp4` crate with AVCC (length-prefixed) samples.
+//! * Edits ([`edit_image`]) are the input images side by side, stretched to the size, pulled towards a tint
+//!   derived from the prompt and seed and framed in a darker shade of it, so a person sees at once that
+//!   the output came from the input(s); animations ([`animate_image`]) zoom over that edit, frame by
+//!   frame, in the same MP4 format. Inputs are decoded by [`decode_input`].
 
 use std::io::Cursor;
 
@@ -112,15 +117,20 @@ pub fn render_image(
     let mut rgb = vec![0u8; rgb_len(width, height)];
     scene.render(&mut rgb, 0, 0);
 
+    encode_image(&rgb, width, height, format)
+}
+
+/// Encodes an RGB8 buffer of `width × height` pixels as `format`.
+fn encode_image(rgb: &[u8], width: u32, height: u32, format: ImageFormat) -> Result<Vec<u8>, EmulatorError> {
     let mut out = Vec::with_capacity(rgb.len() / 4);
     let result = match format {
         ImageFormat::Png => PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
-            .write_image(&rgb, width, height, image::ExtendedColorType::Rgb8),
+            .write_image(rgb, width, height, image::ExtendedColorType::Rgb8),
         ImageFormat::Jpeg => {
-            JpegEncoder::new_with_quality(&mut out, 90).write_image(&rgb, width, height, image::ExtendedColorType::Rgb8)
+            JpegEncoder::new_with_quality(&mut out, 90).write_image(rgb, width, height, image::ExtendedColorType::Rgb8)
         }
         ImageFormat::Webp => {
-            WebPEncoder::new_lossless(&mut out).write_image(&rgb, width, height, image::ExtendedColorType::Rgb8)
+            WebPEncoder::new_lossless(&mut out).write_image(rgb, width, height, image::ExtendedColorType::Rgb8)
         }
     };
     result.map_err(|e| {
@@ -161,6 +171,23 @@ pub fn render_video(
     frames: u32,
     fps: u32,
 ) -> Result<Vec<u8>, EmulatorError> {
+    encode_video(width, height, frames, fps, |width, height| {
+        let scene = Scene::new(picture_seed(prompt, seed), width, height);
+        let (vx, vy) = scene.velocity;
+        move |index: u32, rgb: &mut [u8]| {
+            let t = i64::from(index);
+            scene.render(rgb, vx * t, vy * t);
+        }
+    })
+}
+
+/// Encodes `frames` frames drawn by the drawer that `make` builds for the (even) frame size into an MP4
+/// (see [`render_video`] for the format, the size rounding and the errors).
+fn encode_video<M, D>(width: u32, height: u32, frames: u32, fps: u32, make: M) -> Result<Vec<u8>, EmulatorError>
+where
+    M: FnOnce(u32, u32) -> D,
+    D: FnMut(u32, &mut [u8]),
+{
     check_side("video width", width)?;
     check_side("video height", height)?;
     if frames == 0 || frames > MAX_FRAMES {
@@ -187,8 +214,7 @@ pub fn render_video(
         )));
     }
 
-    let scene = Scene::new(picture_seed(prompt, seed), width, height);
-    let (vx, vy) = scene.velocity;
+    let mut draw = make(width, height);
     let (w, h, pw, ph) = (width as usize, height as usize, padded_w as usize, padded_h as usize);
     let mut rgb = vec![0u8; rgb_len(width, height)];
     let mut y_plane = vec![0u8; pw * ph];
@@ -201,8 +227,7 @@ pub fn render_video(
     // size of the output file.
     let mut session: Option<(less_avc::LessEncoder, Mp4Writer)> = None;
     for index in 0..frames {
-        let t = i64::from(index);
-        scene.render(&mut rgb, vx * t, vy * t);
+        draw(index, &mut rgb);
         rgb_to_ycbcr420(&rgb, w, h, pw, &mut y_plane, &mut cb_plane, &mut cr_plane);
         let picture = YCbCrImage {
             planes: Planes::YCbCr((
@@ -257,6 +282,266 @@ pub fn render_video(
     let (_, mut writer) = session.ok_or_else(|| EmulatorError::Media("no video frame was encoded".into()))?;
     writer.write_end().map_err(mux_error)?;
     Ok(writer.into_writer().into_inner())
+}
+
+/// Most input images one edit combines.
+pub const MAX_INPUTS: usize = 16;
+
+/// Longest side of a video made from input images when the request names no size: the inputs' picture is
+/// scaled down to fit it.
+pub const DEFAULT_VIDEO_SIDE: u32 = 848;
+
+/// How strongly edits pull the input towards the prompt's tint, out of 256.
+const TINT_STRENGTH: i64 = 96;
+
+/// How far an animation zooms in by its last frame, out of 256 (64: the last frame shows 75 % of the picture).
+const ZOOM_STRENGTH: i64 = 64;
+
+/// Decodes an input image (PNG, JPEG or WebP, sniffed from the bytes, whatever the label it came with) into
+/// RGB8.
+///
+/// # Errors
+///
+/// [`EmulatorError::Media`] when the bytes are not an image of a supported format, do not decode, or are
+/// larger than [`MAX_SIDE`] on a side.
+pub fn decode_input(bytes: &[u8]) -> Result<image::RgbImage, EmulatorError> {
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| EmulatorError::Media(format!("cannot read the image: {e}")))?;
+    if reader.format().is_none() {
+        return Err(EmulatorError::Media(
+            "cannot identify the image format (PNG, JPEG or WebP expected)".into(),
+        ));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    reader.limits(limits);
+    let decoded = reader
+        .decode()
+        .map_err(|e| EmulatorError::Media(format!("cannot decode the image: {e}")))?;
+    if decoded.width() == 0 || decoded.height() == 0 {
+        return Err(EmulatorError::Media("the image is empty".into()));
+    }
+    Ok(decoded.to_rgb8())
+}
+
+/// The size of the picture an edit starts from: the inputs side by side, each scaled to the first one's
+/// height, then scaled down (keeping its shape) to fit `max_side` on its longest side.
+///
+/// # Errors
+///
+/// [`EmulatorError::Media`] when there is no input, more than [`MAX_INPUTS`], or an empty one.
+pub fn input_size(inputs: &[image::RgbImage], max_side: u32) -> Result<(u32, u32), EmulatorError> {
+    let canvas = Canvas::new(inputs)?;
+    let (w, h) = (canvas.width, canvas.height);
+    let max_side = i64::from(max_side.clamp(1, MAX_SIDE));
+    let long = w.max(h);
+    let (w, h) = if long > max_side {
+        ((w * max_side / long).max(1), (h * max_side / long).max(1))
+    } else {
+        (w, h)
+    };
+    let side = |v: i64| u32::try_from(v.clamp(1, i64::from(MAX_SIDE))).unwrap_or(MAX_SIDE);
+    Ok((side(w), side(h)))
+}
+
+/// An edit of `inputs` of exactly `width × height` pixels, encoded as `format`: the inputs side by side
+/// (each scaled to the first one's height), stretched to the size, pulled towards a tint derived from
+/// `prompt` and `seed` (its luminance is kept, so the input stays recognisable) and framed in a darker
+/// shade of that tint. Integer-only and deterministic, like [`render_image`].
+///
+/// # Errors
+///
+/// [`EmulatorError::Media`] when there is no input, more than [`MAX_INPUTS`], a side is out of range (see
+/// [`render_image`]), or the encoder fails.
+pub fn edit_image(
+    inputs: &[image::RgbImage],
+    prompt: &str,
+    seed: Option<u64>,
+    width: u32,
+    height: u32,
+    format: ImageFormat,
+) -> Result<Vec<u8>, EmulatorError> {
+    check_side("image width", width)?;
+    check_side("image height", height)?;
+    let canvas = Canvas::new(inputs)?;
+    let look = Look::new(prompt, seed);
+    let mut rgb = vec![0u8; rgb_len(width, height)];
+    canvas.render(&look, &mut rgb, width, height, canvas.full_view());
+    encode_image(&rgb, width, height, format)
+}
+
+/// A real, playable MP4 (the format of [`render_video`]) whose frames move over the [`edit_image`] picture
+/// of the same inputs, prompt and seed: frame 0 is exactly that picture, and each next frame zooms in a
+/// little further towards a corner or an edge chosen from the prompt and seed (the last one shows 75 % of
+/// the picture).
+///
+/// # Errors
+///
+/// Those of [`render_video`], and [`EmulatorError::Media`] when there is no input or more than
+/// [`MAX_INPUTS`].
+pub fn animate_image(
+    inputs: &[image::RgbImage],
+    prompt: &str,
+    seed: Option<u64>,
+    width: u32,
+    height: u32,
+    frames: u32,
+    fps: u32,
+) -> Result<Vec<u8>, EmulatorError> {
+    let canvas = Canvas::new(inputs)?;
+    let look = Look::new(prompt, seed);
+    encode_video(width, height, frames, fps, |width, height| {
+        move |index: u32, rgb: &mut [u8]| {
+            let view = canvas.zoomed_view(&look, index, frames);
+            canvas.render(&look, rgb, width, height, view);
+        }
+    })
+}
+
+/// What a prompt and seed do to an edit: the tint, the frame colour, where animations zoom to.
+struct Look {
+    tint: [i64; 3],
+    frame: [i64; 3],
+    /// Where the zoom ends, each axis in `0..=256` (0: left/top, 256: right/bottom).
+    anchor: (i64, i64),
+}
+
+impl Look {
+    fn new(prompt: &str, seed: Option<u64>) -> Self {
+        let mut rng = Rng(picture_seed(prompt, seed) ^ 0x0ED1_7ED1_7ED1_7ED1);
+        let tint = hsv(rng.range(0, 1535), rng.range(170, 230), 255);
+        let frame = tint.map(|c| c * 3 / 5);
+        // Eight anchors: the corners and the middles of the edges (never the centre, so frames also pan).
+        const ANCHORS: [(i64, i64); 8] = [
+            (0, 0),
+            (128, 0),
+            (256, 0),
+            (256, 128),
+            (256, 256),
+            (128, 256),
+            (0, 256),
+            (0, 128),
+        ];
+        let anchor = ANCHORS[(rng.next() % 8) as usize];
+        Look { tint, frame, anchor }
+    }
+}
+
+/// The part of a [`Canvas`] a picture shows: `(left, top, width, height)`, in 1/256 pixel.
+type View = (i64, i64, i64, i64);
+
+/// Input images side by side, each scaled to the first one's height, sampled lazily (the whole row is
+/// never materialised).
+struct Canvas<'a> {
+    /// Each image with its left edge and width on the canvas.
+    parts: Vec<(&'a image::RgbImage, i64, i64)>,
+    width: i64,
+    height: i64,
+}
+
+impl<'a> Canvas<'a> {
+    fn new(inputs: &'a [image::RgbImage]) -> Result<Self, EmulatorError> {
+        let Some(first) = inputs.first() else {
+            return Err(EmulatorError::Media("an edit needs at least one input image".into()));
+        };
+        if inputs.len() > MAX_INPUTS {
+            return Err(EmulatorError::Media(format!(
+                "at most {MAX_INPUTS} input images, got {}",
+                inputs.len()
+            )));
+        }
+        if inputs.iter().any(|i| i.width() == 0 || i.height() == 0) {
+            return Err(EmulatorError::Media("an input image is empty".into()));
+        }
+        let height = i64::from(first.height());
+        let mut parts = Vec::with_capacity(inputs.len());
+        let mut left = 0;
+        for input in inputs {
+            let width = (i64::from(input.width()) * height / i64::from(input.height())).max(1);
+            parts.push((input, left, width));
+            left += width;
+        }
+        Ok(Canvas {
+            parts,
+            width: left,
+            height,
+        })
+    }
+
+    fn full_view(&self) -> View {
+        (0, 0, self.width * 256, self.height * 256)
+    }
+
+    /// Frame `index` of `frames`: the full view at 0, then zooming in towards the look's anchor.
+    fn zoomed_view(&self, look: &Look, index: u32, frames: u32) -> View {
+        let progress = if frames > 1 {
+            i64::from(index) * 256 / i64::from(frames - 1)
+        } else {
+            0
+        };
+        let zoom = 256 - ZOOM_STRENGTH * progress / 256;
+        let (full_w, full_h) = (self.width * 256, self.height * 256);
+        let (w, h) = (full_w * zoom / 256, full_h * zoom / 256);
+        let (ax, ay) = look.anchor;
+        ((full_w - w) * ax / 256, (full_h - h) * ay / 256, w, h)
+    }
+
+    /// The colour at `(u, v)` (1/256 pixel from the canvas's top-left corner), bilinear.
+    fn sample(&self, u: i64, v: i64) -> [i64; 3] {
+        let u = u.clamp(0, self.width * 256 - 1);
+        let index = self
+            .parts
+            .iter()
+            .rposition(|&(_, left, _)| left * 256 <= u)
+            .unwrap_or(0);
+        let (image, left, width) = self.parts[index];
+        let (sw, sh) = (i64::from(image.width()), i64::from(image.height()));
+        // Centre-aligned source positions, in 1/256 pixel.
+        let sx = ((u - left * 256) * sw / width - 128).clamp(0, (sw - 1) * 256);
+        let sy = (v * sh / self.height - 128).clamp(0, (sh - 1) * 256);
+        let (x0, y0, fx, fy) = (sx >> 8, sy >> 8, sx & 255, sy & 255);
+        let (x1, y1) = ((x0 + 1).min(sw - 1), (y0 + 1).min(sh - 1));
+        let pixel = |x: i64, y: i64| image.get_pixel(x as u32, y as u32).0.map(i64::from);
+        let (a, b, c, d) = (pixel(x0, y0), pixel(x1, y0), pixel(x0, y1), pixel(x1, y1));
+        [0, 1, 2].map(|i| {
+            let top = a[i] * (256 - fx) + b[i] * fx;
+            let bottom = c[i] * (256 - fx) + d[i] * fx;
+            (top * (256 - fy) + bottom * fy + (1 << 15)) >> 16
+        })
+    }
+
+    /// Renders `view` into `out` (RGB8, `width × height`), tinted and framed.
+    fn render(&self, look: &Look, out: &mut [u8], width: u32, height: u32, view: View) {
+        let (w, h) = (i64::from(width), i64::from(height));
+        let (left, top, vw, vh) = view;
+        let border = (w.min(h) / 32).max(1);
+        for (y, row) in out
+            .chunks_exact_mut(width as usize * 3)
+            .enumerate()
+            .take(height as usize)
+        {
+            let y = y as i64;
+            let v = top + (2 * y + 1) * vh / (2 * h);
+            for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                let x = x as i64;
+                let color = if x < border || y < border || x >= w - border || y >= h - border {
+                    look.frame
+                } else {
+                    let src = self.sample(left + (2 * x + 1) * vw / (2 * w), v);
+                    let luma = (77 * src[0] + 150 * src[1] + 29 * src[2] + 128) >> 8;
+                    [0, 1, 2].map(|c| {
+                        let toned = look.tint[c] * luma / 255;
+                        src[c] + (toned - src[c]) * TINT_STRENGTH / 256
+                    })
+                };
+                for (dst, c) in px.iter_mut().zip(color) {
+                    *dst = c.clamp(0, 255) as u8;
+                }
+            }
+        }
+    }
 }
 
 /// Video size `(width, height)` for a resolution label and an aspect ratio.
@@ -875,6 +1160,153 @@ mod tests {
         }
     }
 
+    fn quadrants(w: u32, h: u32) -> image::RgbImage {
+        image::RgbImage::from_fn(w, h, |x, y| match (x < w / 2, y < h / 2) {
+            (true, true) => image::Rgb([230, 20, 20]),
+            (false, true) => image::Rgb([20, 200, 20]),
+            (true, false) => image::Rgb([20, 20, 230]),
+            (false, false) => image::Rgb([230, 230, 20]),
+        })
+    }
+
+    fn flat(w: u32, h: u32, color: [u8; 3]) -> image::RgbImage {
+        image::RgbImage::from_pixel(w, h, image::Rgb(color))
+    }
+
+    #[test]
+    fn edits_keep_the_input_recognisable_at_any_size() {
+        let input = quadrants(64, 48);
+        for format in FORMATS {
+            for (w, h) in [(64, 48), (128, 96), (33, 17), (1, 1)] {
+                let bytes = edit_image(std::slice::from_ref(&input), "make it gold", Some(1), w, h, format).unwrap();
+                let img = decode(&bytes, format).to_rgb8();
+                assert_eq!(img.dimensions(), (w, h), "{format:?}");
+            }
+        }
+        let img = decode(
+            &edit_image(&[input], "make it gold", Some(1), 128, 96, ImageFormat::Png).unwrap(),
+            ImageFormat::Png,
+        )
+        .to_rgb8();
+        // Each quadrant keeps its dominant channel.
+        let [tl, tr, bl, br] = [(32, 24), (96, 24), (32, 72), (96, 72)].map(|(x, y)| img.get_pixel(x, y).0);
+        assert!(tl[0] > tl[1] && tl[0] > tl[2], "{tl:?}");
+        assert!(tr[1] > tr[0] && tr[1] > tr[2], "{tr:?}");
+        assert!(bl[2] > bl[0] && bl[2] > bl[1], "{bl:?}");
+        assert!(br[0] > br[2] && br[1] > br[2], "{br:?}");
+        // A frame in one colour.
+        assert_eq!(img.get_pixel(0, 0), img.get_pixel(127, 95));
+        assert_eq!(img.get_pixel(0, 50), img.get_pixel(64, 0));
+        assert_ne!(img.get_pixel(0, 0), img.get_pixel(32, 24));
+    }
+
+    #[test]
+    fn edits_are_deterministic_and_depend_on_prompt_seed_and_input() {
+        let input = [quadrants(40, 30)];
+        let a = edit_image(&input, "gold", Some(2), 40, 30, ImageFormat::Png).unwrap();
+        assert_eq!(
+            a,
+            edit_image(&input, "gold", Some(2), 40, 30, ImageFormat::Png).unwrap()
+        );
+        assert_ne!(
+            a,
+            edit_image(&input, "silver", Some(2), 40, 30, ImageFormat::Png).unwrap()
+        );
+        assert_ne!(
+            a,
+            edit_image(&input, "gold", Some(3), 40, 30, ImageFormat::Png).unwrap()
+        );
+        let other = [flat(40, 30, [9, 9, 9])];
+        assert_ne!(
+            a,
+            edit_image(&other, "gold", Some(2), 40, 30, ImageFormat::Png).unwrap()
+        );
+    }
+
+    #[test]
+    fn several_inputs_are_side_by_side() {
+        let inputs = [flat(32, 48, [230, 20, 20]), flat(64, 96, [20, 20, 230])];
+        // The second is scaled to the first one's height: 32 + 32 wide.
+        assert_eq!(input_size(&inputs, MAX_SIDE).unwrap(), (64, 48));
+        let img = decode(
+            &edit_image(&inputs, "x", None, 64, 48, ImageFormat::Png).unwrap(),
+            ImageFormat::Png,
+        )
+        .to_rgb8();
+        let (left, right) = (img.get_pixel(16, 24).0, img.get_pixel(48, 24).0);
+        assert!(left[0] > left[2] + 60 && right[2] > right[0] + 60, "{left:?} {right:?}");
+    }
+
+    #[test]
+    fn input_sizes_and_errors() {
+        assert_eq!(input_size(&[flat(4000, 1000, [0; 3])], 848).unwrap(), (848, 212));
+        assert_eq!(input_size(&[flat(10, 20, [0; 3])], 848).unwrap(), (10, 20));
+        assert!(input_size(&[], 848).is_err());
+        let many: Vec<_> = (0..=MAX_INPUTS).map(|_| flat(1, 1, [0; 3])).collect();
+        assert!(input_size(&many, 848).is_err());
+        assert!(edit_image(&[], "x", None, 8, 8, ImageFormat::Png).is_err());
+        assert!(edit_image(&[flat(2, 2, [0; 3])], "x", None, 0, 8, ImageFormat::Png).is_err());
+        assert!(animate_image(&[], "x", None, 8, 8, 2, 8).is_err());
+    }
+
+    #[test]
+    fn inputs_decode_whatever_their_format() {
+        let input = quadrants(20, 10);
+        for format in [
+            image::ImageFormat::Png,
+            image::ImageFormat::Jpeg,
+            image::ImageFormat::WebP,
+        ] {
+            let mut bytes = Vec::new();
+            input.write_to(&mut Cursor::new(&mut bytes), format).unwrap();
+            assert_eq!(decode_input(&bytes).unwrap().dimensions(), (20, 10), "{format:?}");
+        }
+        let err = decode_input(b"hello, not an image").unwrap_err();
+        assert!(err.to_string().contains("cannot identify"), "{err}");
+        // A PNG signature with garbage after it.
+        let err = decode_input(b"\x89PNG\r\n\x1a\n garbage").unwrap_err();
+        assert!(err.to_string().contains("cannot decode"), "{err}");
+        let mut wide = Vec::new();
+        flat(MAX_SIDE + 1, 1, [0; 3])
+            .write_to(&mut Cursor::new(&mut wide), image::ImageFormat::Png)
+            .unwrap();
+        assert!(decode_input(&wide).is_err());
+    }
+
+    #[test]
+    fn animations_move_over_the_edit() {
+        let input = [quadrants(64, 48)];
+        let video = animate_image(&input, "zoom", Some(4), 64, 48, 6, 8).unwrap();
+        check_mp4(&video, 64, 48, 6, 8);
+        assert_eq!(video, animate_image(&input, "zoom", Some(4), 64, 48, 6, 8).unwrap());
+        let mut reader = read_mp4(&video);
+        let frames: Vec<_> = (1..=6)
+            .map(|i| reader.read_sample(1, i).unwrap().unwrap().bytes)
+            .collect();
+        assert!(frames.windows(2).all(|w| w[0] != w[1]), "every frame moves");
+        // Frame 0 is the edit: its luma row 8 (first macroblock) is in the first sample.
+        let edit = decode(
+            &edit_image(&input, "zoom", Some(4), 64, 48, ImageFormat::Png).unwrap(),
+            ImageFormat::Png,
+        )
+        .to_rgb8();
+        let row: Vec<u8> = (0..16)
+            .map(|x| {
+                let [r, g, b] = edit.get_pixel(x, 8).0.map(i32::from);
+                ((77 * r + 150 * g + 29 * b + 128) >> 8) as u8
+            })
+            .collect();
+        assert!(frames[0].windows(16).any(|w| w == row.as_slice()));
+        // A single frame is the edit; odd sizes round up like every video.
+        check_mp4(
+            &animate_image(&input, "zoom", None, 33, 17, 1, 8).unwrap(),
+            34,
+            18,
+            1,
+            8,
+        );
+    }
+
     #[test]
     #[ignore = "timing and sample output; run with --release -- --ignored --nocapture"]
     fn timings() {
@@ -889,5 +1321,19 @@ mod tests {
         let bytes = render_video("benchmark prompt", Some(9), 848, 480, 16, 8).unwrap();
         println!("848x480x16 MP4: {:?}, {} bytes", start.elapsed(), bytes.len());
         std::fs::write("/tmp/hf-media-sample.mp4", &bytes).unwrap();
+        let source = render_image("a source picture", Some(1), 640, 480, ImageFormat::Png).unwrap();
+        let inputs = [decode_input(&source).unwrap(), quadrants(320, 480)];
+        let start = Instant::now();
+        let bytes = edit_image(&inputs, "benchmark prompt", Some(9), 1024, 480, ImageFormat::Png).unwrap();
+        println!(
+            "1024x480 edit of two inputs: {:?}, {} bytes",
+            start.elapsed(),
+            bytes.len()
+        );
+        std::fs::write("/tmp/hf-media-sample-edit.png", &bytes).unwrap();
+        let start = Instant::now();
+        let bytes = animate_image(&inputs[..1], "benchmark prompt", Some(9), 640, 480, 16, 8).unwrap();
+        println!("640x480x16 animation: {:?}, {} bytes", start.elapsed(), bytes.len());
+        std::fs::write("/tmp/hf-media-sample-animation.mp4", &bytes).unwrap();
     }
 }

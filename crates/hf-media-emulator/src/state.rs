@@ -13,6 +13,8 @@ use crate::catalogue::CatalogueModel;
 
 /// How many rendered files are kept for download before the oldest are forgotten.
 const MAX_FILES: usize = 1024;
+/// How many hosted input images are kept before the oldest are forgotten.
+const MAX_INPUTS: usize = 256;
 
 /// A rendered media, served from the file route.
 #[derive(Debug, Clone)]
@@ -35,6 +37,9 @@ pub(crate) struct Job {
     pub data: Value,
 }
 
+/// A hosted input image: its bytes and MIME type.
+pub(crate) type HostedInput = (Bytes, String);
+
 /// Where a job is.
 #[derive(Debug, Clone)]
 pub(crate) enum JobState {
@@ -51,6 +56,8 @@ pub(crate) struct State {
     fault_hits: Mutex<HashMap<String, u32>>,
     jobs: Mutex<HashMap<String, Job>>,
     files: Mutex<(HashMap<String, StoredFile>, VecDeque<String>)>,
+    /// Input images hosted for tests under `/_emulator/inputs/{name}`: bytes and MIME type.
+    inputs: Mutex<(HashMap<String, HostedInput>, VecDeque<String>)>,
     next_id: AtomicU64,
     stats: Mutex<BTreeMap<String, u64>>,
 }
@@ -137,6 +144,24 @@ impl State {
 
     pub fn file(&self, id: &str) -> Option<StoredFile> {
         lock(&self.files).0.get(id).cloned()
+    }
+
+    /// Hosts an input image under `name` (replacing one of the same name).
+    pub fn host_input(&self, name: &str, bytes: Bytes, mime: String) {
+        let mut inputs = lock(&self.inputs);
+        if inputs.0.insert(name.to_owned(), (bytes, mime)).is_none() {
+            inputs.1.push_back(name.to_owned());
+        }
+        while inputs.1.len() > MAX_INPUTS {
+            if let Some(old) = inputs.1.pop_front() {
+                inputs.0.remove(&old);
+            }
+        }
+    }
+
+    /// A hosted input image: its bytes and MIME type.
+    pub fn input(&self, name: &str) -> Option<HostedInput> {
+        lock(&self.inputs).0.get(name).cloned()
     }
 
     pub fn create_job(&self, provider: &'static str, file_id: String, data: Value) -> String {

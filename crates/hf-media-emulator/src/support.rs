@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::behaviour::{Fault, FaultTarget, ProviderBehaviour};
+use crate::inputs::{self, InputError};
 use crate::media::{self, ImageFormat};
 use crate::state::State;
 
@@ -65,6 +66,21 @@ pub(crate) async fn enter(
             "Invalid credentials in Authorization header",
         ));
     }
+    play(state, provider, target)
+}
+
+/// The start of a request that needs no credentials (the OpenAI-compatible server): counts it, plays a
+/// scripted fault, and returns the behaviour.
+pub(crate) fn enter_open(
+    state: &State,
+    provider: &'static str,
+    target: FaultTarget,
+) -> Result<ProviderBehaviour, Response> {
+    state.count(format!("{provider} {}", target_name(target)));
+    play(state, provider, target)
+}
+
+fn play(state: &State, provider: &'static str, target: FaultTarget) -> Result<ProviderBehaviour, Response> {
     if let Some(rule) = state.fault_for(provider, target) {
         return Err(fault_response(&rule.fault, provider));
     }
@@ -160,6 +176,8 @@ pub(crate) struct MediaAsk {
     pub width: u32,
     pub height: u32,
     pub frames: u32,
+    /// The input images of an edit or an animation (empty: rendered from the prompt alone).
+    pub inputs: Arc<Vec<image::RgbImage>>,
 }
 
 fn dimension(v: &Value) -> Option<u32> {
@@ -171,7 +189,7 @@ fn dimension(v: &Value) -> Option<u32> {
 }
 
 /// Width and height from the shapes providers use: `width`/`height`, `image_size: {width, height}`,
-/// `size: "WxH"` or `"W*H"`.
+/// `target_size: {width, height}`, `size: "WxH"` or `"W*H"`.
 fn explicit_size(params: &Value) -> Option<(u32, u32)> {
     if let (Some(w), Some(h)) = (
         params.get("width").and_then(dimension),
@@ -179,13 +197,15 @@ fn explicit_size(params: &Value) -> Option<(u32, u32)> {
     ) {
         return Some((w, h));
     }
-    if let Some(size) = params.get("image_size")
-        && let (Some(w), Some(h)) = (
-            size.get("width").and_then(dimension),
-            size.get("height").and_then(dimension),
-        )
-    {
-        return Some((w, h));
+    for key in ["image_size", "target_size"] {
+        if let Some(size) = params.get(key)
+            && let (Some(w), Some(h)) = (
+                size.get("width").and_then(dimension),
+                size.get("height").and_then(dimension),
+            )
+        {
+            return Some((w, h));
+        }
     }
     let size = params.get("size")?.as_str()?;
     let (w, h) = size.split_once(['x', '*', 'X'])?;
@@ -225,6 +245,7 @@ pub(crate) fn image_ask(body: &Value, prompt_key: &str, params: &Value) -> Resul
         width,
         height,
         frames: 1,
+        inputs: Arc::default(),
     })
 }
 
@@ -239,22 +260,26 @@ pub(crate) fn video_ask(body: &Value, prompt_key: &str, params: &Value) -> Resul
         )
     });
     check_size(width, height)?;
-    let frames = params
-        .get("num_frames")
-        .and_then(dimension)
-        .unwrap_or(DEFAULT_FRAMES)
-        .clamp(1, MAX_FRAMES);
     Ok(MediaAsk {
         prompt,
         seed: Some(seed),
         width,
         height,
-        frames,
+        frames: frames_of(params),
+        inputs: Arc::default(),
     })
 }
 
-/// What a request for `task` asks for: a video for `text-to-video` ([`video_ask`]), else an image
-/// ([`image_ask`]).
+fn frames_of(params: &Value) -> u32 {
+    params
+        .get("num_frames")
+        .and_then(dimension)
+        .unwrap_or(DEFAULT_FRAMES)
+        .clamp(1, MAX_FRAMES)
+}
+
+/// What a request for `task` asks for from its prompt alone: a video for a video task ([`video_ask`]),
+/// else an image ([`image_ask`]).
 pub(crate) fn media_ask(task: &str, body: &Value, prompt_key: &str, params: &Value) -> Result<MediaAsk, Response> {
     if is_video(task) {
         video_ask(body, prompt_key, params)
@@ -263,8 +288,60 @@ pub(crate) fn media_ask(task: &str, body: &Value, prompt_key: &str, params: &Val
     }
 }
 
-fn is_video(task: &str) -> bool {
-    task == "text-to-video"
+/// An edit (image tasks) or an animation (video tasks) of `inputs`: explicit sizes win, then (videos)
+/// `resolution`/`aspect_ratio`, else the inputs' size ([`media::input_size`]; videos fit in
+/// [`media::DEFAULT_VIDEO_SIDE`]).
+pub(crate) fn input_ask(
+    task: &str,
+    prompt: String,
+    params: &Value,
+    inputs: Arc<Vec<image::RgbImage>>,
+) -> Result<MediaAsk, Response> {
+    let seed = seed_of(&prompt, params);
+    let video = is_video(task);
+    let named = explicit_size(params).or_else(|| {
+        let resolution = params.get("resolution").and_then(Value::as_str);
+        let aspect = params.get("aspect_ratio").and_then(Value::as_str);
+        (video && (resolution.is_some() || aspect.is_some())).then(|| media::video_size(resolution, aspect))
+    });
+    let (width, height) = match named {
+        Some(size) => size,
+        None => {
+            let max_side = if video {
+                media::DEFAULT_VIDEO_SIDE
+            } else {
+                media::MAX_SIDE
+            };
+            media::input_size(&inputs, max_side).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?
+        }
+    };
+    check_size(width, height)?;
+    Ok(MediaAsk {
+        prompt,
+        seed: Some(seed),
+        width,
+        height,
+        frames: if video { frames_of(params) } else { 1 },
+        inputs,
+    })
+}
+
+/// Whether a task makes a video.
+pub(crate) fn is_video(task: &str) -> bool {
+    matches!(task, "text-to-video" | "image-to-video" | "image-text-to-video")
+}
+
+/// Whether a task takes input images (required or optional).
+pub(crate) fn takes_images(task: &str) -> bool {
+    matches!(
+        task,
+        "image-to-image" | "image-to-video" | "image-text-to-image" | "image-text-to-video"
+    )
+}
+
+/// Whether a task requires an input image (`image-text-to-*` tasks may go without).
+pub(crate) fn needs_images(task: &str) -> bool {
+    matches!(task, "image-to-image" | "image-to-video")
 }
 
 /// The request's seed, or, like real providers that pick one, a seed derived from the prompt (so the
@@ -276,7 +353,8 @@ fn seed_of(prompt: &str, params: &Value) -> u64 {
         .unwrap_or_else(|| media::picture_seed(prompt, None) & 0xFFFF_FFFF)
 }
 
-fn prompt_of(body: &Value, key: &str) -> Result<String, Response> {
+/// The non-empty string prompt under `key`, or the 422 of a missing one.
+pub(crate) fn prompt_of(body: &Value, key: &str) -> Result<String, Response> {
     match body.get(key).and_then(Value::as_str) {
         Some(prompt) if !prompt.trim().is_empty() => Ok(prompt.to_owned()),
         _ => Err(error(
@@ -299,21 +377,39 @@ fn check_size(width: u32, height: u32) -> Result<(), Response> {
     Ok(())
 }
 
-/// Renders an image off the async threads.
+/// Renders an image off the async threads: an edit of the inputs when there are some.
 pub(crate) async fn render_image(ask: &MediaAsk, format: ImageFormat) -> Result<(Bytes, &'static str), Response> {
     let ask = ask.clone();
-    tokio::task::spawn_blocking(move || media::render_image(&ask.prompt, ask.seed, ask.width, ask.height, format))
-        .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("renderer crashed: {e}")))?
-        .map(|bytes| (Bytes::from(bytes), format.mime()))
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+    tokio::task::spawn_blocking(move || {
+        if ask.inputs.is_empty() {
+            media::render_image(&ask.prompt, ask.seed, ask.width, ask.height, format)
+        } else {
+            media::edit_image(&ask.inputs, &ask.prompt, ask.seed, ask.width, ask.height, format)
+        }
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("renderer crashed: {e}")))?
+    .map(|bytes| (Bytes::from(bytes), format.mime()))
+    .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
 }
 
-/// Renders an MP4 video off the async threads.
+/// Renders an MP4 video off the async threads: an animation of the inputs when there are some.
 pub(crate) async fn render_video(ask: &MediaAsk) -> Result<(Bytes, &'static str), Response> {
     let ask = ask.clone();
     tokio::task::spawn_blocking(move || {
-        media::render_video(&ask.prompt, ask.seed, ask.width, ask.height, ask.frames, FPS)
+        if ask.inputs.is_empty() {
+            media::render_video(&ask.prompt, ask.seed, ask.width, ask.height, ask.frames, FPS)
+        } else {
+            media::animate_image(
+                &ask.inputs,
+                &ask.prompt,
+                ask.seed,
+                ask.width,
+                ask.height,
+                ask.frames,
+                FPS,
+            )
+        }
     })
     .await
     .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("renderer crashed: {e}")))?
@@ -396,4 +492,46 @@ pub(crate) fn timestamp_now() -> String {
         rest % 60,
         now.subsec_millis()
     )
+}
+
+/// Why the input images of a request cannot be used, for the provider to answer in its own shape.
+#[derive(Debug)]
+pub(crate) enum ImageProblem {
+    /// The task needs an image and the request has none.
+    Missing,
+    /// The image in `field` cannot be used.
+    Bad { field: String, error: InputError },
+}
+
+/// The input images of a request for `task`, read from `fields` of `body` (names in errors get `prefix`,
+/// e.g. `input.`): `None` when the task takes none, or takes them optionally and got none.
+pub(crate) async fn images_of(
+    state: &State,
+    headers: &HeaderMap,
+    task: &str,
+    body: &Value,
+    fields: &[&str],
+    prefix: &str,
+) -> Result<Option<Arc<Vec<image::RgbImage>>>, ImageProblem> {
+    if !takes_images(task) {
+        return Ok(None);
+    }
+    let refs = inputs::image_refs(body, fields, prefix).map_err(|error| ImageProblem::Bad {
+        field: match &error {
+            InputError::NotAString(field) => field.clone(),
+            _ => String::new(),
+        },
+        error,
+    })?;
+    if refs.is_empty() {
+        return if needs_images(task) {
+            Err(ImageProblem::Missing)
+        } else {
+            Ok(None)
+        };
+    }
+    inputs::load(state, headers, &refs)
+        .await
+        .map(Some)
+        .map_err(|(field, error)| ImageProblem::Bad { field, error })
 }

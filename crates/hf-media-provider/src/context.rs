@@ -95,6 +95,12 @@ pub enum ProviderNotice {
     Warning(String),
     /// A passing failure inside the provider's job (a status request, a model still loading) is tried again.
     Retry(RetryNotice),
+    /// The provider accepted a job and named it: the job exists (and is paid for), so the caller never
+    /// submits it again, whatever happens next.
+    Accepted {
+        /// The provider's job or request id.
+        job_id: String,
+    },
 }
 
 /// Receives [`ProviderNotice`]s while a provider works.
@@ -268,6 +274,17 @@ impl ProviderContext {
     /// The secrets to scrub from anything logged.
     pub fn secrets(&self) -> &Secrets {
         &self.secrets
+    }
+
+    /// Tells the caller that the provider accepted job `job_id` ([`http::poll_job`](crate::http::poll_job)
+    /// does it for every job it polls; a provider that follows a job some other way calls it once the
+    /// job's id is known).
+    pub fn report_accepted(&self, job_id: &str) {
+        if let Some(reporter) = &self.reporter {
+            reporter(ProviderNotice::Accepted {
+                job_id: job_id.to_owned(),
+            });
+        }
     }
 
     /// Tells the caller that a passing failure inside the job is tried again; the failure's message is

@@ -223,6 +223,13 @@ pub(crate) async fn make(inner: &Inner, request: GenerateRequest, emitter: &Emit
         None => None,
     };
     let mut with_images = !checked.inputs.is_empty();
+    // The caller's own images are read before anything else is asked (a missing file is a usage error,
+    // whatever the Hub says); a chat's are read only once a provider will take them.
+    let own_images = if with_images && !checked.from_chat {
+        Some(input::load_all(&checked.inputs, false, &inner.access.http, inner.max_input_bytes).await?)
+    } else {
+        None
+    };
     let mapping = match named {
         // A provider the Hub does not list serves the model id as it is, for the first task asked for
         // that it serves: no Hub call.
@@ -265,16 +272,12 @@ pub(crate) async fn make(inner: &Inner, request: GenerateRequest, emitter: &Emit
     for message in &selection.warnings {
         emitter.warning(message);
     }
-    let images = if with_images {
-        input::load_all(
-            &checked.inputs,
-            checked.from_chat,
-            &inner.access.http,
-            inner.max_input_bytes,
-        )
-        .await?
-    } else {
-        Vec::new()
+    let images = match own_images {
+        Some(images) => images,
+        None if with_images => {
+            input::load_all(&checked.inputs, true, &inner.access.http, inner.max_input_bytes).await?
+        }
+        None => Vec::new(),
     };
     let candidates = selection
         .candidates

@@ -164,9 +164,12 @@ async fn attempt(
     let reporter: NoticeReporter = {
         let (forward, accepted) = (emitter.reporter(provider), accepted.clone());
         Arc::new(move |notice| {
-            if let ProviderNotice::Status(status) = &notice
-                && status.job_id.is_some()
-            {
+            let names_a_job = match &notice {
+                ProviderNotice::Accepted { .. } => true,
+                ProviderNotice::Status(status) => status.job_id.is_some(),
+                _ => false,
+            };
+            if names_a_job {
                 accepted.store(true, Ordering::SeqCst);
             }
             forward(notice);

@@ -4,6 +4,10 @@
 //! `succeeded` with its `output` (a list of URLs for images, one URL for videos); otherwise it comes back
 //! `starting` and `GET /v1/predictions/{id}` answers `starting` → `processing` → `succeeded`. Errors are
 //! `application/problem+json` (`{"detail", "status", "title"}`).
+//!
+//! Image-to-image models read the image from `input.image`, `input.images`, `input.input_image` or
+//! `input.input_images` (clients send all four; distinct images are combined). A missing or unusable
+//! image is a 422 "Input validation failed" naming the field.
 
 use std::time::Duration;
 
@@ -18,7 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::behaviour::{FaultTarget, ProviderBehaviour};
 use crate::media::ImageFormat;
 use crate::state::JobState;
-use crate::support::{self, Shared};
+use crate::support::{self, ImageProblem, Shared};
 
 const PROVIDER: &str = "replicate";
 /// Where these routes are mounted: `urls` in predictions point back at the emulator.
@@ -213,7 +217,20 @@ async fn create(
     input: Map<String, Value>,
 ) -> Response {
     let input = Value::Object(input);
-    let ask = match support::media_ask(task, &input, "prompt", &input) {
+    let fields = ["input_images", "images", "input_image", "image"];
+    let ask = match support::images_of(state, headers, task, &input, &fields, "input.").await {
+        Ok(Some(images)) => {
+            support::prompt_of(&input, "prompt").and_then(|prompt| support::input_ask(task, prompt, &input, images))
+        }
+        Ok(None) => support::media_ask(task, &input, "prompt", &input),
+        Err(ImageProblem::Missing) => {
+            return invalid(&[("input".into(), "image is required".into(), "required")]);
+        }
+        Err(ImageProblem::Bad { field, error }) => {
+            return invalid(&[(field, error.message(), "invalid_file")]);
+        }
+    };
+    let ask = match ask {
         Ok(ask) => ask,
         Err(response) => return response,
     };
@@ -249,7 +266,7 @@ fn prediction(origin: &str, id: &str, data: &Value, status: &str, file_id: Optio
         None => Value::Null,
         Some(file_id) => {
             let url = support::file_url(origin, file_id);
-            if data["task"] == "text-to-video" {
+            if support::is_video(data["task"].as_str().unwrap_or_default()) {
                 json!(url)
             } else {
                 json!([url])
@@ -303,7 +320,7 @@ async fn poll(AxumState(state): AxumState<Shared>, Path(id): Path<String>, heade
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::test_support::{client, poll_until, serve, serve_scripted};
+    use crate::providers::test_support::*;
 
     #[test]
     fn prefer_wait_windows() {
@@ -433,5 +450,121 @@ mod tests {
         assert_eq!(statuses, ["processing", "succeeded"]);
         let video = client().get(done["output"].as_str().unwrap()).send().await.unwrap();
         assert_eq!(video.headers()[header::CONTENT_TYPE], "video/mp4");
+    }
+
+    async fn predict(url: &str, model: &str, input: Value) -> (u16, Value) {
+        let answer = client()
+            .post(format!("{url}/replicate/v1/models/{model}/predictions"))
+            .bearer_auth("hf_test")
+            .header("prefer", "wait")
+            .json(&json!({ "input": input }))
+            .send()
+            .await
+            .unwrap();
+        (answer.status().as_u16(), answer.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn image_to_image_reads_the_four_image_keys() {
+        let (emulator, running) = serve_scripted().await;
+        emulator.set_behaviour(PROVIDER, ProviderBehaviour::default().with_pending_polls(0));
+        let image = quadrants_url();
+        let input = json!({"prompt": "gold", "image": image, "images": [image], "input_image": image,
+                           "input_images": [image], "seed": 3});
+        let (status, body) = predict(&running.url(), "black-forest-labs/flux-kontext-dev", input).await;
+        assert_eq!((status, body["status"].as_str()), (201, Some("succeeded")));
+        let url = body["output"][0].as_str().unwrap();
+        let answer = client().get(url).send().await.unwrap();
+        assert_eq!(answer.headers()[header::CONTENT_TYPE], "image/webp");
+        assert_edit_of(&answer.bytes().await.unwrap(), &quadrants(64, 48), (64, 48), "gold");
+
+        // Any one key is enough; several distinct images are combined.
+        for key in ["image", "input_image"] {
+            let (status, body) = predict(
+                &running.url(),
+                "qwen/qwen-image-edit-plus",
+                json!({"prompt": "gold", key: image, "width": 32, "height": 32}),
+            )
+            .await;
+            assert_eq!(status, 201, "{key}");
+            let bytes = client()
+                .get(body["output"][0].as_str().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_edit_of(&bytes, &quadrants(64, 48), (32, 32), "gold");
+        }
+        let (red, blue) = red_and_blue_urls();
+        let input = json!({"prompt": "both", "image": red, "input_image": red, "input_images": [red, blue]});
+        let (_, body) = predict(&running.url(), "qwen/qwen-image-edit-plus", input).await;
+        let bytes = client()
+            .get(body["output"][0].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_red_then_blue(&bytes, (64, 48));
+    }
+
+    #[tokio::test]
+    async fn a_slow_edit_is_polled_like_any_prediction() {
+        let running = serve().await;
+        let (status, body) = predict(
+            &running.url(),
+            "black-forest-labs/flux-kontext-dev",
+            json!({"prompt": "gold", "input_image": quadrants_url()}),
+        )
+        .await;
+        assert_eq!((status, body["status"].as_str()), (201, Some("starting")));
+        let get = body["urls"]["get"].as_str().unwrap().to_owned();
+        let (statuses, done) = poll_until(|| client().get(&get).bearer_auth("hf_test"), "/status", "succeeded").await;
+        assert_eq!(statuses, ["processing", "succeeded"]);
+        let bytes = client()
+            .get(done["output"][0].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_edit_of(&bytes, &quadrants(64, 48), (64, 48), "gold");
+    }
+
+    #[tokio::test]
+    async fn unusable_images_are_a_validation_error() {
+        let running = serve().await;
+        let url = running.url();
+        let model = "black-forest-labs/flux-kontext-dev";
+        let (status, body) = predict(&url, model, json!({"prompt": "gold"})).await;
+        assert_eq!(status, 422);
+        assert_eq!(body["title"], "Input validation failed");
+        assert_eq!(body["detail"], "- input: image is required\n");
+
+        let (status, body) = predict(
+            &url,
+            model,
+            json!({"prompt": "gold", "image": data_url(b"nope", "image/png")}),
+        )
+        .await;
+        assert_eq!(status, 422);
+        assert_eq!(body["invalid_fields"][0]["field"], "input.image");
+        assert!(body["detail"].as_str().unwrap().contains("cannot identify the image"));
+
+        let input = json!({"prompt": "gold", "input_images": ["https://replicate.delivery/cat.png"]});
+        let (status, body) = predict(&url, model, input).await;
+        assert_eq!(status, 422);
+        assert_eq!(body["invalid_fields"][0]["field"], "input.input_images[0]");
+        assert!(body["detail"].as_str().unwrap().contains("replicate.delivery"));
+
+        let (status, body) = predict(&url, model, json!({"prompt": "gold", "image": 12})).await;
+        assert_eq!(
+            (status, &body["invalid_fields"][0]["field"]),
+            (422, &json!("input.image"))
+        );
     }
 }

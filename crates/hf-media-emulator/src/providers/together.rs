@@ -3,6 +3,11 @@
 //! "timings"}]}`; videos `POST /v2/videos` (`model`, `prompt`, `width`/`height`) → `{"id", "status":
 //! "queued"}`, then `GET /v2/videos/{id}` → `queued` → `in_progress` → `completed` with
 //! `outputs.video_url`. Errors are OpenAI-style: `{"error": {"message", "type", "param", "code"}}`.
+//!
+//! Image-to-image models take the image as `image_url` (FLUX.1 Kontext, whose id has `kontext` and
+//! `flux.1`, takes only that) or `reference_images: […]`; the prompt may be missing (`""`) but not `null`.
+//! Image-to-video models take `frame_images: [{"input_image", "frame"}]`, each `input_image` 1 to 61,440
+//! characters long. A missing, too long or unusable image is a 400.
 
 use axum::Router;
 use axum::extract::{Path, State as AxumState};
@@ -16,9 +21,11 @@ use serde_json::{Value, json};
 use crate::behaviour::FaultTarget;
 use crate::media::ImageFormat;
 use crate::state::JobState;
-use crate::support::{self, Shared};
+use crate::support::{self, ImageProblem, Shared};
 
 const PROVIDER: &str = "together";
+/// The longest `frame_images[].input_image` Together takes, in characters.
+const MAX_INPUT_IMAGE_CHARS: usize = 61_440;
 
 pub(crate) fn routes() -> Router<Shared> {
     Router::new()
@@ -34,8 +41,8 @@ fn together_error(status: StatusCode, message: impl Into<String>, param: Option<
     (status, axum::Json(body)).into_response()
 }
 
-/// The body's `model`, when the catalogue serves it on together for `task`.
-fn model_for(state: &Shared, body: &Value, task: &str) -> Result<String, Response> {
+/// The body's `model` and its task, when the catalogue serves it on together for one of `tasks`.
+fn model_for(state: &Shared, body: &Value, tasks: &[&str]) -> Result<(String, &'static str), Response> {
     let Some(model) = body.get("model").and_then(Value::as_str) else {
         return Err(together_error(
             StatusCode::BAD_REQUEST,
@@ -44,7 +51,7 @@ fn model_for(state: &Shared, body: &Value, task: &str) -> Result<String, Respons
             None,
         ));
     };
-    if support::served_task(state, PROVIDER, model) != Some(task) {
+    let Some(task) = support::served_task(state, PROVIDER, model).filter(|t| tasks.contains(t)) else {
         return Err(together_error(
             StatusCode::NOT_FOUND,
             format!(
@@ -54,8 +61,40 @@ fn model_for(state: &Shared, body: &Value, task: &str) -> Result<String, Respons
             Some("model"),
             Some("model_not_available"),
         ));
+    };
+    Ok((model.to_owned(), task))
+}
+
+/// Together's 400 for an image it cannot use.
+fn image_error(problem: ImageProblem, field: &str) -> Response {
+    match problem {
+        ImageProblem::Missing => together_error(
+            StatusCode::BAD_REQUEST,
+            format!("{field} is required for this model"),
+            Some(field),
+            Some("missing_required_parameter"),
+        ),
+        ImageProblem::Bad { field, error } => together_error(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid {field}: {}", error.message()),
+            Some(&field),
+            Some("invalid_image"),
+        ),
     }
-    Ok(model.to_owned())
+}
+
+/// The prompt of an image task: may be missing (an empty prompt), not `null` or another type.
+fn optional_prompt(body: &Value) -> Result<String, Response> {
+    match body.get("prompt") {
+        None => Ok(String::new()),
+        Some(Value::String(prompt)) => Ok(prompt.clone()),
+        Some(_) => Err(together_error(
+            StatusCode::BAD_REQUEST,
+            "prompt must be a string",
+            Some("prompt"),
+            None,
+        )),
+    }
 }
 
 async fn generate_image(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -67,8 +106,12 @@ async fn generate_image(AxumState(state): AxumState<Shared>, headers: HeaderMap,
         Ok(body) => body,
         Err(response) => return response,
     };
-    let model = match model_for(&state, &body, "text-to-image") {
-        Ok(model) => model,
+    let (model, task) = match model_for(
+        &state,
+        &body,
+        &["text-to-image", "image-to-image", "image-text-to-image"],
+    ) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let base64 = match body.get("response_format").and_then(Value::as_str) {
@@ -83,7 +126,19 @@ async fn generate_image(AxumState(state): AxumState<Shared>, headers: HeaderMap,
             );
         }
     };
-    let ask = match support::image_ask(&body, "prompt", &body) {
+    // FLUX.1 Kontext reads only `image_url`; the others `reference_images` (or `image_url`).
+    let lower = model.to_lowercase();
+    let fields: &[&str] = if lower.contains("kontext") && lower.contains("flux.1") {
+        &["image_url"]
+    } else {
+        &["reference_images", "image_url"]
+    };
+    let ask = match support::images_of(&state, &headers, task, &body, fields, "").await {
+        Ok(Some(images)) => optional_prompt(&body).and_then(|prompt| support::input_ask(task, prompt, &body, images)),
+        Ok(None) => support::image_ask(&body, "prompt", &body),
+        Err(problem) => return image_error(problem, fields[0]),
+    };
+    let ask = match ask {
         Ok(ask) => ask,
         Err(response) => return response,
     };
@@ -118,25 +173,84 @@ async fn submit_video(AxumState(state): AxumState<Shared>, headers: HeaderMap, b
         Ok(body) => body,
         Err(response) => return response,
     };
-    let model = match model_for(&state, &body, "text-to-video") {
-        Ok(model) => model,
+    let (model, task) = match model_for(
+        &state,
+        &body,
+        &["text-to-video", "image-to-video", "image-text-to-video"],
+    ) {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    let ask = match support::video_ask(&body, "prompt", &body) {
+    let frames = match frame_images(&body, task) {
+        Ok(frames) => frames,
+        Err(response) => return response,
+    };
+    let ask = match support::images_of(&state, &headers, task, &frames, &["frame_images"], "").await {
+        Ok(Some(images)) => optional_prompt(&body).and_then(|prompt| support::input_ask(task, prompt, &body, images)),
+        Ok(None) => support::video_ask(&body, "prompt", &body),
+        Err(ImageProblem::Missing) => return image_error(ImageProblem::Missing, "frame_images"),
+        Err(ImageProblem::Bad { field, error }) => {
+            let field = field.replace(']', "].input_image");
+            return image_error(ImageProblem::Bad { field, error }, "frame_images");
+        }
+    };
+    let ask = match ask {
         Ok(ask) => ask,
         Err(response) => return response,
     };
     let format = behaviour.image_format.unwrap_or(ImageFormat::Jpeg);
-    let file_id = match support::render_and_store(&state, PROVIDER, "text-to-video", &ask, format).await {
+    let file_id = match support::render_and_store(&state, PROVIDER, task, &ask, format).await {
         Ok(id) => id,
         Err(response) => return response,
     };
     let created_at = support::unix_now();
-    let data = json!({"task": "text-to-video", "model": model, "seed": ask.seed, "width": ask.width,
+    let data = json!({"task": task, "model": model, "seed": ask.seed, "width": ask.width,
                       "height": ask.height, "created_at": created_at});
     let id = state.create_job(PROVIDER, file_id, data);
     axum::Json(json!({"id": id, "object": "video", "model": model, "status": "queued", "created_at": created_at}))
         .into_response()
+}
+
+/// The `input_image`s of `frame_images`, as `{"frame_images": [string, …]}`, checked as Together does
+/// (objects with an `input_image` of 1 to 61,440 characters). Text-to-video models ignore them.
+fn frame_images(body: &Value, task: &str) -> Result<Value, Response> {
+    if !support::takes_images(task) {
+        return Ok(json!({}));
+    }
+    let Some(frames) = body.get("frame_images").filter(|f| !f.is_null()) else {
+        return Ok(json!({}));
+    };
+    let Some(frames) = frames.as_array() else {
+        return Err(together_error(
+            StatusCode::BAD_REQUEST,
+            "frame_images must be a list of {input_image, frame} objects",
+            Some("frame_images"),
+            None,
+        ));
+    };
+    let mut images = Vec::with_capacity(frames.len());
+    for (i, frame) in frames.iter().enumerate() {
+        let param = format!("frame_images[{i}].input_image");
+        let Some(image) = frame.get("input_image").and_then(Value::as_str) else {
+            return Err(together_error(
+                StatusCode::BAD_REQUEST,
+                format!("{param} is required (a string: an image URL or a data URL)"),
+                Some(&param),
+                Some("missing_required_parameter"),
+            ));
+        };
+        let length = image.chars().count();
+        if length == 0 || length > MAX_INPUT_IMAGE_CHARS {
+            return Err(together_error(
+                StatusCode::BAD_REQUEST,
+                format!("Range of input length should be [1, {MAX_INPUT_IMAGE_CHARS}]"),
+                Some(&param),
+                None,
+            ));
+        }
+        images.push(json!(image));
+    }
+    Ok(json!({ "frame_images": images }))
 }
 
 async fn poll_video(AxumState(state): AxumState<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
@@ -175,7 +289,7 @@ mod tests {
     use axum::http::header;
 
     use super::*;
-    use crate::providers::test_support::{client, poll_until, serve};
+    use crate::providers::test_support::*;
 
     #[tokio::test]
     async fn missing_auth_unknown_model_and_unknown_job_are_refused() {
@@ -292,5 +406,164 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(video.headers()[header::CONTENT_TYPE], "video/mp4");
+    }
+
+    async fn post(url: &str, path: &str, body: &Value) -> (u16, Value) {
+        let answer = client()
+            .post(format!("{url}/together{path}"))
+            .bearer_auth("hf_test")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (answer.status().as_u16(), answer.json().await.unwrap())
+    }
+
+    const KONTEXT: &str = "black-forest-labs/FLUX.1-kontext-dev";
+    const I2V: &str = "Wan-AI/Wan2.2-I2V-A14B";
+
+    #[tokio::test]
+    async fn kontext_edits_the_image_url() {
+        let running = serve().await;
+        let url = running.url();
+        let body = json!({"model": KONTEXT, "prompt": "gold", "image_url": quadrants_url(), "response_format": "base64",
+                          "steps": 28});
+        let (status, answer) = post(&url, "/v1/images/generations", &body).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["model"], KONTEXT);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(answer["data"][0]["b64_json"].as_str().unwrap())
+            .unwrap();
+        assert!(bytes.starts_with(&[0xff, 0xd8]), "a JPEG");
+        assert_edit_of(&bytes, &quadrants(64, 48), (64, 48), "gold");
+
+        // A missing prompt is an empty one; the asked size wins.
+        let body = json!({"model": KONTEXT, "image_url": quadrants_url(), "width": 48, "height": 48});
+        let (status, answer) = post(&url, "/v1/images/generations", &body).await;
+        assert_eq!(status, 200);
+        let image = client()
+            .get(answer["data"][0]["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_edit_of(&image.bytes().await.unwrap(), &quadrants(64, 48), (48, 48), "");
+    }
+
+    #[tokio::test]
+    async fn image_edits_are_checked() {
+        let running = serve().await;
+        let url = running.url();
+        // FLUX.1 Kontext reads only `image_url`.
+        let body = json!({"model": KONTEXT, "prompt": "gold", "reference_images": [quadrants_url()]});
+        let (status, answer) = post(&url, "/v1/images/generations", &body).await;
+        assert_eq!((status, &answer["error"]["param"]), (400, &json!("image_url")));
+        assert_eq!(answer["error"]["message"], "image_url is required for this model");
+
+        let body = json!({"model": KONTEXT, "prompt": null, "image_url": quadrants_url()});
+        let (status, answer) = post(&url, "/v1/images/generations", &body).await;
+        assert_eq!((status, &answer["error"]["param"]), (400, &json!("prompt")));
+
+        let body = json!({"model": KONTEXT, "prompt": "gold", "image_url": data_url(b"junk", "image/jpeg")});
+        let (status, answer) = post(&url, "/v1/images/generations", &body).await;
+        assert_eq!((status, &answer["error"]["code"]), (400, &json!("invalid_image")));
+        assert!(answer["error"]["message"].as_str().unwrap().contains("cannot identify"));
+
+        let body = json!({"model": KONTEXT, "prompt": "gold", "image_url": "http://example.com/a.png"});
+        let (status, answer) = post(&url, "/v1/images/generations", &body).await;
+        assert_eq!(status, 400);
+        assert!(answer["error"]["message"].as_str().unwrap().contains("example.com"));
+
+        // An image-to-video model is not an image model.
+        let body = json!({"model": I2V, "prompt": "gold", "image_url": quadrants_url()});
+        assert_eq!(post(&url, "/v1/images/generations", &body).await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn image_to_video_animates_the_first_frame() {
+        let running = serve().await;
+        let url = running.url();
+        // The input comes from the emulator's own files: the output of an edit.
+        let body = json!({"model": KONTEXT, "prompt": "", "image_url": quadrants_url(), "response_format": "url"});
+        let (_, answer) = post(&url, "/v1/images/generations", &body).await;
+        let edited = answer["data"][0]["url"].as_str().unwrap().to_owned();
+        for input in [quadrants_url(), edited] {
+            let body = json!({"model": I2V, "prompt": "pan", "seed": 9, "frame_images": [{"input_image": input,
+                              "frame": "first"}], "width": 64, "height": 48, "num_frames": 4});
+            let (status, job) = post(&url, "/v2/videos", &body).await;
+            assert_eq!((status, job["status"].as_str()), (200, Some("queued")));
+            let poll_url = format!("{url}/together/v2/videos/{}", job["id"].as_str().unwrap());
+            let (_, done) = poll_until(
+                || client().get(&poll_url).bearer_auth("hf_test"),
+                "/status",
+                "completed",
+            )
+            .await;
+            let video = client()
+                .get(done["outputs"]["video_url"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap();
+            let bytes = video.bytes().await.unwrap();
+            let reader = mp4::Mp4Reader::read_header(std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
+            assert_eq!(reader.tracks().values().next().unwrap().sample_count(), 4);
+        }
+        let body = json!({"model": I2V, "prompt": "pan", "seed": 9, "frame_images": [{"input_image": quadrants_url()}],
+                          "num_frames": 3});
+        let (_, job) = post(&url, "/v2/videos", &body).await;
+        let poll_url = format!("{url}/together/v2/videos/{}", job["id"].as_str().unwrap());
+        let (_, done) = poll_until(
+            || client().get(&poll_url).bearer_auth("hf_test"),
+            "/status",
+            "completed",
+        )
+        .await;
+        assert_eq!(done["size"], "64x48");
+        let video = client()
+            .get(done["outputs"]["video_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_animation_of_quadrants(&video.bytes().await.unwrap(), (64, 48), 3, "pan", 9);
+    }
+
+    #[tokio::test]
+    async fn image_to_video_inputs_are_checked() {
+        let running = serve().await;
+        let url = running.url();
+        let (status, answer) = post(&url, "/v2/videos", &json!({"model": I2V, "prompt": "pan"})).await;
+        assert_eq!((status, &answer["error"]["param"]), (400, &json!("frame_images")));
+        let body = json!({"model": I2V, "prompt": "pan", "frame_images": []});
+        assert_eq!(post(&url, "/v2/videos", &body).await.0, 400);
+
+        let long = format!("data:image/png;base64,{}", "A".repeat(61_440));
+        let body = json!({"model": I2V, "prompt": "pan", "frame_images": [{"input_image": long, "frame": "first"}]});
+        let (status, answer) = post(&url, "/v2/videos", &body).await;
+        assert_eq!(status, 400);
+        assert_eq!(answer["error"]["message"], "Range of input length should be [1, 61440]");
+        assert_eq!(answer["error"]["param"], "frame_images[0].input_image");
+        let body = json!({"model": I2V, "prompt": "pan", "frame_images": [{"input_image": ""}]});
+        assert_eq!(post(&url, "/v2/videos", &body).await.0, 400);
+
+        let body = json!({"model": I2V, "prompt": "pan", "frame_images": [{"frame": "first"}]});
+        let (status, answer) = post(&url, "/v2/videos", &body).await;
+        assert_eq!(
+            (status, &answer["error"]["param"]),
+            (400, &json!("frame_images[0].input_image"))
+        );
+        let body = json!({"model": I2V, "prompt": "pan", "frame_images": "nope"});
+        assert_eq!(post(&url, "/v2/videos", &body).await.0, 400);
+
+        let body =
+            json!({"model": I2V, "prompt": "pan", "frame_images": [{"input_image": data_url(b"x", "image/png")}]});
+        let (status, answer) = post(&url, "/v2/videos", &body).await;
+        assert_eq!(
+            (status, &answer["error"]["param"]),
+            (400, &json!("frame_images[0].input_image"))
+        );
+
+        // Text-to-video models ignore frame images.
+        let body = json!({"model": "Wan-AI/Wan2.2-T2V-A14B", "prompt": "pan", "frame_images": "nope",
+                          "width": 32, "height": 32, "num_frames": 1});
+        assert_eq!(post(&url, "/v2/videos", &body).await.0, 200);
     }
 }

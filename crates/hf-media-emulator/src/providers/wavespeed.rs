@@ -3,6 +3,9 @@
 //! {"get"}, …}}`, where `urls.get` is on WaveSpeed's own host (clients rebuild its path on their base);
 //! `GET /api/v3/predictions/{id}/result` → `created` → `processing` → `completed` with `outputs: [url]`.
 //! Errors are `{"code", "message", "data": null}`.
+//!
+//! Image models read the image from `image` and `images: […]` (a URL, a data URL or bare base64; distinct
+//! images are combined); a missing or unusable image is a 400.
 
 use axum::Router;
 use axum::extract::{Path, State as AxumState};
@@ -15,7 +18,7 @@ use serde_json::{Value, json};
 use crate::behaviour::FaultTarget;
 use crate::media::ImageFormat;
 use crate::state::JobState;
-use crate::support::{self, Shared};
+use crate::support::{self, ImageProblem, Shared};
 
 const PROVIDER: &str = "wavespeed";
 /// WaveSpeed's host, as `urls.get` names it.
@@ -48,7 +51,17 @@ async fn submit(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let ask = match support::media_ask(task, &body, "prompt", &body) {
+    let ask = match support::images_of(&state, &headers, task, &body, &["images", "image"], "").await {
+        Ok(Some(images)) => {
+            support::prompt_of(&body, "prompt").and_then(|prompt| support::input_ask(task, prompt, &body, images))
+        }
+        Ok(None) => support::media_ask(task, &body, "prompt", &body),
+        Err(ImageProblem::Missing) => return wavespeed_error(StatusCode::BAD_REQUEST, "image is required"),
+        Err(ImageProblem::Bad { field, error }) => {
+            return wavespeed_error(StatusCode::BAD_REQUEST, format!("invalid {field}: {}", error.message()));
+        }
+    };
+    let ask = match ask {
         Ok(ask) => ask,
         Err(response) => return response,
     };
@@ -112,7 +125,7 @@ mod tests {
     use axum::http::header;
 
     use super::*;
-    use crate::providers::test_support::{client, poll_until, serve};
+    use crate::providers::test_support::*;
 
     #[tokio::test]
     async fn missing_auth_unknown_model_and_unknown_prediction_are_refused() {
@@ -186,5 +199,125 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(image.headers()[header::CONTENT_TYPE], "image/png");
+    }
+
+    async fn submit(url: &str, model: &str, body: &Value) -> (u16, Value) {
+        let answer = client()
+            .post(format!("{url}/wavespeed/api/v3/{model}"))
+            .bearer_auth("hf_test")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (answer.status().as_u16(), answer.json().await.unwrap())
+    }
+
+    /// Submits, polls until completed, and downloads the output.
+    async fn run(url: &str, model: &str, body: &Value) -> Vec<u8> {
+        let (status, answer) = submit(url, model, body).await;
+        assert_eq!(status, 200, "{answer}");
+        let path = answer["data"]["urls"]["get"]
+            .as_str()
+            .unwrap()
+            .strip_prefix(API_HOST)
+            .unwrap()
+            .to_owned();
+        let poll_url = format!("{url}/wavespeed{path}");
+        let (_, done) = poll_until(
+            || client().get(&poll_url).bearer_auth("hf_test"),
+            "/data/status",
+            "completed",
+        )
+        .await;
+        let output = done["data"]["outputs"][0].as_str().unwrap();
+        client()
+            .get(output)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn edits_take_bare_base64_data_urls_and_several_images() {
+        let running = serve().await;
+        let url = running.url();
+        let model = "wavespeed-ai/qwen-image/edit-plus";
+        let bare = b64(&png(&quadrants(64, 48)));
+        // js: bare base64 in `image` and `images`.
+        let bytes = run(
+            &url,
+            model,
+            &json!({"image": bare, "images": [bare], "prompt": "gold", "seed": -1}),
+        )
+        .await;
+        assert_edit_of(&bytes, &quadrants(64, 48), (64, 48), "gold");
+        // py: a data URL always labelled image/jpeg, whatever the format.
+        let mislabelled = data_url(&png(&quadrants(64, 48)), "image/jpeg");
+        let bytes = run(
+            &url,
+            model,
+            &json!({"image": mislabelled, "prompt": "gold", "size": "32*24"}),
+        )
+        .await;
+        assert_edit_of(&bytes, &quadrants(64, 48), (32, 24), "gold");
+        let (red, blue) = red_and_blue_urls();
+        let bytes = run(
+            &url,
+            model,
+            &json!({"image": red, "images": [red, blue], "prompt": "both"}),
+        )
+        .await;
+        assert_red_then_blue(&bytes, (64, 48));
+    }
+
+    #[tokio::test]
+    async fn image_to_video_and_optional_images() {
+        let running = serve().await;
+        let url = running.url();
+        let body = json!({"image": quadrants_url(), "prompt": "pan", "seed": 2, "num_frames": 3});
+        let bytes = run(&url, "wavespeed-ai/wan-2.2/i2v-480p", &body).await;
+        assert_animation_of_quadrants(&bytes, (64, 48), 3, "pan", 2);
+        // image-text-to-image: a prompt alone is a text-to-image.
+        let bytes = run(
+            &url,
+            "wavespeed-ai/flux-2-dev/edit",
+            &json!({"prompt": "a fox", "size": "40*30"}),
+        )
+        .await;
+        assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 40);
+        let body = json!({"prompt": "gold", "images": [quadrants_url()]});
+        let bytes = run(&url, "wavespeed-ai/flux-2-dev/edit", &body).await;
+        assert_edit_of(&bytes, &quadrants(64, 48), (64, 48), "gold");
+    }
+
+    #[tokio::test]
+    async fn unusable_images_are_a_400() {
+        let running = serve().await;
+        let url = running.url();
+        let model = "wavespeed-ai/qwen-image/edit-plus";
+        let (status, body) = submit(&url, model, &json!({"prompt": "gold"})).await;
+        assert_eq!(
+            (status, body),
+            (400, json!({"code": 400, "message": "image is required", "data": null}))
+        );
+        let (status, body) = submit(&url, "wavespeed-ai/wan-2.2/i2v-480p", &json!({"prompt": "go"})).await;
+        assert_eq!((status, body["code"].as_u64()), (400, Some(400)));
+        let (status, body) = submit(&url, model, &json!({"prompt": "gold", "image": "bm90IGFuIGltYWdl"})).await;
+        assert_eq!(status, 400);
+        assert!(body["message"].as_str().unwrap().contains("cannot identify"), "{body}");
+        let (status, body) = submit(
+            &url,
+            model,
+            &json!({"prompt": "gold", "image": "https://cdn.wavespeed.ai/x.png"}),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(body["message"].as_str().unwrap().contains("cdn.wavespeed.ai"), "{body}");
+        let (status, _) = submit(&url, model, &json!({"prompt": "gold", "image": "%%%"})).await;
+        assert_eq!(status, 400);
     }
 }

@@ -119,7 +119,9 @@ where
 }
 
 /// The common case of [`poll_until`]: each status request is `request()`, sent to the own URL of job
-/// `job_id` ([`Target::Job`]: a 404 means the job is gone), and its JSON answer is read with `read`.
+/// `job_id` ([`Target::Job`]: a 404 means the job is gone), and its JSON answer is read with `read`. The
+/// job is first reported accepted ([`ProviderContext::report_accepted`]): from then on it is never
+/// submitted again.
 pub async fn poll_job<T>(
     ctx: &ProviderContext,
     job_id: &str,
@@ -127,6 +129,7 @@ pub async fn poll_job<T>(
     request: impl Fn() -> reqwest::RequestBuilder,
     read: impl Fn(&Value) -> Result<Poll<T>, ProviderError>,
 ) -> Result<T, ProviderError> {
+    ctx.report_accepted(job_id);
     let (request, read) = (&request, &read);
     poll_until(ctx, what, |_| async move {
         read(&send_json_to(ctx, Target::Job(job_id), request()).await?)
