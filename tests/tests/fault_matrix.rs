@@ -154,13 +154,14 @@ fn cases(provider: &str, asynchronous: bool) -> Vec<Case> {
             Some(1),
             Outcome::Success,
         ));
-        // A job whose status keeps failing is tried again from the start, then reported.
+        // A job whose status keeps failing is given up after the retries inside the job, then reported:
+        // it is never submitted (and paid for) a second time.
         cases.push(case(
             status(503),
             FaultTarget::Poll,
             None,
             Outcome::Failed {
-                attempts: 3,
+                attempts: 1,
                 kind: "http",
             },
         ));
