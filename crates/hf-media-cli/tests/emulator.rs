@@ -124,43 +124,90 @@ async fn generate_offline(home: &Path, args: &[&str], behaviours: Option<&Path>)
     (output.status.code(), lines(&output.stdout))
 }
 
+/// A PNG whose left half is red and right half blue, so that an edit made from it can be told apart.
+fn red_blue_png(path: &Path) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(64, 48, |x, _| {
+        if x < 32 { image::Rgb([230, 20, 20]) } else { image::Rgb([20, 20, 230]) }
+    });
+    image.save(path).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[tokio::test]
 async fn the_binary_makes_every_provider_and_task_offline() {
     let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("red-blue.png");
+    let input_bytes = red_blue_png(&input);
+    let input_arg = input.to_str().unwrap().to_owned();
     let mut seen = std::collections::HashSet::new();
     for model in hf_media_emulator::catalogue::builtin() {
         for entry in model.entries.iter().filter(|e| e.status == "live") {
-            let video = entry.task == "text-to-video";
-            if !seen.insert((entry.provider, video)) {
+            if !seen.insert((entry.provider, entry.task)) {
                 continue;
             }
+            let video = entry.task.ends_with("-to-video");
+            let with_image = entry.task.starts_with("image-");
             let spec = format!("{}:{}", model.id, entry.provider);
-            let size: &[&str] = if video {
-                &["--width", "64", "--height", "48", "--num-frames", "3"]
+            let mut args: Vec<&str> = vec!["-m", spec.as_str(), "--task", entry.task];
+            if video {
+                args.extend(["--width", "64", "--height", "48", "--num-frames", "3"]);
             } else {
-                &["--width", "80", "--height", "48"]
-            };
-            let (code, lines) = generate_offline(dir.path(), &[&["-m", spec.as_str()], size].concat(), None).await;
-            assert_eq!(code, Some(0), "{spec}: {lines:?}");
+                args.extend(["--width", "80", "--height", "48"]);
+            }
+            if with_image {
+                args.extend(["--image", input_arg.as_str()]);
+            }
+            let (code, lines) = generate_offline(dir.path(), &args, None).await;
+            let label = format!("{spec} {}", entry.task);
+            assert_eq!(code, Some(0), "{label}: {lines:?}");
             let media = lines
                 .iter()
                 .find(|l| l["event"] == "media")
-                .unwrap_or_else(|| panic!("{spec}: {lines:?}"));
+                .unwrap_or_else(|| panic!("{label}: {lines:?}"));
             let path = media["path"].as_str().unwrap();
+            if with_image {
+                assert_eq!(media["inputs"][0]["sha256"], sha256_hex(&input_bytes), "{label}");
+                let sidecar: Value =
+                    serde_json::from_str(&std::fs::read_to_string(media["sidecar"].as_str().unwrap()).unwrap()).unwrap();
+                assert_eq!(sidecar["inputs"], media["inputs"], "{label}: the sidecar names the input");
+            }
             if video {
-                assert_eq!(media["mime"], "video/mp4", "{spec}");
+                assert_eq!(media["mime"], "video/mp4", "{label}");
                 let bytes = std::fs::read(path).unwrap();
                 let reader = mp4::Mp4Reader::read_header(std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
                 let track = reader.tracks().values().next().unwrap();
-                assert_eq!((track.width(), track.height()), (64, 48), "{spec}");
-                assert_eq!(track.sample_count(), 3, "{spec}");
+                assert_eq!((track.width(), track.height()), (64, 48), "{label}");
+                assert_eq!(track.sample_count(), 3, "{label}");
             } else {
-                let image = image::open(path).unwrap();
-                assert_eq!((image.width(), image.height()), (80, 48), "{spec}");
+                let image = image::open(path).unwrap().to_rgb8();
+                assert_eq!((image.width(), image.height()), (80, 48), "{label}");
+                if with_image {
+                    // The edit comes from the input: red on the left, blue on the right.
+                    let left = image.get_pixel(20, 24);
+                    let right = image.get_pixel(60, 24);
+                    assert!(left[0] > left[2] && right[2] > right[0], "{label}: {left:?} {right:?}");
+                }
             }
         }
     }
-    assert_eq!(seen.len(), 12, "{seen:?}");
+    let tasks: std::collections::BTreeSet<&str> = seen.iter().map(|(_, task)| *task).collect();
+    assert_eq!(
+        tasks.into_iter().collect::<Vec<_>>(),
+        [
+            "image-text-to-image",
+            "image-text-to-video",
+            "image-to-image",
+            "image-to-video",
+            "text-to-image",
+            "text-to-video"
+        ]
+    );
+    assert!(seen.len() >= 22, "{seen:?}");
 }
 
 #[tokio::test]
