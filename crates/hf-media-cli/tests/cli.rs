@@ -657,3 +657,52 @@ async fn models_lists_the_emulators_catalogue_offline() {
         "only models with a live provider: {lines:?}"
     );
 }
+
+#[tokio::test]
+async fn a_bad_input_image_is_a_usage_error_and_nothing_is_sent() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "words, not pixels").unwrap();
+    let missing = dir.path().join("missing.png");
+    for (image, expected) in [
+        (missing.to_str().unwrap(), "does not exist"),
+        (text.to_str().unwrap(), "not a PNG, JPEG, WebP or GIF"),
+    ] {
+        let output = run(
+            &["generate", "make it gold", "--image", image, "--json"],
+            &server,
+            Some("hf_cli_token"),
+            dir.path(),
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(2), "{image}");
+        let lines = json_lines(&output);
+        let error = lines.iter().find(|l| l["event"] == "error").unwrap();
+        assert_eq!(error["kind"], "invalid_input");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(image) && message.contains(expected), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn models_lists_image_tasks_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hf-media"))
+        .args(["models", "--emulator", "--task", "image-to-image", "--json"])
+        .env("HOME", dir.path())
+        .env("HF_HOME", dir.path().join("hf"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = json_lines(&output);
+    assert!(lines.iter().all(|l| l["task"] == "image-to-image"), "{lines:?}");
+    let models: Vec<&str> = lines.iter().map(|l| l["model"].as_str().unwrap()).collect();
+    assert!(models.contains(&"black-forest-labs/FLUX.1-Kontext-dev"), "{models:?}");
+}
