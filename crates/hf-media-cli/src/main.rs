@@ -13,8 +13,8 @@ use clap::Parser;
 use futures::StreamExt;
 use hf_media::token::TOKEN_SETTINGS_URL;
 use hf_media::{
-    ChatMessage, GenerateRequest, GenerationEvent, GenerationParams, GeneratorConfig, MediaGeneratorBuilder, MediaInput,
-    OpenAiProviderConfig, ProviderRegistry, Secret, Task,
+    ChatMessage, GenerateRequest, GenerationEvent, GenerationParams, GeneratorConfig, MediaGeneratorBuilder,
+    MediaInput, OpenAiProviderConfig, ProviderRegistry, Secret, Task,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;

@@ -700,7 +700,12 @@ async fn models_lists_image_tasks_when_asked() {
         .output()
         .await
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines = json_lines(&output);
     assert!(lines.iter().all(|l| l["task"] == "image-to-image"), "{lines:?}");
     let models: Vec<&str> = lines.iter().map(|l| l["model"].as_str().unwrap()).collect();

@@ -127,7 +127,11 @@ async fn generate_offline(home: &Path, args: &[&str], behaviours: Option<&Path>)
 /// A PNG whose left half is red and right half blue, so that an edit made from it can be told apart.
 fn red_blue_png(path: &Path) -> Vec<u8> {
     let image = image::RgbImage::from_fn(64, 48, |x, _| {
-        if x < 32 { image::Rgb([230, 20, 20]) } else { image::Rgb([20, 20, 230]) }
+        if x < 32 {
+            image::Rgb([230, 20, 20])
+        } else {
+            image::Rgb([20, 20, 230])
+        }
     });
     image.save(path).unwrap();
     std::fs::read(path).unwrap()
@@ -173,8 +177,12 @@ async fn the_binary_makes_every_provider_and_task_offline() {
             if with_image {
                 assert_eq!(media["inputs"][0]["sha256"], sha256_hex(&input_bytes), "{label}");
                 let sidecar: Value =
-                    serde_json::from_str(&std::fs::read_to_string(media["sidecar"].as_str().unwrap()).unwrap()).unwrap();
-                assert_eq!(sidecar["inputs"], media["inputs"], "{label}: the sidecar names the input");
+                    serde_json::from_str(&std::fs::read_to_string(media["sidecar"].as_str().unwrap()).unwrap())
+                        .unwrap();
+                assert_eq!(
+                    sidecar["inputs"], media["inputs"],
+                    "{label}: the sidecar names the input"
+                );
             }
             if video {
                 assert_eq!(media["mime"], "video/mp4", "{label}");

@@ -274,10 +274,16 @@ mod tests {
                     {"type":"image_url","image_url":{"detail":"high"}}]}]"#,
         )
         .unwrap();
-        assert_eq!(chat_images(&messages), ["https://x/a.png", "data:image/png;base64,AAAA"]);
+        assert_eq!(
+            chat_images(&messages),
+            ["https://x/a.png", "data:image/png;base64,AAAA"]
+        );
         assert_eq!(format_prompt(None, &messages).unwrap(), "the two of them");
         assert!(chat_images(&[ChatMessage::user("a fox")]).is_empty());
-        assert_eq!(ContentPart::image("https://x/b.png").image_url(), Some("https://x/b.png"));
+        assert_eq!(
+            ContentPart::image("https://x/b.png").image_url(),
+            Some("https://x/b.png")
+        );
     }
 
     #[test]

@@ -51,7 +51,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut events = generator.generate(request);
         while let Some(event) = events.next().await {
             match event {
-                GenerationEvent::Attempt { provider, provider_id, .. } => println!("→ {provider} ({provider_id})"),
+                GenerationEvent::Attempt {
+                    provider, provider_id, ..
+                } => println!("→ {provider} ({provider_id})"),
                 GenerationEvent::Media(media) => println!(
                     "✓ {} ({}, {} bytes) from {} input(s)",
                     media.location,

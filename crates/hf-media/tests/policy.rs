@@ -155,11 +155,6 @@ struct Hub {
 }
 
 impl Hub {
-    fn new(providers: &[&str], failures: Vec<MappingError>) -> Arc<Hub> {
-        let entries: Vec<(&str, &str)> = providers.iter().map(|p| (*p, "text-to-image")).collect();
-        Hub::listing(&entries, failures)
-    }
-
     fn listing(entries: &[(&str, &str)], failures: Vec<MappingError>) -> Arc<Hub> {
         Arc::new(Hub {
             providers: entries

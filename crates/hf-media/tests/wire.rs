@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hf_media::sink::InputRecord;
 use hf_media::{
     Error, ErrorInfo, GenerateRequest, GeneratedMedia, GenerationEvent, GenerationParams, MediaKind, MediaLocation,
     ProviderAttempt, ProviderStatus, RetryStage,
 };
-use hf_media::sink::InputRecord;
 use serde_json::{Value, json};
 
 fn media() -> GeneratedMedia {
