@@ -317,6 +317,7 @@ impl MappingClient {
             .filter_map(|v| v.to_str().ok())
             .find_map(next_link)
             .map(str::to_owned);
+        let retry_after = crate::retry_after(response.headers());
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(network)? {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
@@ -326,7 +327,7 @@ impl MappingClient {
         }
         if !status.is_success() {
             let message = header_message.unwrap_or_else(|| error_text(&body));
-            return Err(status_error(subject, status.as_u16(), message));
+            return Err(status_error(subject, status.as_u16(), message, retry_after));
         }
         let body = serde_json::from_slice(&body).map_err(|e| subject.invalid(format!("not JSON: {e}")))?;
         Ok(HubAnswer { body, next_link })
@@ -368,12 +369,22 @@ struct HubAnswer {
 }
 
 /// The error of a non-success Hub status.
-fn status_error(subject: Subject<'_>, status: u16, message: String) -> MappingError {
+fn status_error(
+    subject: Subject<'_>,
+    status: u16,
+    message: String,
+    retry_after: Option<std::time::Duration>,
+) -> MappingError {
     let model = subject.name().to_owned();
     match (status, subject) {
         (404, Subject::Model(_)) => MappingError::ModelNotFound { model },
         (401 | 403, _) => MappingError::Unauthorized { model, status, message },
-        _ => MappingError::Http { model, status, message },
+        _ => MappingError::Http {
+            model,
+            status,
+            message,
+            retry_after,
+        },
     }
 }
 
@@ -511,20 +522,20 @@ mod tests {
         let model = Subject::Model("a/b");
         let list = Subject::List("/api/models?limit=1");
         assert_eq!(
-            status_error(model, 404, "x".into()),
+            status_error(model, 404, "x".into(), None),
             MappingError::ModelNotFound { model: "a/b".into() }
         );
         assert!(matches!(
-            status_error(list, 404, "x".into()),
+            status_error(list, 404, "x".into(), None),
             MappingError::Http { status: 404, .. }
         ));
         for subject in [model, list] {
             assert!(matches!(
-                status_error(subject, 403, "gated".into()),
+                status_error(subject, 403, "gated".into(), None),
                 MappingError::Unauthorized { status: 403, message, .. } if message == "gated"
             ));
             assert!(matches!(
-                status_error(subject, 503, "busy".into()),
+                status_error(subject, 503, "busy".into(), None),
                 MappingError::Http { status: 503, .. }
             ));
         }

@@ -45,6 +45,8 @@ pub enum MappingError {
         status: u16,
         /// The Hub's own message, or the start of the body.
         message: String,
+        /// The `Retry-After` delay, when the answer had one.
+        retry_after: Option<std::time::Duration>,
     },
     /// The Hub could not be reached, or the answer could not be read.
     #[error("could not reach the Hub for `{model}`: {message}")]

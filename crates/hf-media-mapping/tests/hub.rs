@@ -126,10 +126,18 @@ async fn other_statuses_and_malformed_answers_are_typed() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "a/none"})))
         .mount(&server)
         .await;
+    Mock::given(path("/api/models/a/throttled"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "2"))
+        .mount(&server)
+        .await;
     let c = client(&server, Duration::from_secs(60));
     assert!(
-        matches!(c.mapping("a/busy").await, Err(MappingError::Http { status: 500, message, .. }) if message == "upstream exploded")
+        matches!(c.mapping("a/busy").await, Err(MappingError::Http { status: 500, message, retry_after: None, .. }) if message == "upstream exploded")
     );
+    assert!(matches!(
+        c.mapping("a/throttled").await,
+        Err(MappingError::Http { status: 429, retry_after: Some(wait), .. }) if wait == Duration::from_secs(2)
+    ));
     assert!(
         matches!(c.mapping("a/garbage").await, Err(MappingError::InvalidResponse { reason, .. }) if reason.contains("not JSON"))
     );

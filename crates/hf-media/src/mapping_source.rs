@@ -22,7 +22,8 @@ impl MappingSource for MappingClient {
     }
 }
 
-/// A Hub failure, as the retry mechanism sees it: 408, 429, 5xx and broken connections are passing.
+/// A Hub failure, as the retry mechanism sees it: 408, 429, 5xx and broken connections are passing, and
+/// the Hub's `Retry-After` is honoured like a provider's.
 pub(crate) struct HubFailure(pub MappingError);
 
 impl Retryable for HubFailure {
@@ -30,9 +31,12 @@ impl Retryable for HubFailure {
         match &self.0 {
             MappingError::Http {
                 status: 408 | 429 | 500 | 502 | 503 | 504,
+                retry_after,
                 ..
-            }
-            | MappingError::Network { .. } => Transience::Transient { retry_after: None },
+            } => Transience::Transient {
+                retry_after: *retry_after,
+            },
+            MappingError::Network { .. } => Transience::Transient { retry_after: None },
             _ => Transience::Final,
         }
     }

@@ -425,8 +425,9 @@ async fn the_hub_call_is_retried_on_passing_failures_only() {
     let a = Scripted::new("a", vec![Step::Png]);
     let busy = MappingError::Http {
         model: MODEL.into(),
-        status: 503,
+        status: 429,
         message: "busy".into(),
+        retry_after: Some(Duration::from_millis(30)),
     };
     let s = setup(std::slice::from_ref(&a), vec![busy]);
     let events = events_of(&s.generator, request().n(3)).await;

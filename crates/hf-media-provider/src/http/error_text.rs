@@ -6,18 +6,8 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-/// The `Retry-After` header: a number of seconds, or an HTTP date (the wait until then; zero if past).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds).ok();
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
+/// The `Retry-After` header (the Hub's and the providers' one parser).
+pub use hf_media_mapping::retry_after;
 
 /// The error text of a failed answer, wherever the provider put it: `X-Error-Message`, `error` (string or
 /// `{message}`), `detail` (string or pydantic list), `message`, `errors[].message`; else the body's start.
