@@ -448,6 +448,194 @@ pub fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A small PNG (3×2, coloured pixels) to send as an input image: a real image, different from [`png`]
+/// (the media the mocks serve), so that an input can never pass for an output.
+pub fn input_png() -> Vec<u8> {
+    let pixels = [
+        [200u8, 30, 30],
+        [30, 200, 30],
+        [30, 30, 200],
+        [250, 250, 0],
+        [0, 250, 250],
+        [9, 9, 9],
+    ];
+    encode_png(3, 2, |x, y| pixels[(y * 3 + x) as usize])
+}
+
+/// Another small input PNG (2×2), different from [`input_png`], for multi-image requests.
+pub fn second_input_png() -> Vec<u8> {
+    encode_png(2, 2, |x, y| {
+        [u8::try_from(x * 100).unwrap(), u8::try_from(y * 100).unwrap(), 77]
+    })
+}
+
+/// A `width`×`height` PNG of deterministic noise: it does not compress, so it weighs about
+/// `3 × width × height` bytes (for the limits on inline images).
+pub fn noisy_png(width: u32, height: u32) -> Vec<u8> {
+    let mut state: u32 = 0x1234_5678;
+    let mut next = move || {
+        // xorshift32
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state.to_le_bytes()
+    };
+    encode_png(width, height, |_, _| {
+        let [r, g, b, _] = next();
+        [r, g, b]
+    })
+}
+
+fn encode_png(width: u32, height: u32, mut pixel: impl FnMut(u32, u32) -> [u8; 3]) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb(pixel(x, y)));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// `bytes` as a `data:` URL labelled `mime` (what URL-taking providers are sent for bytes and files).
+pub fn data_url(mime: &str, bytes: &[u8]) -> String {
+    format!("data:{mime};base64,{}", base64(bytes))
+}
+
+/// Decodes standard base64 (panics on anything else).
+pub fn unbase64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}
+
+/// The bytes of a `data:…;base64,…` URL (panics on anything else).
+pub fn data_url_bytes(url: &str) -> Vec<u8> {
+    let (head, payload) = url
+        .split_once(";base64,")
+        .unwrap_or_else(|| panic!("not a base64 data: URL: {}", url.get(..40).unwrap_or(url)));
+    assert!(head.starts_with("data:"), "not a data: URL: {head}");
+    unbase64(payload)
+}
+
+/// The SHA-256 of `bytes` in lower-case hexadecimal, computed here (FIPS 180-4) and not by the library
+/// under test, so that the hashes the library reports are checked against an independent value.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
+        0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+        0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
+        0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+        0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+        0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+        0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+    ];
+    let mut message = bytes.to_vec();
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&((bytes.len() as u64) * 8).to_be_bytes());
+    for block in message.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for (i, word) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (state, value) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *state = state.wrapping_add(value);
+        }
+    }
+    h.iter().map(|word| format!("{word:08x}")).collect()
+}
+
+/// `value` with every inline image replaced by its length and the SHA-256 of its bytes, for snapshots:
+/// a `data:…;base64,…` string becomes `"[data:image/png;base64: 412 chars, sha256 …]"`, and a bare base64
+/// string of at least 64 characters (hf-inference's `inputs`) `"[base64: 412 chars, sha256 …]"`.
+pub fn inline_images_redacted(value: impl Into<Value>) -> Value {
+    fn bare_base64(text: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        if text.len() < 64 {
+            return None;
+        }
+        base64::engine::general_purpose::STANDARD.decode(text).ok()
+    }
+    fn redact(value: &mut Value) {
+        match value {
+            Value::String(text) => {
+                if let Some((head, payload)) = text.split_once(";base64,")
+                    && head.starts_with("data:")
+                {
+                    let bytes = unbase64(payload);
+                    *text = format!(
+                        "[{head};base64: {} chars, sha256 {}]",
+                        payload.len(),
+                        sha256_hex(&bytes)
+                    );
+                } else if let Some(bytes) = bare_base64(text) {
+                    *text = format!("[base64: {} chars, sha256 {}]", text.len(), sha256_hex(&bytes));
+                }
+            }
+            Value::Object(map) => map.values_mut().for_each(redact),
+            Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    let mut value = value.into();
+    redact(&mut value);
+    value
+}
+
+/// A wiremock matcher: the request's JSON body holds exactly `expected` at `pointer` (a JSON pointer
+/// such as `/frame_images/0/input_image`). Unlike `body_partial_json`, arrays must match in full.
+pub fn json_at(pointer: &str, expected: Value) -> impl Fn(&Request) -> bool + Send + Sync + 'static {
+    let pointer = pointer.to_owned();
+    move |request: &Request| {
+        serde_json::from_slice::<Value>(&request.body)
+            .ok()
+            .is_some_and(|body| body.pointer(&pointer) == Some(&expected))
+    }
+}
+
+/// A wiremock matcher: the request's JSON body has nothing at `pointer`.
+pub fn json_lacks(pointer: &str) -> impl Fn(&Request) -> bool + Send + Sync + 'static {
+    let pointer = pointer.to_owned();
+    move |request: &Request| {
+        serde_json::from_slice::<Value>(&request.body)
+            .ok()
+            .is_some_and(|body| body.pointer(&pointer).is_none())
+    }
+}
+
+/// The JSON body of a received request (panics when it is not JSON).
+pub fn json_body(request: &Request) -> Value {
+    serde_json::from_slice(&request.body).expect("a JSON body")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,6 +647,59 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"hello"), "aGVsbG8=");
+    }
+
+    #[test]
+    fn sha256_matches_known_values() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+        assert_eq!(
+            sha256_hex(&[b'a'; 1000]),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
+        );
+    }
+
+    #[test]
+    fn input_images_are_distinct_real_pngs() {
+        let (a, b, noisy) = (input_png(), second_input_png(), noisy_png(64, 64));
+        for image in [&a, &b, &noisy] {
+            assert_eq!(hf_media_sink::sniff(image).unwrap().mime, "image/png");
+        }
+        assert!(a != png() && a != b && b != png());
+        assert!(noisy.len() > 3 * 64 * 64, "noise does not compress: {}", noisy.len());
+    }
+
+    #[test]
+    fn inline_images_are_redacted_to_length_and_hash() {
+        let a = input_png();
+        let redacted = inline_images_redacted(json!({
+            "url": data_url("image/png", &a),
+            "bare": [base64(&a)],
+            "prompt": "A red fox at dawn",
+            "short": "aGVsbG8=",
+        }));
+        let hash = sha256_hex(&a);
+        let chars = base64(&a).len();
+        assert_eq!(
+            redacted,
+            json!({
+                "url": format!("[data:image/png;base64: {chars} chars, sha256 {hash}]"),
+                "bare": [format!("[base64: {chars} chars, sha256 {hash}]")],
+                "prompt": "A red fox at dawn",
+                "short": "aGVsbG8=",
+            })
+        );
+        assert_eq!(data_url_bytes(&data_url("image/png", &a)), a);
     }
 
     #[test]

@@ -101,6 +101,12 @@ pub enum ProviderNotice {
         /// The provider's job or request id.
         job_id: String,
     },
+    /// The provider sends only the first `count` input images (the rest were left out, with a warning):
+    /// the record names those it used.
+    ImagesUsed {
+        /// How many of the input images, from the first, were sent.
+        count: usize,
+    },
 }
 
 /// Receives [`ProviderNotice`]s while a provider works.
@@ -332,6 +338,9 @@ impl ProviderContext {
         let left_out = request.images.len().saturating_sub(taken);
         if left_out == 0 {
             return;
+        }
+        if let Some(reporter) = &self.reporter {
+            reporter(ProviderNotice::ImagesUsed { count: taken });
         }
         let task = &request.mapping.task;
         let sent = match taken {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -51,6 +51,10 @@ struct Inner {
     mime: String,
     sha256: String,
     origin: ImageOrigin,
+    /// The base64 and `data:` URL, made once and shared by every generation and fallback (a 20 MiB image
+    /// is 27 MB of base64: not to be made again for each request body).
+    base64: OnceLock<Arc<str>>,
+    data_url: OnceLock<Arc<str>>,
 }
 
 impl fmt::Debug for InputImage {
@@ -83,6 +87,8 @@ impl InputImage {
                 mime: mime.into(),
                 sha256,
                 origin,
+                base64: OnceLock::new(),
+                data_url: OnceLock::new(),
             }),
         }
     }
@@ -125,14 +131,25 @@ impl InputImage {
         }
     }
 
-    /// Its bytes in standard base64, without a `data:` prefix.
+    /// Its bytes in standard base64, without a `data:` prefix (encoded once, then shared).
     pub fn base64(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(&self.inner.bytes)
+        self.base64_shared().to_string()
     }
 
-    /// A `data:` URL of it, labelled with its real type.
+    fn base64_shared(&self) -> &Arc<str> {
+        self.inner.base64.get_or_init(|| {
+            base64::engine::general_purpose::STANDARD
+                .encode(&self.inner.bytes)
+                .into()
+        })
+    }
+
+    /// A `data:` URL of it, labelled with its real type (made once, then shared).
     pub fn data_url(&self) -> String {
-        format!("data:{};base64,{}", self.inner.mime, self.base64())
+        self.inner
+            .data_url
+            .get_or_init(|| format!("data:{};base64,{}", self.inner.mime, self.base64_shared()).into())
+            .to_string()
     }
 
     /// What providers that take URLs are sent: the caller's `http(s)` URL as it is, else a `data:` URL.

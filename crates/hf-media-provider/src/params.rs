@@ -18,7 +18,12 @@ pub fn provider_parameters(request: &GenerationRequest) -> Map<String, Value> {
     let params = &request.params;
     let mut map = params.to_canonical_map();
     let explicit_size = params.width.is_some() && params.height.is_some();
-    match Shape::of(request) {
+    let shape = Shape::of(request);
+    // How far an edit may move from its input means nothing without one.
+    if !matches!(shape, Shape::FromImages) && !params.extra.contains_key("strength") {
+        map.remove("strength");
+    }
+    match shape {
         Shape::TextToVideo => {
             if !explicit_size {
                 map.remove("width");

@@ -462,7 +462,7 @@ async fn together_refuses_a_first_frame_over_61440_characters_before_sending_it(
                 reason.starts_with("the inline image is 64,022 characters, over Together's 61,440"),
                 "{reason}"
             );
-            assert!(reason.contains("http(s) URL (`--image https://…`)"), "{reason}");
+            assert!(reason.ends_with("pass the image as an http(s) URL instead"), "{reason}");
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -229,6 +229,13 @@ impl MediaGeneratorBuilder {
         self
     }
 
+    /// Whether input images may be local files (default `true`; see
+    /// [`GeneratorConfig::allow_local_inputs`]).
+    pub fn allow_local_inputs(mut self, allow: bool) -> Self {
+        self.config.allow_local_inputs = allow;
+        self
+    }
+
     /// The HTTP client (default: a pooled rustls client with the timeouts above).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
@@ -387,6 +394,11 @@ impl MediaGeneratorBuilder {
             progress_interval: Duration::from_millis(config.progress_interval_ms),
             download_media: config.download_media,
             max_input_bytes: config.max_input_bytes,
+            allow_local_inputs: config.allow_local_inputs,
+            emulator: match &config.emulator_url {
+                Some(url) => Some(parse_base_url("emulator", url)?),
+                None => None,
+            },
             retry: config.retry,
             secrets,
         }))

@@ -193,6 +193,9 @@ pub struct GeneratorConfig {
     pub download_media: bool,
     /// The largest input image read, in bytes (default 20 MiB).
     pub max_input_bytes: u64,
+    /// Whether input images may be local files (default `true`; a server that takes requests from others
+    /// says `false`, so that a request cannot make it read and upload its files).
+    pub allow_local_inputs: bool,
     /// Every deadline.
     pub timeouts: TimeoutConfig,
     /// Retries of passing failures (the Hub call, provider calls, status requests, downloads, the sink).
@@ -220,6 +223,7 @@ impl Default for GeneratorConfig {
             sink: SinkConfig::default(),
             download_media: true,
             max_input_bytes: crate::DEFAULT_MAX_INPUT_BYTES,
+            allow_local_inputs: true,
             timeouts: TimeoutConfig::default(),
             retry: RetryPolicy::default(),
             mapping_cache_ttl_ms: millis(hf_media_mapping::DEFAULT_CACHE_TTL),

@@ -117,6 +117,15 @@ pub enum Error {
         /// What is wrong with it and what to do.
         reason: String,
     },
+    /// An input image could not be downloaded for a passing reason (its host answered 5xx or 429, or the
+    /// connection broke), even with retries; nothing was sent to a provider.
+    #[error("could not fetch the input image {input}: {reason}")]
+    InputUnavailable {
+        /// The input as given.
+        input: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The Hub could not tell which providers serve the model (including "model not found").
     #[error(transparent)]
     Mapping(#[from] MappingError),
@@ -190,6 +199,7 @@ impl Error {
             Error::Config(_) | Error::MissingToken => "config",
             Error::Prompt(_) | Error::InvalidRequest(_) => "invalid_request",
             Error::Input { .. } => "invalid_input",
+            Error::InputUnavailable { .. } => "input_unavailable",
             Error::Mapping(MappingError::ModelNotFound { .. }) => "model_not_found",
             Error::Mapping(MappingError::InvalidModelId { .. }) => "invalid_request",
             Error::Mapping(MappingError::Unauthorized { .. }) => "unauthorized",
@@ -220,6 +230,7 @@ impl Error {
             Error::Mapping(MappingError::ModelNotFound { .. }) | Error::ModelNotSupported { .. } => 404,
             Error::Mapping(MappingError::Unauthorized { .. }) => 403,
             Error::Mapping(MappingError::Config(_)) => 500,
+            Error::InputUnavailable { .. } => 502,
             Error::Mapping(_) => 502,
             Error::AllProvidersFailed { attempts, .. } => {
                 let first = attempts.first().and_then(|a| a.status);
@@ -243,7 +254,9 @@ impl Error {
         let mut error = self;
         match &mut error {
             Error::Config(text) | Error::InvalidRequest(text) => clean(text),
-            Error::NoProvider { reason, .. } => clean(reason),
+            Error::NoProvider { reason, .. } | Error::Input { reason, .. } | Error::InputUnavailable { reason, .. } => {
+                clean(reason)
+            }
             Error::ModelNotSupported { message, .. } => clean(message),
             Error::AllProvidersFailed { attempts, .. } | Error::Timeout { attempts, .. } => {
                 attempts.iter_mut().for_each(|a| clean(&mut a.message));

@@ -38,6 +38,9 @@ pub(crate) struct Inner {
     pub progress_interval: Duration,
     pub download_media: bool,
     pub max_input_bytes: u64,
+    pub allow_local_inputs: bool,
+    /// The emulator everything goes to, when offline.
+    pub emulator: Option<url::Url>,
     pub retry: RetryPolicy,
     pub secrets: Secrets,
 }

@@ -5,10 +5,11 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use hf_media_provider::{ImageOrigin, InputImage, http};
+use hf_media_provider::{ImageOrigin, InputImage, RetryPolicy, RetryStage, Retryable, Transience, http};
 use hf_media_sink::{InputRecord, MediaKind, sniff};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
@@ -75,7 +76,10 @@ impl MediaInput {
     pub fn parse(text: &str) -> Self {
         let trimmed = text.trim();
         let lower = trimmed.get(..8).unwrap_or(trimmed).to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
+        let has_scheme = trimmed
+            .split_once("://")
+            .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphabetic()));
+        if lower.starts_with("http://") || lower.starts_with("https://") || has_scheme {
             MediaInput::Url(trimmed.to_owned())
         } else if lower.starts_with("data:") {
             MediaInput::DataUrl(trimmed.to_owned())
@@ -120,39 +124,113 @@ pub(crate) fn input_record(image: &InputImage) -> InputRecord {
     }
 }
 
+/// How inputs are read: the limits, the HTTP client and its retries, and what is allowed.
+pub(crate) struct InputPolicy<'a> {
+    pub http: &'a reqwest::Client,
+    /// The largest image read.
+    pub limit: u64,
+    /// The bound on one download.
+    pub request_timeout: Duration,
+    /// Retries of a download's passing failures.
+    pub retry: RetryPolicy,
+    /// Whether local files may be read (a server taking requests from others says no).
+    pub allow_local: bool,
+    /// Offline (the emulator): URLs are fetched only from this origin.
+    pub offline: Option<&'a Url>,
+}
+
 /// Reads every input once: checked, sniffed and hashed. `chat` says whether they came from a chat's
 /// image parts (recorded as such).
 pub(crate) async fn load_all(
     inputs: &[MediaInput],
     chat: bool,
-    http_client: &reqwest::Client,
-    limit: u64,
+    policy: &InputPolicy<'_>,
 ) -> Result<Vec<InputImage>, Error> {
     let mut images = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        images.push(load(input, chat, http_client, limit).await?);
+    for (index, input) in inputs.iter().enumerate() {
+        let named = Named {
+            input,
+            position: (inputs.len() > 1).then_some(index + 1),
+            chat,
+        };
+        images.push(load(&named, policy).await?);
     }
     Ok(images)
 }
 
-fn bad(input: &MediaInput, reason: impl Into<String>) -> Error {
-    Error::Input {
-        input: input.to_string(),
-        reason: reason.into(),
+/// An input as errors name it: `cat.png`, `input image 2 (the data: URL)`, `the chat's image 1 (…)`.
+struct Named<'a> {
+    input: &'a MediaInput,
+    position: Option<usize>,
+    chat: bool,
+}
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.chat, self.position) {
+            (true, Some(n)) => write!(f, "{n} of the chat ({})", self.input),
+            (true, None) => write!(f, "of the chat ({})", self.input),
+            (false, Some(n)) => write!(f, "{n} ({})", self.input),
+            (false, None) => write!(f, "{}", self.input),
+        }
     }
 }
 
-async fn load(input: &MediaInput, chat: bool, http_client: &reqwest::Client, limit: u64) -> Result<InputImage, Error> {
-    let (bytes, origin) = match input {
-        MediaInput::Path(path) => (read_file(input, path, limit).await?, ImageOrigin::File(path.clone())),
+impl Named<'_> {
+    /// The input cannot be used as given: the caller must change it.
+    fn bad(&self, reason: impl Into<String>) -> Error {
+        Error::Input {
+            input: self.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The input could not be fetched for a passing reason (after retries): not the caller's fault.
+    fn unavailable(&self, reason: impl Into<String>) -> Error {
+        Error::InputUnavailable {
+            input: self.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn too_large(&self, limit: u64) -> Error {
+        self.bad(format!(
+            "it is larger than the {} limit for an input image (pass a smaller image, or raise max_input_bytes)",
+            human_bytes(limit)
+        ))
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes}-byte")
+    }
+}
+
+async fn load(named: &Named<'_>, policy: &InputPolicy<'_>) -> Result<InputImage, Error> {
+    let limit = policy.limit;
+    let (bytes, origin) = match named.input {
+        MediaInput::Path(path) => {
+            if !policy.allow_local {
+                return Err(named.bad("local files are not accepted here: pass an http(s) URL or a data: URL"));
+            }
+            (read_file(named, path, limit).await?, ImageOrigin::File(path.clone()))
+        }
         MediaInput::Bytes(bytes) => (bytes.clone(), ImageOrigin::Bytes),
         MediaInput::DataUrl(url) => {
+            // Refused before it is decoded into a second buffer.
+            if u64::try_from(url.len() / 4 * 3).unwrap_or(u64::MAX) > limit {
+                return Err(named.too_large(limit));
+            }
             let data = data_url::DataUrl::process(url)
-                .map_err(|e| bad(input, format!("it is not a valid data: URL ({e:?})")))?;
+                .map_err(|_| named.bad("it is not a valid data: URL (expected data:image/png;base64,…)"))?;
             let (bytes, _) = data
                 .decode_to_vec()
-                .map_err(|e| bad(input, format!("its base64 does not decode ({e:?})")))?;
-            let origin = if chat {
+                .map_err(|_| named.bad("its base64 does not decode"))?;
+            let origin = if named.chat {
                 ImageOrigin::Chat(None)
             } else {
                 ImageOrigin::DataUrl
@@ -160,9 +238,31 @@ async fn load(input: &MediaInput, chat: bool, http_client: &reqwest::Client, lim
             (Bytes::from(bytes), origin)
         }
         MediaInput::Url(raw) => {
-            let url = Url::parse(raw).map_err(|e| bad(input, format!("it is not a URL ({e})")))?;
-            let bytes = download(input, &url, http_client, limit).await?;
-            let origin = if chat {
+            let url = Url::parse(raw).map_err(|e| named.bad(format!("it is not a URL ({e})")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(named.bad(format!(
+                    "only http(s) and data: URLs are taken, not {}: URLs",
+                    url.scheme()
+                )));
+            }
+            if let Some(origin) = policy.offline
+                && url.origin() != origin.origin()
+            {
+                return Err(named.bad(
+                    "offline (the emulator) no other host is reached: pass a file or a data: URL, or host the \
+                     image on the emulator",
+                ));
+            }
+            let bytes = policy
+                .retry
+                .run(
+                    RetryStage::Download,
+                    |_| download(named, &url, policy),
+                    |notice, _| tracing::info!(input = %named, attempt = notice.attempt, "input download failed; trying again"),
+                )
+                .await
+                .map_err(|failure| failure.into_error(named))?;
+            let origin = if named.chat {
                 ImageOrigin::Chat(Some(url))
             } else {
                 ImageOrigin::Url(url)
@@ -171,74 +271,113 @@ async fn load(input: &MediaInput, chat: bool, http_client: &reqwest::Client, lim
         }
     };
     if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit {
-        return Err(too_large(input, limit));
+        return Err(named.too_large(limit));
     }
     if bytes.is_empty() {
-        return Err(bad(input, "it is empty"));
+        return Err(named.bad("it is empty"));
     }
     let format = sniff(&bytes)
         .filter(|format| format.kind == MediaKind::Image)
-        .ok_or_else(|| {
-            bad(
-                input,
-                "it is not a PNG, JPEG, WebP or GIF image (its first bytes say otherwise)",
-            )
-        })?;
+        .ok_or_else(|| named.bad("it is not a PNG, JPEG, WebP or GIF image (its first bytes say otherwise)"))?;
     Ok(InputImage::new(bytes, format.mime, origin))
 }
 
-fn too_large(input: &MediaInput, limit: u64) -> Error {
-    bad(
-        input,
-        format!(
-            "it is larger than the {} MiB limit for input images (raise it with max_input_bytes, or pass a smaller image)",
-            limit / (1024 * 1024)
-        ),
-    )
-}
-
-async fn read_file(input: &MediaInput, path: &Path, limit: u64) -> Result<Bytes, Error> {
+async fn read_file(named: &Named<'_>, path: &Path, limit: u64) -> Result<Bytes, Error> {
     let metadata = tokio::fs::metadata(path).await.map_err(|e| {
-        bad(
-            input,
-            match e.kind() {
-                std::io::ErrorKind::NotFound => "the file does not exist".to_owned(),
-                _ => format!("the file cannot be read ({e})"),
-            },
-        )
+        named.bad(match e.kind() {
+            std::io::ErrorKind::NotFound => "the file does not exist".to_owned(),
+            _ => format!("the file cannot be read ({e})"),
+        })
     })?;
     if !metadata.is_file() {
-        return Err(bad(input, "it is not a file"));
+        return Err(named.bad("it is not a file"));
     }
     if metadata.len() > limit {
-        return Err(too_large(input, limit));
+        return Err(named.too_large(limit));
     }
     tokio::fs::read(path)
         .await
         .map(Bytes::from)
-        .map_err(|e| bad(input, format!("the file cannot be read ({e})")))
+        .map_err(|e| named.bad(format!("the file cannot be read ({e})")))
 }
 
-async fn download(input: &MediaInput, url: &Url, http_client: &reqwest::Client, limit: u64) -> Result<Bytes, Error> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad(input, "only http(s) URLs are fetched"));
+/// Why one download of an input failed.
+enum DownloadFailure {
+    /// The answer says the image is not there (a 404, a 403): the caller must fix the URL.
+    Refused(String),
+    /// Too large.
+    TooLarge,
+    /// A passing failure (a 5xx, a 429, a broken connection, a timeout).
+    Passing { status: Option<u16>, reason: String },
+}
+
+impl DownloadFailure {
+    fn into_error(self, named: &Named<'_>) -> Error {
+        match self {
+            DownloadFailure::Refused(reason) => named.bad(reason),
+            DownloadFailure::TooLarge => named.bad("it is larger than the limit for an input image"),
+            DownloadFailure::Passing { reason, .. } => named.unavailable(reason),
+        }
     }
-    // A plain GET without credentials, like media downloads.
-    let response = http_client
+}
+
+impl Retryable for DownloadFailure {
+    fn transience(&self) -> Transience {
+        match self {
+            DownloadFailure::Passing { .. } => Transience::Transient { retry_after: None },
+            _ => Transience::Final,
+        }
+    }
+
+    fn retry_status(&self) -> Option<u16> {
+        match self {
+            DownloadFailure::Passing { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    fn retry_message(&self) -> String {
+        match self {
+            DownloadFailure::Refused(reason) | DownloadFailure::Passing { reason, .. } => reason.clone(),
+            DownloadFailure::TooLarge => "too large".into(),
+        }
+    }
+}
+
+/// One plain GET without credentials, like media downloads, bounded by the request timeout and the size
+/// limit as the bytes arrive.
+async fn download(named: &Named<'_>, url: &Url, policy: &InputPolicy<'_>) -> Result<Bytes, DownloadFailure> {
+    let passing = |e: reqwest::Error| DownloadFailure::Passing {
+        status: None,
+        reason: format!("it could not be downloaded: {}", http::describe(&e)),
+    };
+    let response = policy
+        .http
         .get(url.clone())
+        .timeout(policy.request_timeout)
         .send()
         .await
-        .map_err(|e| bad(input, format!("it could not be downloaded: {}", http::describe(&e))))?;
+        .map_err(passing)?;
     let status = response.status();
     if !status.is_success() {
-        return Err(bad(input, format!("it answered HTTP {status} instead of an image")));
+        let code = status.as_u16();
+        let reason = format!("it answered HTTP {status} instead of an image");
+        return Err(if matches!(code, 408 | 429) || status.is_server_error() {
+            DownloadFailure::Passing {
+                status: Some(code),
+                reason,
+            }
+        } else {
+            DownloadFailure::Refused(reason)
+        });
     }
     let mut stream = response.bytes_stream();
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| bad(input, format!("the download broke: {}", http::describe(&e))))?;
-        if u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX) > limit {
-            return Err(too_large(input, limit));
+        let chunk = chunk.map_err(passing)?;
+        if u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX) > policy.limit {
+            let _ = named;
+            return Err(DownloadFailure::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
@@ -271,6 +410,23 @@ mod tests {
         assert_eq!(format!("{:?}", MediaInput::bytes(vec![1u8, 2, 3])), "Bytes(3 bytes)");
     }
 
+    fn policy(http: &reqwest::Client, limit: u64) -> InputPolicy<'_> {
+        InputPolicy {
+            http,
+            limit,
+            request_timeout: Duration::from_secs(5),
+            retry: RetryPolicy::none(),
+            allow_local: true,
+            offline: None,
+        }
+    }
+
+    async fn load(input: &MediaInput, _chat: bool, http: &reqwest::Client, limit: u64) -> Result<InputImage, Error> {
+        load_all(std::slice::from_ref(input), false, &policy(http, limit))
+            .await
+            .map(|mut images| images.remove(0))
+    }
+
     #[tokio::test]
     async fn bad_inputs_say_what_is_wrong() {
         let http = reqwest::Client::new();
@@ -297,6 +453,43 @@ mod tests {
             .to_string();
         assert!(err.contains("larger than"), "{err}");
 
+        let err = load(
+            &MediaInput::parse("ftp://example.invalid/x.png"),
+            false,
+            &http,
+            DEFAULT_MAX_INPUT_BYTES,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("only http(s) and data: URLs"), "{err}");
+        let err = load(
+            &MediaInput::parse("data:image/png;base64,@@@"),
+            false,
+            &http,
+            DEFAULT_MAX_INPUT_BYTES,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("base64 does not decode") && !err.contains("InvalidBase64"),
+            "{err}"
+        );
+        let mut local_off = policy(&http, DEFAULT_MAX_INPUT_BYTES);
+        local_off.allow_local = false;
+        let err = load_all(&[MediaInput::path("/etc/passwd")], false, &local_off)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("local files are not accepted"), "{err}");
+        let two = [
+            MediaInput::bytes(png.clone()),
+            MediaInput::path(dir.path().join("nope.png")),
+        ];
+        let err = load_all(&two, false, &policy(&http, DEFAULT_MAX_INPUT_BYTES))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("input image 2 ("), "{err}");
         let image = load(&MediaInput::bytes(png.clone()), false, &http, DEFAULT_MAX_INPUT_BYTES)
             .await
             .unwrap();

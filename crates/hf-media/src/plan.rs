@@ -14,7 +14,7 @@ use crate::generator::Inner;
 use crate::input::{self, MediaInput};
 use crate::mapping_source::HubFailure;
 use crate::request::{MAX_GENERATIONS, ModelSpec};
-use crate::selection::{Choice, Selection, TEXT_TASKS, describe_tasks, select};
+use crate::selection::{Choice, Selection, TEXT_TASKS, no_provider_reason, select};
 use crate::{Error, GenerateRequest};
 
 /// A provider to try, with its mapping entry and the context it is called with.
@@ -81,6 +81,8 @@ pub(crate) struct Checked {
     /// Whether `inputs` came from the chat (left out, with a warning, when no provider takes them).
     from_chat: bool,
     task: Option<Task>,
+    /// What the checks left out, for the user to know.
+    warnings: Vec<String>,
 }
 
 /// Every check that needs no I/O, in the order a user fixes them.
@@ -108,10 +110,16 @@ pub(crate) fn check(request: GenerateRequest) -> Result<Checked, Error> {
     }
     let spec = ModelSpec::parse(&request.model)?;
     let explicit_prompt = request.prompt.as_deref().is_some_and(|p| !p.trim().is_empty());
-    let (inputs, from_chat) = if !request.images.is_empty() {
+    let mut warnings = Vec::new();
+    let in_chat = chat_images(&request.messages).len();
+    let (mut inputs, mut from_chat) = if !request.images.is_empty() || explicit_prompt {
+        if in_chat > 0 {
+            let winner = if request.images.is_empty() { "prompt" } else { "images" };
+            warnings.push(format!(
+                "the chat's {in_chat} image(s) are not used: the request's own {winner} win"
+            ));
+        }
         (request.images, false)
-    } else if explicit_prompt {
-        (Vec::new(), false)
     } else {
         let chat: Vec<MediaInput> = chat_images(&request.messages)
             .iter()
@@ -133,10 +141,18 @@ pub(crate) fn check(request: GenerateRequest) -> Result<Checked, Error> {
                  image-to-video, image-text-to-image or image-text-to-video"
             )));
         }
-        if !inputs.is_empty() && !from_chat && !task.takes_images() {
-            return Err(Error::InvalidRequest(format!(
-                "{task} takes no input image: drop the image, or ask for image-to-image or image-to-video"
-            )));
+        if !inputs.is_empty() && !task.takes_images() {
+            if !from_chat {
+                return Err(Error::InvalidRequest(format!(
+                    "{task} takes no input image: drop the image, or ask for image-to-image or image-to-video"
+                )));
+            }
+            warnings.push(format!(
+                "the chat's {} image(s) are left out: {task} takes no input image",
+                inputs.len()
+            ));
+            inputs.clear();
+            from_chat = false;
         }
         if inputs.is_empty() && task.image_input() == ImageInput::Required {
             return Err(Error::InvalidRequest(format!(
@@ -153,6 +169,7 @@ pub(crate) fn check(request: GenerateRequest) -> Result<Checked, Error> {
         inputs,
         from_chat,
         task: request.task,
+        warnings,
     })
 }
 
@@ -197,14 +214,15 @@ fn choose(
     }
     let all: Vec<Task> = alternatives.iter().flatten().cloned().collect();
     Err(match first_error {
-        Some(Error::NoProvider { model, reason }) if alternatives.len() > 1 => Error::NoProvider {
+        // Several alternatives: one sentence about all of them.
+        Some(Error::NoProvider { model, .. }) if alternatives.len() > 1 && named.is_none() => Error::NoProvider {
             model,
-            reason: format!("nothing serves {} ({reason})", describe_tasks(&all)),
+            reason: no_provider_reason(mapping, &all, &[], false),
         },
         Some(error) => error,
         None => Error::NoProvider {
             model: mapping.model_id.clone(),
-            reason: format!("nothing serves {}", describe_tasks(&all)),
+            reason: no_provider_reason(mapping, &all, &[], false),
         },
     })
 }
@@ -214,6 +232,9 @@ fn choose(
 pub(crate) async fn make(inner: &Inner, request: GenerateRequest, emitter: &Emitter) -> Result<Plan, Error> {
     let started = Instant::now();
     let checked = check(request)?;
+    for message in &checked.warnings {
+        emitter.warning(message);
+    }
     let spec = &checked.spec;
     let named = match &spec.provider {
         Some(name) => Some(inner.registry.get(name).ok_or_else(|| Error::UnknownProvider {
@@ -225,8 +246,16 @@ pub(crate) async fn make(inner: &Inner, request: GenerateRequest, emitter: &Emit
     let mut with_images = !checked.inputs.is_empty();
     // The caller's own images are read before anything else is asked (a missing file is a usage error,
     // whatever the Hub says); a chat's are read only once a provider will take them.
+    let policy = input::InputPolicy {
+        http: &inner.access.http,
+        limit: inner.max_input_bytes,
+        request_timeout: inner.access.request_timeout,
+        retry: inner.retry,
+        allow_local: inner.allow_local_inputs,
+        offline: inner.emulator.as_ref(),
+    };
     let own_images = if with_images && !checked.from_chat {
-        Some(input::load_all(&checked.inputs, false, &inner.access.http, inner.max_input_bytes).await?)
+        Some(input::load_all(&checked.inputs, false, &policy).await?)
     } else {
         None
     };
@@ -274,9 +303,7 @@ pub(crate) async fn make(inner: &Inner, request: GenerateRequest, emitter: &Emit
     }
     let images = match own_images {
         Some(images) => images,
-        None if with_images => {
-            input::load_all(&checked.inputs, true, &inner.access.http, inner.max_input_bytes).await?
-        }
+        None if with_images => input::load_all(&checked.inputs, true, &policy).await?,
         None => Vec::new(),
     };
     let candidates = selection

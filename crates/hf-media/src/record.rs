@@ -26,6 +26,8 @@ pub(crate) struct Made<'a> {
     pub mime: Option<String>,
     /// The provider's answer minus media bytes, secrets scrubbed.
     pub provider_response: Option<Value>,
+    /// How many of the input images (from the first) the provider sent, when it left some out.
+    pub images_used: usize,
 }
 
 impl Made<'_> {
@@ -35,7 +37,12 @@ impl Made<'_> {
 
     /// The inputs the media was made from, as the record names them.
     fn inputs(&self) -> Vec<InputRecord> {
-        self.plan.images_for(self.candidate).iter().map(input_record).collect()
+        self.plan
+            .images_for(self.candidate)
+            .iter()
+            .take(self.images_used)
+            .map(input_record)
+            .collect()
     }
 
     /// The record a sink stores next to the media (its `store_ms` is the sink's to fill).

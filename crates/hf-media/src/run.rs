@@ -11,7 +11,7 @@
 //!   tried.
 //! - The sink failing for good (disk full) stops the generation.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -161,9 +161,14 @@ async fn attempt(
     let provider = candidate.mapping.provider.as_str();
     // Once the provider names its job, the job exists (and is paid for): it is never submitted again.
     let accepted = Arc::new(AtomicBool::new(false));
+    // A provider that sends only the first images says how many: the record names those.
+    let images_used = Arc::new(AtomicUsize::new(usize::MAX));
     let reporter: NoticeReporter = {
-        let (forward, accepted) = (emitter.reporter(provider), accepted.clone());
+        let (forward, accepted, used) = (emitter.reporter(provider), accepted.clone(), images_used.clone());
         Arc::new(move |notice| {
+            if let ProviderNotice::ImagesUsed { count } = &notice {
+                used.store(*count, Ordering::SeqCst);
+            }
             let names_a_job = match &notice {
                 ProviderNotice::Accepted { .. } => true,
                 ProviderNotice::Status(status) => status.job_id.is_some(),
@@ -206,6 +211,7 @@ async fn attempt(
         seed: output.seed.or(seed_sent),
         mime: output.mime,
         provider_response,
+        images_used: images_used.load(Ordering::SeqCst),
     };
     deliver(inner, &made, output.body, emitter, tries).await
 }

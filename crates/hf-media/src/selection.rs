@@ -1,6 +1,6 @@
 //! Which providers a generation tries, in which order. Pure: no I/O.
 
-use hf_media_mapping::{MappingStatus, ModelMapping, ProviderMapping, Task};
+use hf_media_mapping::{ImageInput, MappingStatus, ModelMapping, ProviderMapping, Task};
 use hf_media_provider::{DynMediaProvider, ProviderRegistry};
 
 use crate::Error;
@@ -39,7 +39,7 @@ pub(crate) fn describe_tasks(tasks: &[Task]) -> String {
 }
 
 /// The Hub's entries for the model with their tasks: `fal-ai (text-to-image), replicate (image-to-image)`.
-fn listed(mapping: &ModelMapping) -> String {
+pub(crate) fn listed(mapping: &ModelMapping) -> String {
     if mapping.entries.is_empty() {
         return "the Hub lists no inference provider for this model".to_owned();
     }
@@ -70,7 +70,13 @@ pub(crate) fn select(
             provider: name.to_owned(),
             known: registry.names().map(str::to_owned).collect(),
         })?;
-        let Some(entry) = mapping.get(name) else {
+        // The provider's entry for a wanted task, else its first (a list-form mapping may hold several).
+        let entry = mapping
+            .entries
+            .iter()
+            .find(|e| e.provider == name && wanted.contains(&e.task))
+            .or_else(|| mapping.get(name));
+        let Some(entry) = entry else {
             let served: Vec<&str> = mapping.entries.iter().map(|e| e.provider.as_str()).collect();
             return Err(Error::ModelNotSupported {
                 model: mapping.model_id.clone(),
@@ -88,7 +94,15 @@ pub(crate) fn select(
             return Err(Error::NoProvider {
                 model: mapping.model_id.clone(),
                 reason: if provider.info().serves(&entry.task) {
-                    format!("{name} serves it for {}, not {}", entry.task, describe_tasks(wanted))
+                    if wanted.iter().all(Task::takes_images) && !entry.task.takes_images() {
+                        format!(
+                            "{name} takes no input image for it: the Hub lists it with {name} for {} only \
+                             (hf-media's {name} supports {supports})",
+                            entry.task
+                        )
+                    } else {
+                        format!("{name} serves it for {}, not {}", entry.task, describe_tasks(wanted))
+                    }
                 } else {
                     format!(
                         "{name} serves it for {}, which hf-media cannot make through {name} (it supports {supports})",
@@ -110,23 +124,27 @@ pub(crate) fn select(
     }
 
     let mut candidates = Vec::new();
+    // Why entries that could serve were left out (not live, not registered, not served in hf-media).
     let mut skipped = Vec::new();
+    let mut not_live = false;
     for entry in &mapping.entries {
         let name = entry.provider.as_str();
         if entry.status != MappingStatus::Live {
             skipped.push(format!("{name} is {}", entry.status));
+            not_live = true;
             continue;
         }
         if !wanted.contains(&entry.task) {
-            let why = format!("{name} serves it for {}, not {}", entry.task, describe_tasks(wanted));
-            warnings.push(format!("skipping {why}"));
-            skipped.push(why);
+            warnings.push(format!(
+                "skipping {name}: it serves it for {}, not {}",
+                entry.task,
+                describe_tasks(wanted)
+            ));
             continue;
         }
         let Some(provider) = registry.get(name) else {
-            let why = format!("{name} is not a registered provider");
             warnings.push(format!("skipping {name}: it is not registered in hf-media"));
-            skipped.push(why);
+            skipped.push(format!("{name} is not a registered provider"));
             continue;
         };
         if !provider.info().serves(&entry.task) {
@@ -143,16 +161,7 @@ pub(crate) fn select(
     if candidates.is_empty() {
         return Err(Error::NoProvider {
             model: mapping.model_id.clone(),
-            reason: if skipped.is_empty() {
-                "the Hub lists no inference provider for this model".to_owned()
-            } else {
-                format!(
-                    "no provider serves {}: {} (name a provider with `model:provider` to use a non-live one; {})",
-                    describe_tasks(wanted),
-                    skipped.join("; "),
-                    listed(mapping)
-                )
-            },
+            reason: no_provider_reason(mapping, wanted, &skipped, not_live),
         });
     }
     candidates.sort_by_key(|c| {
@@ -162,6 +171,40 @@ pub(crate) fn select(
             .unwrap_or(preferred.len())
     });
     Ok(Selection { candidates, warnings })
+}
+
+/// Why nothing serves `wanted`: what the Hub lists, why usable-looking entries were left out, and what to
+/// do.
+pub(crate) fn no_provider_reason(
+    mapping: &ModelMapping,
+    wanted: &[Task],
+    skipped: &[String],
+    not_live: bool,
+) -> String {
+    if mapping.entries.is_empty() {
+        return "the Hub lists no inference provider for this model".to_owned();
+    }
+    let mut reason = format!(
+        "no provider serves {} for it; {}",
+        describe_tasks(wanted),
+        listed(mapping)
+    );
+    if !skipped.is_empty() {
+        reason.push_str(&format!(" ({})", skipped.join("; ")));
+    }
+    if not_live {
+        reason.push_str("; name a provider with `model:provider` to use a non-live one");
+    }
+    let asked_for_images = wanted.iter().any(Task::takes_images);
+    if !asked_for_images
+        && mapping
+            .entries
+            .iter()
+            .any(|e| e.task.image_input() == ImageInput::Required)
+    {
+        reason.push_str("; it edits or animates images: give it an input image");
+    }
+    reason
 }
 
 fn status_warning(entry: &ProviderMapping) -> String {

@@ -852,7 +852,7 @@ async fn no_provider_for_the_image_task_is_a_clear_error_naming_the_task_and_wha
         })
         .unwrap();
     assert!(
-        text.contains("t serves it for text-to-image, not image-to-image"),
+        text.contains("t takes no input image for it") && text.contains("supports text-to-image"),
         "{text}"
     );
 }
@@ -936,4 +936,112 @@ async fn bad_inputs_are_refused_before_anything_is_sent() {
         ["error invalid_request", "done 0/1"],
         "image-to-video needs an image"
     );
+}
+
+/// A provider that sends only the first image, as one-image protocols do (with the warning).
+#[derive(Debug)]
+struct FirstImageOnly(ProviderInfo);
+
+#[async_trait]
+impl MediaProvider for FirstImageOnly {
+    fn info(&self) -> &ProviderInfo {
+        &self.0
+    }
+
+    async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError> {
+        ctx.warn_images_left_out(&request, 1);
+        Ok(MediaOutput::new(MediaBody::Bytes(
+            hf_media::sink::conformance::tiny_png().into(),
+        )))
+    }
+}
+
+#[tokio::test]
+async fn the_record_names_only_the_images_the_provider_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (png_file(dir.path(), "a.png"), png_file(dir.path(), "b.png"));
+    let one = Arc::new(FirstImageOnly(ProviderInfo {
+        name: Cow::Borrowed("one"),
+        tasks: Cow::Borrowed(&[Task::ImageToImage]),
+        direct: None,
+        needs_hub_mapping: true,
+        direct_only: false,
+    }));
+    let mut registry = ProviderRegistry::empty();
+    registry.register(one);
+    let sink = MemorySink::new();
+    let generator = MediaGenerator::builder()
+        .token(TOKEN)
+        .registry(registry)
+        .mapping_source(Hub::listing(&[("one", "image-to-image")], vec![]))
+        .sink(Arc::new(sink.clone()))
+        .build()
+        .unwrap();
+    let events = events_of(
+        &generator,
+        request().image(MediaInput::path(&a)).image(MediaInput::path(&b)),
+    )
+    .await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, GenerationEvent::Warning { message, .. } if message.contains("1 more image"))),
+        "{events:?}"
+    );
+    let inputs = &sink.items()[0].record.inputs;
+    assert_eq!(inputs.len(), 1, "only the image sent is named: {inputs:?}");
+    assert_eq!(inputs[0].source, a.display().to_string());
+}
+
+#[tokio::test]
+async fn a_text_task_leaves_a_chats_images_out_without_fetching_them() {
+    let e = Scripted::serving("e", &[Task::ImageTextToImage], vec![Step::Png]);
+    let s = setup(std::slice::from_ref(&e), vec![]);
+    let messages: Vec<hf_media::ChatMessage> = serde_json::from_value(json!([
+        {"role": "user", "content": [
+            {"type": "text", "text": "a lighthouse"},
+            {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/never-fetched.png"}}
+        ]}
+    ]))
+    .unwrap();
+    let events = events_of(
+        &s.generator,
+        GenerateRequest::from_messages(messages)
+            .model(MODEL)
+            .task(Task::TextToImage),
+    )
+    .await;
+    assert!(
+        events.iter().any(
+            |e| matches!(e, GenerationEvent::Warning { message, .. } if message.contains("text-to-image takes no input image"))
+        ),
+        "{events:?}"
+    );
+    assert_eq!(trace(&events), ["attempt e", "media e", "done 1/0"]);
+    assert!(
+        e.images.lock().unwrap()[0].is_empty(),
+        "the image-text provider got no image"
+    );
+}
+
+#[tokio::test]
+async fn offline_no_input_url_outside_the_emulator_is_fetched() {
+    let e = Scripted::serving("e", &[Task::ImageToImage], vec![Step::Png]);
+    let s = setup_with(std::slice::from_ref(&e), vec![], |b| {
+        b.emulator_url("http://127.0.0.1:9")
+    });
+    let events = events_of(
+        &s.generator,
+        request().image(MediaInput::url("http://127.0.0.1:1/cat.png")),
+    )
+    .await;
+    let error = events
+        .iter()
+        .find_map(|e| match e {
+            GenerationEvent::Error { error, .. } => Some(error.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(error.contains("offline"), "{error}");
+    assert_eq!(e.calls(), 0);
 }

@@ -1,8 +1,6 @@
 //! Where a failed answer says what went wrong (`X-Error-Message`, the JSON body's error fields, the body's
 //! start) and how long it asks to wait (`Retry-After`).
 
-use std::time::Duration;
-
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
@@ -91,6 +89,8 @@ pub fn json_error_text(json: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[track_caller]

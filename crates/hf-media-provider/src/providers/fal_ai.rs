@@ -54,8 +54,21 @@ fn queue_query(ctx: &ProviderContext) -> Option<&'static str> {
 /// The submit route.
 pub fn route(ctx: &ProviderContext, request: &GenerationRequest) -> String {
     match queue_query(ctx) {
+        // Through the router the path names the mapping: it is kept as it is.
         Some(query) => format!("/{}?{query}", request.mapping.provider_id),
-        None => format!("/{}", request.mapping.provider_id),
+        None => format!("/{}", direct_endpoint(request)),
+    }
+}
+
+/// The endpoint of a direct call: an image-text task asked without an image goes to the endpoint's
+/// prompt-only parent (`fal-ai/flux-2/edit` → `fal-ai/flux-2`), as fal's own clients do.
+fn direct_endpoint(request: &GenerationRequest) -> &str {
+    let id = request.mapping.provider_id.as_str();
+    let prompt_only =
+        request.images.is_empty() && matches!(request.mapping.task, Task::ImageTextToImage | Task::ImageTextToVideo);
+    match id.rsplit_once('/') {
+        Some((parent, _)) if prompt_only && parent.contains('/') => parent,
+        _ => id,
     }
 }
 
@@ -351,6 +364,38 @@ mod tests {
     fn routed() -> ProviderContext {
         let router = url::Url::parse("http://127.0.0.1:9").unwrap();
         ProviderContext::routed(reqwest::Client::new(), &router, FAL_AI, None)
+    }
+
+    #[test]
+    fn a_direct_prompt_only_image_text_call_goes_to_the_parent_endpoint() {
+        let direct = ProviderContext::direct(
+            reqwest::Client::new(),
+            url::Url::parse("https://queue.fal.run").unwrap(),
+            FAL_AI,
+            None,
+            AuthScheme::Key,
+        );
+        let mut request = lora_request("fal-ai/flux-2/edit");
+        request.mapping.task = Task::ImageTextToImage;
+        assert_eq!(route(&direct, &request), "/fal-ai/flux-2");
+        assert_eq!(
+            route(&routed(), &request),
+            "/fal-ai/flux-2/edit?_subdomain=queue",
+            "the router keeps it"
+        );
+        request.images.push(super::super::test_support::png(1));
+        assert_eq!(
+            route(&direct, &request),
+            "/fal-ai/flux-2/edit",
+            "with an image, the edit endpoint"
+        );
+        let mut single = lora_request("fal-ai/flux-2");
+        single.mapping.task = Task::ImageTextToImage;
+        assert_eq!(
+            route(&direct, &single),
+            "/fal-ai/flux-2",
+            "never shortened to one segment"
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn check_frame_images(body: &Value) -> Result<(), ProviderError> {
             TOGETHER,
             format!(
                 "{what} is {} characters, over Together's {} for a video's first frame: pass the image as an \
-                 http(s) URL (`--image https://…`) instead",
+                 http(s) URL instead",
                 grouped(length),
                 grouped(FRAME_IMAGE_LIMIT)
             ),
@@ -382,7 +382,7 @@ mod tests {
             ProviderError::invalid_request(
                 TOGETHER,
                 "the inline image is 80,022 characters, over Together's 61,440 for a video's first frame: pass \
-                 the image as an http(s) URL (`--image https://…`) instead"
+                 the image as an http(s) URL instead"
             )
         );
         let long_url = format!("https://example.com/{}", "a".repeat(FRAME_IMAGE_LIMIT));

@@ -46,11 +46,20 @@ pub fn route(request: &GenerationRequest) -> String {
     format!("/api/v3/{}", request.mapping.provider_id)
 }
 
-/// The fields that carry the input images: `image` (the first) and `images` (all of them); none without
-/// images.
+/// A transparent 1×1 PNG, as a `data:` URL.
+const BLANK_PNG_DATA_URL: &str = "data:image/png;base64,\
+iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+/// The fields that carry the input images: `image` (the first) and `images` (all of them); for an
+/// image-text task asked without an image, a blank 1×1 PNG; else none.
 pub fn image_fields(request: &GenerationRequest) -> Map<String, Value> {
     let mut fields = Map::new();
-    let urls: Vec<String> = request.images.iter().map(InputImage::url_or_data_url).collect();
+    let mut urls: Vec<String> = request.images.iter().map(InputImage::url_or_data_url).collect();
+    // WaveSpeed's image-text endpoints want an image field even for a prompt alone: a transparent 1×1
+    // PNG stands in, as the reference client sends.
+    if urls.is_empty() && matches!(request.mapping.task, Task::ImageTextToImage | Task::ImageTextToVideo) {
+        urls.push(BLANK_PNG_DATA_URL.to_owned());
+    }
     if let Some(first) = urls.first() {
         fields.insert("image".into(), Value::from(first.clone()));
         fields.insert("images".into(), Value::from(urls));
@@ -287,7 +296,14 @@ mod tests {
             Vec::new(),
             GenerationParams::default(),
         );
-        assert_eq!(payload(&prompt_only), json!({"prompt": "make it snow"}));
+        assert_eq!(
+            payload(&prompt_only),
+            json!({"prompt": "make it snow", "image": BLANK_PNG_DATA_URL, "images": [BLANK_PNG_DATA_URL]}),
+            "an image-text endpoint wants an image field: a blank 1×1 PNG stands in"
+        );
+        let blank = BLANK_PNG_DATA_URL.trim_start_matches("data:image/png;base64,");
+        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, blank).unwrap();
+        assert!(decoded.starts_with(b"\x89PNG\r\n\x1a\n"), "a real PNG");
         for task in Task::MEDIA {
             assert!(INFO.check_task(&task).is_ok(), "{task}");
         }
