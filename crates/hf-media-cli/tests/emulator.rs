@@ -368,3 +368,47 @@ async fn media_over_the_size_limit_are_refused_and_nothing_is_kept() {
         .collect();
     assert!(left.iter().all(|n| *n == 0), "{left:?}");
 }
+
+#[tokio::test]
+async fn an_openai_compatible_server_edits_two_images_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = command(dir.path())
+        .args(["emulator", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = stdout.next_line().await.unwrap().unwrap();
+    let url = first.rsplit(' ').next().unwrap().to_owned();
+    let input = dir.path().join("red-blue.png");
+    let input_bytes = red_blue_png(&input);
+    let output = command(dir.path())
+        .args(["generate", "the two of them", "-m", "any/editor:mine", "--json", "-o"])
+        .arg(dir.path().join("o"))
+        .args(["--openai-provider", &format!("mine={url}/openai")])
+        .args(["--image", input.to_str().unwrap(), "--image", input.to_str().unwrap()])
+        .args(["--width", "64", "--height", "48"])
+        .env("HF_TOKEN", "hf_emulator")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = lines(&output.stdout);
+    let media = lines
+        .iter()
+        .find(|l| l["event"] == "media")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(media["provider"], "mine");
+    let inputs = media["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 2, "both images were sent (image[])");
+    assert!(inputs.iter().all(|i| i["sha256"] == sha256_hex(&input_bytes)));
+    let image = image::open(media["path"].as_str().unwrap()).unwrap();
+    assert_eq!((image.width(), image.height()), (64, 48));
+    server.kill().await.unwrap();
+}
