@@ -213,8 +213,17 @@ impl Drop for RunningEmulator {
 
 async fn file(AxumState(state): AxumState<Shared>, Path(id): Path<String>) -> Response {
     state.count("download");
-    let Some(file) = state.file(&id) else {
-        return support::error(StatusCode::NOT_FOUND, format!("no file {id}"));
+    let file = match state.find_file(&id) {
+        Some(state::Found::File(file)) => file,
+        // Its bytes were dropped to bound memory: rendered again, the same bytes.
+        Some(state::Found::Recipe(provider, recipe)) => match support::render(&recipe).await {
+            Ok((bytes, mime)) => {
+                state.recache(&id, bytes.clone());
+                state::StoredFile { provider, bytes, mime }
+            }
+            Err(response) => return response,
+        },
+        None => return support::error(StatusCode::NOT_FOUND, format!("no file {id}")),
     };
     if let Some(rule) = state.fault_for(file.provider, FaultTarget::Download) {
         return support::fault_response(&rule.fault, file.provider);
@@ -291,6 +300,44 @@ mod tests {
 
     use super::*;
     use crate::providers::test_support::{client, png, quadrants, quadrants_url, serve_scripted};
+
+    #[tokio::test]
+    async fn a_file_whose_bytes_were_dropped_is_rendered_again_identically() {
+        let state = state::State::new(Vec::new());
+        let ask = support::MediaAsk {
+            prompt: "a lighthouse".into(),
+            seed: Some(7),
+            width: 24,
+            height: 16,
+            frames: 1,
+            inputs: std::sync::Arc::new(Vec::new()),
+        };
+        let first = support::render_and_store(&state, "fal-ai", "text-to-image", &ask, media::ImageFormat::Png)
+            .await
+            .unwrap();
+        let original = state.file(&first).unwrap().bytes;
+        // A long batch: many more files than the cache keeps.
+        for i in 0..1100u64 {
+            let recipe = state::Recipe {
+                task: "text-to-image".into(),
+                ask: support::MediaAsk {
+                    seed: Some(i),
+                    ..ask.clone()
+                },
+                format: media::ImageFormat::Png,
+            };
+            state.store_rendered("fal-ai", bytes::Bytes::from_static(b"x"), "image/png", recipe);
+        }
+        assert!(state.file(&first).is_none(), "its bytes were dropped");
+        let Some(state::Found::Recipe(provider, recipe)) = state.find_file(&first) else {
+            panic!("the file is still known")
+        };
+        assert_eq!(provider, "fal-ai");
+        let (again, mime) = support::render(&recipe).await.unwrap();
+        assert_eq!((again, mime), (original.clone(), "image/png"));
+        state.recache(&first, original.clone());
+        assert_eq!(state.file(&first).unwrap().bytes, original);
+    }
 
     #[tokio::test]
     async fn input_images_are_hosted_for_tests() {

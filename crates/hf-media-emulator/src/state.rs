@@ -11,7 +11,8 @@ use serde_json::Value;
 use crate::behaviour::{FaultRule, FaultTarget, ProviderBehaviour};
 use crate::catalogue::CatalogueModel;
 
-/// How many rendered files are kept for download before the oldest are forgotten.
+/// How many rendered files keep their bytes; older ones are rendered again from their recipe when they are
+/// downloaded (rendering is deterministic), so a long batch resumed much later still finds its media.
 const MAX_FILES: usize = 1024;
 /// How many hosted input images are kept before the oldest are forgotten.
 const MAX_INPUTS: usize = 256;
@@ -23,6 +24,32 @@ pub(crate) struct StoredFile {
     pub provider: &'static str,
     pub bytes: Bytes,
     pub mime: &'static str,
+}
+
+/// How a file was rendered, to render it again once its bytes were dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Recipe {
+    /// The task (image or video).
+    pub task: String,
+    pub ask: crate::support::MediaAsk,
+    pub format: crate::media::ImageFormat,
+}
+
+/// A file: its bytes while they are cached, and how to make them again.
+#[derive(Debug, Clone)]
+struct FileEntry {
+    provider: &'static str,
+    mime: &'static str,
+    bytes: Option<Bytes>,
+    recipe: Option<Recipe>,
+}
+
+/// What a download finds.
+pub(crate) enum Found {
+    /// The bytes.
+    File(StoredFile),
+    /// Only the recipe: render it, then [`State::recache`].
+    Recipe(&'static str, Recipe),
 }
 
 /// A queued job of an asynchronous provider.
@@ -55,7 +82,8 @@ pub(crate) struct State {
     behaviours: RwLock<HashMap<String, ProviderBehaviour>>,
     fault_hits: Mutex<HashMap<String, u32>>,
     jobs: Mutex<HashMap<String, Job>>,
-    files: Mutex<(HashMap<String, StoredFile>, VecDeque<String>)>,
+    /// Every file by id, and the ids whose bytes are cached, oldest first.
+    files: Mutex<(HashMap<String, FileEntry>, VecDeque<String>)>,
     /// Input images hosted for tests under `/_emulator/inputs/{name}`: bytes and MIME type.
     inputs: Mutex<(HashMap<String, HostedInput>, VecDeque<String>)>,
     next_id: AtomicU64,
@@ -130,20 +158,82 @@ impl State {
     }
 
     pub fn store_file(&self, provider: &'static str, bytes: Bytes, mime: &'static str) -> String {
+        self.keep_file(provider, bytes, mime, None)
+    }
+
+    /// Keeps a rendered file with the recipe that made it: its bytes may be dropped later, never the file.
+    pub fn store_rendered(&self, provider: &'static str, bytes: Bytes, mime: &'static str, recipe: Recipe) -> String {
+        self.keep_file(provider, bytes, mime, Some(recipe))
+    }
+
+    fn keep_file(&self, provider: &'static str, bytes: Bytes, mime: &'static str, recipe: Option<Recipe>) -> String {
         let id = self.new_id("f");
         let mut files = lock(&self.files);
-        files.0.insert(id.clone(), StoredFile { provider, bytes, mime });
+        files.0.insert(
+            id.clone(),
+            FileEntry {
+                provider,
+                mime,
+                bytes: Some(bytes),
+                recipe,
+            },
+        );
         files.1.push_back(id.clone());
-        while files.1.len() > MAX_FILES {
-            if let Some(old) = files.1.pop_front() {
-                files.0.remove(&old);
-            }
-        }
+        Self::evict(&mut files);
         id
     }
 
+    /// Drops the oldest cached bytes past [`MAX_FILES`]: a file with a recipe stays (it is rendered again
+    /// when asked for), one without is forgotten.
+    fn evict(files: &mut (HashMap<String, FileEntry>, VecDeque<String>)) {
+        while files.1.len() > MAX_FILES {
+            let Some(old) = files.1.pop_front() else { break };
+            let keep = match files.0.get_mut(&old) {
+                Some(entry) if entry.recipe.is_some() => {
+                    entry.bytes = None;
+                    true
+                }
+                _ => false,
+            };
+            if !keep {
+                files.0.remove(&old);
+            }
+        }
+    }
+
+    /// The file `id`: its bytes, or the recipe to render it again.
+    pub fn find_file(&self, id: &str) -> Option<Found> {
+        let files = lock(&self.files);
+        let entry = files.0.get(id)?;
+        match (&entry.bytes, &entry.recipe) {
+            (Some(bytes), _) => Some(Found::File(StoredFile {
+                provider: entry.provider,
+                bytes: bytes.clone(),
+                mime: entry.mime,
+            })),
+            (None, Some(recipe)) => Some(Found::Recipe(entry.provider, recipe.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Puts the bytes of file `id`, rendered again, back in the cache.
+    pub fn recache(&self, id: &str, bytes: Bytes) {
+        let mut files = lock(&self.files);
+        if let Some(entry) = files.0.get_mut(id)
+            && entry.bytes.is_none()
+        {
+            entry.bytes = Some(bytes);
+            files.1.push_back(id.to_owned());
+            Self::evict(&mut files);
+        }
+    }
+
+    /// The file `id` when its bytes are at hand (inputs hosted on the emulator).
     pub fn file(&self, id: &str) -> Option<StoredFile> {
-        lock(&self.files).0.get(id).cloned()
+        match self.find_file(id)? {
+            Found::File(file) => Some(file),
+            Found::Recipe(..) => None,
+        }
     }
 
     /// Hosts an input image under `name` (replacing one of the same name).

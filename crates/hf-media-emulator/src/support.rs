@@ -425,12 +425,22 @@ pub(crate) async fn render_and_store(
     ask: &MediaAsk,
     format: ImageFormat,
 ) -> Result<String, Response> {
-    let (bytes, mime) = if is_video(task) {
-        render_video(ask).await?
-    } else {
-        render_image(ask, format).await?
+    let recipe = crate::state::Recipe {
+        task: task.to_owned(),
+        ask: ask.clone(),
+        format,
     };
-    Ok(state.store_file(provider, bytes, mime))
+    let (bytes, mime) = render(&recipe).await?;
+    Ok(state.store_rendered(provider, bytes, mime, recipe))
+}
+
+/// Renders what a recipe says (again: rendering is deterministic).
+pub(crate) async fn render(recipe: &crate::state::Recipe) -> Result<(Bytes, &'static str), Response> {
+    if is_video(&recipe.task) {
+        render_video(&recipe.ask).await
+    } else {
+        render_image(&recipe.ask, recipe.format).await
+    }
 }
 
 /// The absolute URL of a stored file.
