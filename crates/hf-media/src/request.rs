@@ -57,8 +57,10 @@ impl ModelSpec {
 }
 
 /// What to generate. Its JSON form is the request body of servers and batch lines:
-/// `{"model", "prompt", "messages", "params", "n", "concurrency"}`, every field optional but a prompt or
-/// messages.
+/// `{"model", "prompt", "messages", "params", "n", "concurrency", "images", "task"}`, every field optional
+/// but a prompt or messages; `images` are strings (an `http(s)` URL, a `data:` URL, or a path, which a
+/// server taking requests from others refuses with
+/// [`MediaGeneratorBuilder::allow_local_inputs`](crate::MediaGeneratorBuilder::allow_local_inputs)).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GenerateRequest {
