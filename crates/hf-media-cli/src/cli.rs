@@ -59,7 +59,8 @@ pub struct GenerateArgs {
     /// How many generations run at once (default: all of them).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub concurrency: Option<u16>,
-    /// Folder the media are written to.
+    /// Where the media are written: a folder, or object storage (`s3://bucket/prefix`, `gs://…`,
+    /// `az://…`, `file:///abs/path`; credentials and endpoint from AWS_*, GOOGLE_*, AZURE_* variables).
     #[arg(short, long, default_value = "generated_media")]
     pub output: PathBuf,
     /// A JSON file with an array of chat messages ({"role", "content"}), used when no PROMPT is given.

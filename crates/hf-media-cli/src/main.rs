@@ -7,6 +7,7 @@ mod output;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -16,6 +17,7 @@ use hf_media::{
     ChatMessage, GenerateRequest, GenerationEvent, GenerationParams, GeneratorConfig, MediaGeneratorBuilder,
     MediaInput, OpenAiProviderConfig, ProviderRegistry, Secret, Task,
 };
+use hf_media_sink_object::ObjectSink;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
@@ -106,6 +108,18 @@ fn providers(json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `-o` as an object-store URL (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///…`), or `None` for a
+/// folder.
+fn object_url(output: &std::path::Path) -> Option<String> {
+    let text = output.to_str()?;
+    let (scheme, _) = text.split_once("://")?;
+    matches!(
+        scheme,
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl" | "file" | "memory"
+    )
+    .then(|| text.to_owned())
 }
 
 /// Splits `NAME=VALUE` (both non-empty, trimmed).
@@ -244,7 +258,19 @@ async fn generate(args: GenerateArgs) -> ExitCode {
     config.provider_order = args.prefer.clone();
     config.timeouts.generation_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
     config.bill_to = args.bill_to.clone();
-    let generator = match MediaGeneratorBuilder::from_config(config).build() {
+    let mut builder = MediaGeneratorBuilder::from_config(config);
+    if let Some(url) = object_url(&args.output) {
+        // Object storage: checked (credentials, bucket, endpoint) before any generation is paid for.
+        let sink = match ObjectSink::from_url(&url) {
+            Ok(sink) => sink.with_max_bytes(args.max_media_bytes),
+            Err(e) => return usage_error(format!("-o {url}: {e}")),
+        };
+        if let Err(e) = sink.check().await {
+            return usage_error(format!("-o {url}: {e}"));
+        }
+        builder = builder.sink(Arc::new(sink));
+    }
+    let generator = match builder.build() {
         Ok(generator) => generator,
         Err(hf_media::Error::MissingToken) => {
             return usage_error(format!(

@@ -412,3 +412,64 @@ async fn an_openai_compatible_server_edits_two_images_through_the_binary() {
     assert_eq!((image.width(), image.height()), (64, 48));
     server.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn output_to_object_storage_through_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let url = format!("file://{}/media", bucket.display());
+    let output = command(dir.path())
+        .args([
+            "generate",
+            "a fox",
+            "--emulator",
+            "--json",
+            "--width",
+            "32",
+            "--height",
+            "32",
+            "-o",
+            &url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = lines(&output.stdout);
+    let media = lines
+        .iter()
+        .find(|l| l["event"] == "media")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let path = media["path"].as_str().unwrap();
+    assert!(path.starts_with("file://") && path.ends_with(".png"), "{path}");
+    let sidecar = media["sidecar"].as_str().unwrap();
+    assert!(sidecar.ends_with(".json"), "{sidecar}");
+    let names: Vec<String> = std::fs::read_dir(bucket.join("media"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "the media and its sidecar, nothing partial: {names:?}");
+    let png = names.iter().find(|n| n.ends_with(".png")).unwrap();
+    let image = image::open(bucket.join("media").join(png)).unwrap();
+    assert_eq!((image.width(), image.height()), (32, 32));
+
+    let bad = command(dir.path())
+        .args(["generate", "a fox", "--emulator", "-o", "s3://no-such-bucket-here/x"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "checked before any generation");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("s3://no-such-bucket-here/x"), "{stderr}");
+}

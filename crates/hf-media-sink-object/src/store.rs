@@ -1,0 +1,395 @@
+//! [`MediaSink`] for [`ObjectSink`]: one put for a small media, a multipart upload for a larger
+//! one, then the sidecar.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use object_store::path::Path;
+use object_store::{Attribute, Attributes, PutMode, PutMultipartOptions, PutOptions, PutPayload};
+
+use hf_media_sink::{
+    ByteStream, MediaFormat, MediaIntake, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia,
+    media_file_stem,
+};
+
+use crate::ObjectSink;
+use crate::error::{is_taken, refuses_attributes, refuses_create};
+use crate::guard::{Guard, StepOutcome};
+
+/// How many fresh names are tried when a name is already taken.
+const NAME_ATTEMPTS: usize = 8;
+
+/// Bytes received and not sent yet.
+#[derive(Debug, Default)]
+struct PartBuffer {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl PartBuffer {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push_back(chunk);
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first `n` bytes (all of them if fewer), without copying.
+    fn take(&mut self, n: usize) -> PutPayload {
+        let mut part = Vec::new();
+        let mut missing = n;
+        while missing > 0 {
+            let Some(mut chunk) = self.chunks.pop_front() else {
+                break;
+            };
+            if chunk.len() > missing {
+                let head = chunk.split_to(missing);
+                self.chunks.push_front(chunk);
+                part.push(head);
+                missing = 0;
+            } else {
+                missing -= chunk.len();
+                part.push(chunk);
+            }
+        }
+        self.len -= n - missing;
+        part.into_iter().collect()
+    }
+
+    fn take_all(&mut self) -> PutPayload {
+        self.take(self.len)
+    }
+}
+
+/// How a conditional put went.
+enum Put {
+    /// Stored.
+    Done,
+    /// The name was taken (by another writer): nothing was written.
+    Taken,
+}
+
+/// What a successful store published.
+struct Published {
+    format: MediaFormat,
+    bytes: u64,
+    media: Path,
+    sidecar: Option<Path>,
+}
+
+fn millis(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn content_type(mime: &'static str) -> Attributes {
+    [(Attribute::ContentType, mime)].into_iter().collect()
+}
+
+impl ObjectSink {
+    /// A fresh stem for `record`: `{unix_secs}_{slug}_{random}`.
+    fn stem(record: &MediaRecord) -> String {
+        let unix_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        media_file_stem(&record.prompt, unix_secs)
+    }
+
+    fn key(&self, stem: &str, extension: &str) -> Path {
+        self.prefix.clone().join(format!("{stem}.{extension}"))
+    }
+
+    /// Puts `payload` at `key` without overwriting anything (`PutMode::Create`), falling back to a
+    /// plain put (and to no `Content-Type`) for stores that support neither.
+    async fn put_object(
+        &self,
+        guard: &mut Guard,
+        key: &Path,
+        payload: PutPayload,
+        mime: &'static str,
+        doing: &str,
+    ) -> Result<Put, SinkError> {
+        loop {
+            let create = self.create_supported();
+            let with_type = self.attributes_supported();
+            let opts = PutOptions {
+                mode: if create { PutMode::Create } else { PutMode::Overwrite },
+                attributes: if with_type {
+                    content_type(mime)
+                } else {
+                    Attributes::new()
+                },
+                ..PutOptions::default()
+            };
+            let store = Arc::clone(&self.store);
+            let (at, body) = (key.clone(), payload.clone());
+            let result = guard
+                .step(
+                    key,
+                    async move { StepOutcome::put(store.put_opts(&at, body, opts).await) },
+                )
+                .await;
+            match result {
+                Ok(()) => return Ok(Put::Done),
+                Err(e) if create && is_taken(&e) => return Ok(Put::Taken),
+                Err(e) if with_type && refuses_attributes(&e) => {
+                    self.capabilities.attributes.store(false, Ordering::Relaxed);
+                }
+                Err(e) if create && refuses_create(&e) => {
+                    self.capabilities.create.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(self.error(doing, key, &e)),
+            }
+        }
+    }
+
+    /// Writes `record` as the sidecar at `key`.
+    async fn put_sidecar(&self, guard: &mut Guard, key: &Path, record: &MediaRecord) -> Result<Put, SinkError> {
+        let json = serde_json::to_vec_pretty(record)
+            .map_err(|e| SinkError::backend(format!("could not serialize the media record: {e}"), false))?;
+        self.put_object(guard, key, json.into(), "application/json", "writing the sidecar")
+            .await
+    }
+
+    /// Opens a multipart upload at `key`; the guard holds it afterwards.
+    async fn open_upload(&self, guard: &mut Guard, key: &Path, mime: &'static str) -> Result<(), SinkError> {
+        loop {
+            let with_type = self.attributes_supported();
+            let opts = PutMultipartOptions {
+                attributes: if with_type {
+                    content_type(mime)
+                } else {
+                    Attributes::new()
+                },
+                ..PutMultipartOptions::default()
+            };
+            let store = Arc::clone(&self.store);
+            let at = key.clone();
+            let result = guard
+                .step(key, async move {
+                    StepOutcome::opened(store.put_multipart_opts(&at, opts).await)
+                })
+                .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if with_type && refuses_attributes(&e) => {
+                    self.capabilities.attributes.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(self.error("starting the upload of", key, &e)),
+            }
+        }
+    }
+
+    /// A media that fit in one part: one conditional put, under a fresh name while names are taken,
+    /// then the sidecar.
+    async fn store_whole(
+        &self,
+        guard: &mut Guard,
+        payload: PutPayload,
+        format: MediaFormat,
+        record: &mut MediaRecord,
+        started: Instant,
+    ) -> Result<(Path, Option<Path>), SinkError> {
+        for _ in 0..NAME_ATTEMPTS {
+            let stem = Self::stem(record);
+            let key = self.key(&stem, format.extension);
+            if let Put::Taken = self
+                .put_object(guard, &key, payload.clone(), format.mime, "storing")
+                .await?
+            {
+                continue;
+            }
+            record.timings.store_ms = millis(started);
+            if !self.sidecar {
+                return Ok((key, None));
+            }
+            let sidecar = self.key(&stem, "json");
+            match self.put_sidecar(guard, &sidecar, record).await? {
+                Put::Done => return Ok((key, Some(sidecar))),
+                // Delete the media just stored, and take another name.
+                Put::Taken => guard.undo_now().await,
+            }
+        }
+        Err(SinkError::backend(
+            format!(
+                "{NAME_ATTEMPTS} object names in a row were already taken under {}; storing again may succeed",
+                self.uri()
+            ),
+            true,
+        ))
+    }
+
+    /// A media larger than one part: a multipart upload of `part_size` parts (the last one
+    /// shorter), then the sidecar. `buffer` holds the first bytes, more than one part.
+    async fn store_multipart(
+        &self,
+        guard: &mut Guard,
+        mut media: ByteStream,
+        mut intake: MediaIntake,
+        mut buffer: PartBuffer,
+        record: &mut MediaRecord,
+        started: Instant,
+    ) -> Result<Published, SinkError> {
+        // More than MIN_PART_SIZE (64) bytes were accepted, so the intake knows the format.
+        let format = intake.format().map_or_else(|| intake.finish(), Ok)?;
+        let stem = Self::stem(record);
+        let key = self.key(&stem, format.extension);
+        self.open_upload(guard, &key, format.mime).await?;
+        let part_error = |e: object_store::Error| self.error("uploading a part of", &key, &e);
+        loop {
+            while buffer.len() > self.part_size {
+                guard
+                    .put_part(buffer.take(self.part_size), self.upload_concurrency)
+                    .await
+                    .map_err(part_error)?;
+            }
+            match media.next().await {
+                None => break,
+                Some(chunk) => {
+                    let chunk = chunk.map_err(SinkError::Source)?;
+                    intake.accept(&chunk)?;
+                    if !chunk.is_empty() {
+                        buffer.push(chunk);
+                    }
+                }
+            }
+        }
+        drop(media);
+        intake.finish()?;
+        if buffer.len() > 0 {
+            guard
+                .put_part(buffer.take_all(), self.upload_concurrency)
+                .await
+                .map_err(part_error)?;
+        }
+        guard
+            .complete(&key)
+            .await
+            .map_err(|e| self.error("completing the upload of", &key, &e))?;
+        record.timings.store_ms = millis(started);
+        let sidecar = if self.sidecar {
+            let sidecar = self.key(&stem, "json");
+            match self.put_sidecar(guard, &sidecar, record).await? {
+                Put::Done => Some(sidecar),
+                Put::Taken => {
+                    return Err(SinkError::backend(
+                        format!(
+                            "the sidecar name {} was already taken, so the media was deleted again; storing again \
+                             picks another name",
+                            self.uri_of(&sidecar)
+                        ),
+                        true,
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Published {
+            format,
+            bytes: intake.total(),
+            media: key,
+            sidecar,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MediaSink for ObjectSink {
+    async fn store(&self, mut media: ByteStream, mut record: MediaRecord) -> Result<StoredMedia, SinkError> {
+        let started = Instant::now();
+        let mut intake = MediaIntake::new(self.max_bytes);
+        // Hold back up to one part: a media no larger is stored with one put, and a larger one's key
+        // (its extension) needs the format before the upload starts.
+        let mut buffer = PartBuffer::default();
+        let mut larger = false;
+        while let Some(chunk) = media.next().await {
+            let chunk = chunk.map_err(SinkError::Source)?;
+            if chunk.is_empty() {
+                continue;
+            }
+            intake.accept(&chunk)?;
+            buffer.push(chunk);
+            if buffer.len() > self.part_size {
+                larger = true;
+                break;
+            }
+        }
+
+        // From here on, whatever is opened or published is undone on error (awaited) or when this
+        // future is dropped (spawned from the guard's Drop).
+        let mut guard = Guard::new(Arc::clone(&self.store));
+        let published = if larger {
+            self.store_multipart(&mut guard, media, intake, buffer, &mut record, started)
+                .await
+        } else {
+            drop(media);
+            match intake.finish() {
+                Ok(format) => self
+                    .store_whole(&mut guard, buffer.take_all(), format, &mut record, started)
+                    .await
+                    .map(|(media, sidecar)| Published {
+                        format,
+                        bytes: intake.total(),
+                        media,
+                        sidecar,
+                    }),
+                Err(e) => Err(e),
+            }
+        };
+        match published {
+            Ok(published) => {
+                guard.disarm();
+                Ok(StoredMedia {
+                    location: MediaLocation::Object(self.uri_of(&published.media)),
+                    format: published.format,
+                    bytes: published.bytes,
+                    sidecar: published.sidecar.map(|key| MediaLocation::Object(self.uri_of(&key))),
+                    record,
+                })
+            }
+            Err(e) => {
+                guard.undo_now().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of(payload: &PutPayload) -> Vec<u8> {
+        payload.iter().flat_map(|b| b.iter().copied()).collect()
+    }
+
+    #[test]
+    fn part_buffer_splits_exactly_without_losing_bytes() {
+        let mut buffer = PartBuffer::default();
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for chunk in data.chunks(37) {
+            buffer.push(Bytes::copy_from_slice(chunk));
+        }
+        assert_eq!(buffer.len(), 1000);
+        let mut back = Vec::new();
+        while buffer.len() > 300 {
+            let part = buffer.take(300);
+            assert_eq!(part.content_length(), 300);
+            back.extend(bytes_of(&part));
+        }
+        assert_eq!(buffer.len(), 100);
+        let last = buffer.take_all();
+        assert_eq!(last.content_length(), 100);
+        back.extend(bytes_of(&last));
+        assert_eq!(buffer.len(), 0);
+        assert_eq!(back, data);
+        assert_eq!(buffer.take_all().content_length(), 0);
+    }
+}
