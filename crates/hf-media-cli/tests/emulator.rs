@@ -63,10 +63,12 @@ async fn the_main_job_runs_offline_without_a_token() {
     }
 }
 
-#[tokio::test]
-async fn the_emulator_command_serves_the_hub_and_the_router() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = command(dir.path())
+/// The output of a served emulator, kept open while it runs (it goes on writing to it).
+type ServerOutput = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `hf-media emulator` on a free port; returns the process, the URL it prints, and its output.
+async fn serve_emulator(home: &Path) -> (tokio::process::Child, String, ServerOutput) {
+    let mut server = command(home)
         .args(["emulator", "--addr", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -76,6 +78,13 @@ async fn the_emulator_command_serves_the_hub_and_the_router() {
     let first = stdout.next_line().await.unwrap().unwrap();
     let url = first.rsplit(' ').next().unwrap().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+    (server, url, stdout)
+}
+
+#[tokio::test]
+async fn the_emulator_command_serves_the_hub_and_the_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url, _output) = serve_emulator(dir.path()).await;
     let out = dir.path().join("o");
     let output = command(dir.path())
         .args([
@@ -372,15 +381,7 @@ async fn media_over_the_size_limit_are_refused_and_nothing_is_kept() {
 #[tokio::test]
 async fn an_openai_compatible_server_edits_two_images_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = command(dir.path())
-        .args(["emulator", "--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    let first = stdout.next_line().await.unwrap().unwrap();
-    let url = first.rsplit(' ').next().unwrap().to_owned();
+    let (mut server, url, _output) = serve_emulator(dir.path()).await;
     let input = dir.path().join("red-blue.png");
     let input_bytes = red_blue_png(&input);
     let output = command(dir.path())

@@ -14,7 +14,7 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::access::{Access, direct_accesses, parse_base_url};
-use crate::config::{EMULATOR_TOKEN, GeneratorConfig, OpenAiProviderConfig, Secret, millis_ceil as millis};
+use crate::config::{EMULATOR_TOKEN, GeneratorConfig, OpenAiProviderConfig, Secret, millis_ceil};
 use crate::generator::{Inner, MediaGenerator};
 use crate::{Error, MappingSource};
 
@@ -128,14 +128,14 @@ impl MediaGeneratorBuilder {
 
     /// Polling of asynchronous providers (default: every 500 ms, for at most 15 minutes).
     pub fn poll(mut self, poll: PollConfig) -> Self {
-        self.config.timeouts.poll_interval_ms = millis(poll.interval);
-        self.config.timeouts.poll_deadline_ms = millis(poll.deadline);
+        self.config.timeouts.poll_interval_ms = millis_ceil(poll.interval);
+        self.config.timeouts.poll_deadline_ms = millis_ceil(poll.deadline);
         self
     }
 
     /// How long a connection may take to open (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.timeouts.connect_ms = millis(timeout);
+        self.config.timeouts.connect_ms = millis_ceil(timeout);
         self
     }
 
@@ -149,34 +149,34 @@ impl MediaGeneratorBuilder {
     /// The longest one API call may take, answer included (default 300 s). Media downloads are bounded
     /// by the stall timeout ([`MediaGeneratorBuilder::read_timeout`]) and the generation deadline instead.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.config.timeouts.request_ms = millis(timeout);
+        self.config.timeouts.request_ms = millis_ceil(timeout);
         self
     }
 
     /// How long a response may go without sending a byte: the stall timeout (default 120 s: replicate
     /// holds answers up to 60 s).
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.config.timeouts.read_ms = millis(timeout);
+        self.config.timeouts.read_ms = millis_ceil(timeout);
         self
     }
 
     /// The longest one generation may take, the Hub call and all providers included (default 30
     /// minutes; `None`: no limit).
     pub fn generation_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.timeouts.generation_ms = timeout.map(millis);
+        self.config.timeouts.generation_ms = timeout.map(millis_ceil);
         self
     }
 
     /// How long the Hub's answers are cached (default 10 minutes).
     pub fn mapping_cache_ttl(mut self, ttl: Duration) -> Self {
-        self.config.mapping_cache_ttl_ms = millis(ttl);
+        self.config.mapping_cache_ttl_ms = millis_ceil(ttl);
         self
     }
 
     /// How often a [`GenerationEvent::Progress`](crate::GenerationEvent::Progress) tick is sent while
     /// waiting (default 500 ms).
     pub fn progress_interval(mut self, interval: Duration) -> Self {
-        self.config.progress_interval_ms = millis(interval);
+        self.config.progress_interval_ms = millis_ceil(interval);
         self
     }
 

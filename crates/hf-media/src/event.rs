@@ -9,6 +9,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::millis;
 use crate::{Error, ProviderAttempt};
 
 /// A media that was made and stored.
@@ -171,10 +172,6 @@ impl From<&Error> for ErrorInfo {
         }
         info
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Serialize for GeneratedMedia {

@@ -257,11 +257,11 @@ async fn load(named: &Named<'_>, policy: &InputPolicy<'_>) -> Result<InputImage,
                 .retry
                 .run(
                     RetryStage::Download,
-                    |_| download(named, &url, policy),
+                    |_| download(&url, policy),
                     |notice, _| tracing::info!(input = %named, attempt = notice.attempt, "input download failed; trying again"),
                 )
                 .await
-                .map_err(|failure| failure.into_error(named))?;
+                .map_err(|failure| failure.into_error(named, limit))?;
             let origin = if named.chat {
                 ImageOrigin::Chat(Some(url))
             } else {
@@ -312,10 +312,10 @@ enum DownloadFailure {
 }
 
 impl DownloadFailure {
-    fn into_error(self, named: &Named<'_>) -> Error {
+    fn into_error(self, named: &Named<'_>, limit: u64) -> Error {
         match self {
             DownloadFailure::Refused(reason) => named.bad(reason),
-            DownloadFailure::TooLarge => named.bad("it is larger than the limit for an input image"),
+            DownloadFailure::TooLarge => named.too_large(limit),
             DownloadFailure::Passing { reason, .. } => named.unavailable(reason),
         }
     }
@@ -346,7 +346,7 @@ impl Retryable for DownloadFailure {
 
 /// One plain GET without credentials, like media downloads, bounded by the request timeout and the size
 /// limit as the bytes arrive.
-async fn download(named: &Named<'_>, url: &Url, policy: &InputPolicy<'_>) -> Result<Bytes, DownloadFailure> {
+async fn download(url: &Url, policy: &InputPolicy<'_>) -> Result<Bytes, DownloadFailure> {
     let passing = |e: reqwest::Error| DownloadFailure::Passing {
         status: None,
         reason: format!("it could not be downloaded: {}", http::describe(&e)),
@@ -376,7 +376,6 @@ async fn download(named: &Named<'_>, url: &Url, policy: &InputPolicy<'_>) -> Res
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(passing)?;
         if u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX) > policy.limit {
-            let _ = named;
             return Err(DownloadFailure::TooLarge);
         }
         body.extend_from_slice(&chunk);

@@ -111,7 +111,8 @@ pub(crate) fn check(request: GenerateRequest) -> Result<Checked, Error> {
     let spec = ModelSpec::parse(&request.model)?;
     let explicit_prompt = request.prompt.as_deref().is_some_and(|p| !p.trim().is_empty());
     let mut warnings = Vec::new();
-    let in_chat = chat_images(&request.messages).len();
+    let chat = chat_images(&request.messages);
+    let in_chat = chat.len();
     let (mut inputs, mut from_chat) = if !request.images.is_empty() || explicit_prompt {
         if in_chat > 0 {
             let winner = if request.images.is_empty() { "prompt" } else { "images" };
@@ -121,10 +122,7 @@ pub(crate) fn check(request: GenerateRequest) -> Result<Checked, Error> {
         }
         (request.images, false)
     } else {
-        let chat: Vec<MediaInput> = chat_images(&request.messages)
-            .iter()
-            .map(|url| MediaInput::parse(url))
-            .collect();
+        let chat: Vec<MediaInput> = chat.iter().map(|url| MediaInput::parse(url)).collect();
         // A chat's image is a URL (http or data), never a path on this machine.
         if let Some(path) = chat.iter().find(|input| matches!(input, MediaInput::Path(_))) {
             return Err(Error::InvalidRequest(format!(

@@ -13,12 +13,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hf_media_provider::{
     GenerationRequest, NoticeReporter, ProviderError, ProviderNotice, RetryStage, Retryable, Transience,
 };
 
+use crate::config::millis;
 use crate::emitter::Emitter;
 use crate::fetch::deliver;
 use crate::generator::Inner;
@@ -214,8 +215,4 @@ async fn attempt(
         images_used: images_used.load(Ordering::SeqCst),
     };
     deliver(inner, &made, output.body, emitter, tries).await
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
