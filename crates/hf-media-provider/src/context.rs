@@ -98,8 +98,8 @@ pub enum ProviderNotice {
     /// The provider accepted a job and named it: the job exists (and is paid for), so the caller never
     /// submits it again, whatever happens next.
     Accepted {
-        /// The provider's job or request id.
-        job_id: String,
+        /// The job, with what it takes to reach it again ([`MediaProvider::resume`](crate::MediaProvider::resume)).
+        job: crate::JobTicket,
     },
     /// The provider sends only the first `count` input images (the rest were left out, with a warning):
     /// the record names those it used.
@@ -282,14 +282,13 @@ impl ProviderContext {
         &self.secrets
     }
 
-    /// Tells the caller that the provider accepted job `job_id` ([`http::poll_job`](crate::http::poll_job)
+    /// Tells the caller that the provider accepted `job` ([`http::poll_job`](crate::http::poll_job)
     /// does it for every job it polls; a provider that follows a job some other way calls it once the
-    /// job's id is known).
-    pub fn report_accepted(&self, job_id: &str) {
+    /// job's id is known). The caller may store the ticket to [resume](crate::MediaProvider::resume) the
+    /// job later instead of submitting another.
+    pub fn report_accepted(&self, job: &crate::JobTicket) {
         if let Some(reporter) = &self.reporter {
-            reporter(ProviderNotice::Accepted {
-                job_id: job_id.to_owned(),
-            });
+            reporter(ProviderNotice::Accepted { job: job.clone() });
         }
     }
 

@@ -7,6 +7,7 @@ mod error;
 pub mod http;
 mod info;
 mod input;
+mod job;
 mod media;
 mod openai_images;
 mod params;
@@ -26,6 +27,7 @@ pub use hf_media_mapping::{MappingStatus, ProviderMapping, Task};
 pub use hf_media_prompt::GenerationParams;
 pub use info::{DirectApi, ProviderInfo};
 pub use input::{ImageOrigin, InputImage};
+pub use job::JobTicket;
 pub use media::{ByteStream, MediaBody, MediaOutput, StreamError};
 pub use params::{provider_parameters, size_as_wxh};
 pub use registry::ProviderRegistry;
@@ -104,6 +106,27 @@ pub trait MediaProvider: Send + Sync + Debug {
 
     /// Makes one media.
     async fn generate(&self, ctx: &ProviderContext, request: GenerationRequest) -> Result<MediaOutput, ProviderError>;
+
+    /// Finishes a job this provider accepted earlier, maybe in another process, from the [`JobTicket`]
+    /// it reported then ([`ProviderNotice::Accepted`]): polls the job and fetches its media exactly as
+    /// [`MediaProvider::generate`] would after its submit, and never submits anything. `request` is the
+    /// generation the job was submitted for (its task decides how the result is read).
+    ///
+    /// A job that is gone or failed is a [`ProviderError`] like any other; the caller then tries another
+    /// provider, never this one again for the same generation. The default, for providers that never
+    /// report a ticket (they answer with the media at once), says the job cannot be resumed.
+    async fn resume(
+        &self,
+        ctx: &ProviderContext,
+        request: GenerationRequest,
+        job: JobTicket,
+    ) -> Result<MediaOutput, ProviderError> {
+        let _ = (ctx, request);
+        Err(ProviderError::invalid_request(
+            self.name(),
+            format!("job {} cannot be resumed: this provider does not follow jobs", job.job_id),
+        ))
+    }
 }
 
 /// A shared provider, as registries hold it.
@@ -123,6 +146,14 @@ macro_rules! forward_media_provider {
                 request: GenerationRequest,
             ) -> Result<MediaOutput, ProviderError> {
                 (**self).generate(ctx, request).await
+            }
+            async fn resume(
+                &self,
+                ctx: &ProviderContext,
+                request: GenerationRequest,
+                job: JobTicket,
+            ) -> Result<MediaOutput, ProviderError> {
+                (**self).resume(ctx, request, job).await
             }
         }
     };

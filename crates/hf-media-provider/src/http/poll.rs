@@ -124,12 +124,13 @@ where
 /// submitted again.
 pub async fn poll_job<T>(
     ctx: &ProviderContext,
-    job_id: &str,
+    job: &crate::JobTicket,
     what: &str,
     request: impl Fn() -> reqwest::RequestBuilder,
     read: impl Fn(&Value) -> Result<Poll<T>, ProviderError>,
 ) -> Result<T, ProviderError> {
-    ctx.report_accepted(job_id);
+    ctx.report_accepted(job);
+    let job_id = job.job_id.as_str();
     let (request, read) = (&request, &read);
     poll_until(ctx, what, |_| async move {
         read(&send_json_to(ctx, Target::Job(job_id), request()).await?)

@@ -226,7 +226,7 @@ impl MediaProvider for FalAi {
         // The status and result URLs are the job's own: a 404 there means the job is gone.
         http::poll_job(
             ctx,
-            &job.request_id,
+            &crate::JobTicket::new(FAL_AI, &job.request_id).with_data(serde_json::json!({"response_path": job.response_path})),
             &format!("waiting for fal job {}", job.request_id),
             || ctx.request(reqwest::Method::GET, status_url.clone()),
             |status| parse_status(&job, status),

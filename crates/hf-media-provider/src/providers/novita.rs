@@ -134,7 +134,7 @@ impl MediaProvider for Novita {
         let poll_url = ctx.url(&task_result_route(&id))?;
         http::poll_job(
             ctx,
-            &id,
+            &crate::JobTicket::new(NOVITA, &id),
             &format!("waiting for novita task {id}"),
             || ctx.request(reqwest::Method::GET, poll_url.clone()),
             |answer| parse_task_result(&id, answer),

@@ -161,7 +161,7 @@ impl MediaProvider for Replicate {
             Poll::Pending(status) => status,
         };
         let id = http::job_id(REPLICATE, status.job_id.as_deref().unwrap_or_default())?.to_owned();
-        ctx.report_accepted(&id);
+        ctx.report_accepted(&crate::JobTicket::new(REPLICATE, &id));
         ctx.report(status);
         let poll_url = ctx.url(&format!("/v1/predictions/{id}"))?;
         http::poll_until(ctx, &format!("waiting for replicate prediction {id}"), |_| {

@@ -214,7 +214,7 @@ async fn generate_video(ctx: &ProviderContext, request: &GenerationRequest) -> R
     let job_url = ctx.url(&format!("{VIDEO_ROUTE}/{id}"))?;
     http::poll_job(
         ctx,
-        &id,
+        &crate::JobTicket::new(TOGETHER, &id),
         &format!("waiting for together video job {id}"),
         || ctx.request(reqwest::Method::GET, job_url.clone()),
         parse_video_job,

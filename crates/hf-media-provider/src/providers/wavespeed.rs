@@ -163,7 +163,7 @@ impl MediaProvider for WaveSpeed {
         let poll_url = ctx.url_for_path_of(&job.result_url, None)?;
         http::poll_job(
             ctx,
-            &job.id,
+            &crate::JobTicket::new(WAVESPEED, &job.id),
             &format!("waiting for wavespeed prediction {}", job.id),
             || ctx.request(reqwest::Method::GET, poll_url.clone()),
             parse_result,

@@ -133,7 +133,7 @@ impl MediaProvider for ZaiOrg {
         let poll_url = ctx.url(&result_route(&id))?;
         http::poll_job(
             ctx,
-            &id,
+            &crate::JobTicket::new(ZAI_ORG, &id),
             &format!("waiting for zai-org task {id}"),
             || zai_request(ctx, reqwest::Method::GET, poll_url.clone()),
             parse_task,
