@@ -106,6 +106,136 @@ pub enum BatchError {
         /// What is wrong and what is expected.
         reason: String,
     },
+
+    /// A state location (`--state`) that is neither `sqlite:PATH` nor a PostgreSQL URL.
+    #[error("invalid state location `{given}`: {reason}")]
+    StateLocation {
+        /// The location as given (a password shown as `***`).
+        given: String,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+    /// The state database failed (cannot be reached, refused a statement, …).
+    #[error("batch state {location}: {action} failed: {source}")]
+    State {
+        /// The state (a password shown as `***`).
+        location: String,
+        /// What was being done.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The state's schema could not be brought up to date.
+    #[error("batch state {location}: the schema could not be brought up to date: {source}{}", migrate_hint(source))]
+    StateMigrate {
+        /// The state (a password shown as `***`).
+        location: String,
+        /// Why.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// The state holds something this version cannot read.
+    #[error("batch state {location}: unreadable data: {reason}")]
+    StateData {
+        /// The state (a password shown as `***`).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The state already holds a batch for this output, made from other items.
+    #[error("{0}")]
+    DifferentBatch(Box<DifferentBatch>),
+    /// A state handle was used before `open_batch`.
+    #[error("the batch state was used before open_batch named the batch")]
+    NoBatch,
+    /// A state handle serves one batch: `open_batch` was called again with another key.
+    #[error("this batch state handle serves the batch of `{open}`; open another one for `{asked}`")]
+    OtherBatch {
+        /// The key it serves.
+        open: String,
+        /// The key asked for.
+        asked: String,
+    },
+
+    /// A batch setting (flag) that cannot work.
+    #[error("{0}")]
+    Usage(String),
+    /// The output (folder or object-store prefix) cannot be written.
+    #[error("output {output}: {message}")]
+    Output {
+        /// The output.
+        output: String,
+        /// What went wrong and what to check.
+        message: String,
+    },
+    /// The generator could not be built or run (a missing token, a bad setting).
+    #[error("{0}")]
+    Generator(String),
+    /// `batch status` found no state for the output.
+    #[error("no batch state for {output} at {state}: run `hf-media batch INPUT -o {output}` first, or give the state with --state")]
+    NoState {
+        /// The output.
+        output: String,
+        /// Where the state was looked for.
+        state: String,
+    },
+    /// The state holds no batch for this output.
+    #[error("the state {location} holds no batch for the output {key}: check -o (and --state)")]
+    UnknownBatch {
+        /// The state (a password shown as `***`).
+        location: String,
+        /// The output asked for.
+        key: String,
+    },
+}
+
+/// The details of [`BatchError::DifferentBatch`].
+#[derive(Debug)]
+pub struct DifferentBatch {
+    /// The state (a password shown as `***`).
+    pub location: String,
+    /// The output location both runs write to.
+    pub key: String,
+    /// The input of the stored batch.
+    pub stored_input: String,
+    /// The fingerprint of the stored batch's items.
+    pub stored_fingerprint: String,
+    /// The input of this run.
+    pub input: String,
+    /// The fingerprint of this run's items.
+    pub fingerprint: String,
+}
+
+impl std::fmt::Display for DifferentBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |s: &str| s.chars().take(12).collect::<String>();
+        write!(
+            f,
+            "the state {} already holds a batch for the output {} made from {} (items {}…), and {} has other \
+             items (items {}…): to resume that batch run it with {} again; to start a new one, write to another \
+             output (-o) or use another state (--state)",
+            self.location,
+            self.key,
+            self.stored_input,
+            short(&self.stored_fingerprint),
+            self.input,
+            short(&self.fingerprint),
+            self.stored_input,
+        )
+    }
+}
+
+fn migrate_hint(error: &sqlx::migrate::MigrateError) -> &'static str {
+    match error {
+        sqlx::migrate::MigrateError::VersionMissing(_) => {
+            " (the state was made or upgraded by a newer hf-media: use that version)"
+        }
+        sqlx::migrate::MigrateError::VersionMismatch(_) => {
+            " (a migration applied to the state differs from this version's: was it made by a development build?)"
+        }
+        _ => "",
+    }
 }
 
 impl BatchError {
@@ -122,7 +252,24 @@ impl BatchError {
             BatchError::DuplicateId { .. } => "duplicate_custom_id",
             BatchError::Parameter { .. } => "invalid_parameter",
             BatchError::Field { .. } => "invalid_field",
+            BatchError::StateLocation { .. } => "invalid_state_location",
+            BatchError::State { .. } | BatchError::StateMigrate { .. } | BatchError::StateData { .. } => "state",
+            BatchError::DifferentBatch(_) => "different_batch",
+            BatchError::NoBatch | BatchError::OtherBatch { .. } => "state_use",
+            BatchError::Usage(_) => "usage",
+            BatchError::Output { .. } => "output",
+            BatchError::Generator(_) => "generator",
+            BatchError::NoState { .. } | BatchError::UnknownBatch { .. } => "no_state",
         }
+    }
+
+    /// Whether the error is the user's to fix before running again (a flag, the input, the output, the
+    /// state location): the CLI exits with its usage code.
+    pub fn is_usage(&self) -> bool {
+        !matches!(
+            self,
+            BatchError::State { .. } | BatchError::StateMigrate { .. } | BatchError::StateData { .. } | BatchError::Read(_)
+        )
     }
 
     /// Whether the reader stops here: nothing after it can be read.

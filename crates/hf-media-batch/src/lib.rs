@@ -3,7 +3,11 @@
 
 mod error;
 mod item;
+pub mod runner;
 mod source;
+pub mod state;
+#[cfg(feature = "testing")]
+pub use state::testing;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -14,7 +18,7 @@ use std::str::FromStr;
 use hf_media::GenerateRequest;
 use sha2::{Digest, Sha256};
 
-pub use error::{BatchError, LineError, REFUSED_LISTED};
+pub use error::{BatchError, DifferentBatch, LineError, REFUSED_LISTED};
 pub use item::{BatchItem, MAX_CUSTOM_ID_CHARS};
 
 use item::{Raw, build, canonical_json, digest, hex, stable_id};

@@ -31,6 +31,8 @@ pub enum Command {
     Models(ModelsArgs),
     /// Serve the embedded emulator of the Hub and the providers (offline; no token needed).
     Emulator(EmulatorArgs),
+    /// Run a resumable batch: every line of a JSONL or CSV file, into a dataset folder or bucket.
+    Batch(Box<BatchArgs>),
 }
 
 /// `hf-media emulator`.
@@ -66,6 +68,28 @@ pub struct GenerateArgs {
     /// A JSON file with an array of chat messages ({"role", "content"}), used when no PROMPT is given.
     #[arg(long, value_name = "FILE")]
     pub messages: Option<PathBuf>,
+    /// An input image to edit or animate: a file, an http(s) URL or a data: URL (repeat it for a
+    /// multi-image edit).
+    #[arg(long = "image", value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Do not download: report the provider's media URL (media answered as bytes are still saved).
+    #[arg(long)]
+    pub no_download: bool,
+    /// One JSON object per line on stdout, each with an "event" field.
+    #[arg(long)]
+    pub json: bool,
+    /// The generation parameters.
+    #[command(flatten)]
+    pub params: ParamFlags,
+    /// Where and how providers are reached.
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+}
+
+/// The generation parameters, shared by `generate` and `batch` (for `batch`, the defaults of lines that
+/// do not set them).
+#[derive(Debug, Args)]
+pub struct ParamFlags {
     /// Aspect ratio: 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3, 21:9, 9:21, 4:5, 5:4, 2:1, 1:2.
     #[arg(long, value_name = "R")]
     pub aspect_ratio: Option<String>,
@@ -102,6 +126,15 @@ pub struct GenerateArgs {
     /// Extra provider parameter, merged into the payload; the value is JSON (or a plain string).
     #[arg(long = "param", value_name = "KEY=JSON")]
     pub params: Vec<String>,
+    /// The task: picks between a model's text and image tasks, or image-to-video over image-to-image
+    /// (default: decided from the inputs and what the model's providers serve).
+    #[arg(long, value_enum)]
+    pub task: Option<MediaTask>,
+}
+
+/// Where and how providers are reached, shared by `generate` and `batch`.
+#[derive(Debug, Args)]
+pub struct ConnectFlags {
     /// Providers to try first, comma-separated, before the rest in the Hub's order.
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
     pub prefer: Vec<String>,
@@ -117,23 +150,12 @@ pub struct GenerateArgs {
     /// (`POST {URL}/v1/images/generations`); use it with `-m MODEL:NAME`, and its key with --provider-key.
     #[arg(long = "openai-provider", value_name = "NAME=URL")]
     pub openai_providers: Vec<String>,
-    /// Do not download: report the provider's media URL (media answered as bytes are still saved).
-    #[arg(long)]
-    pub no_download: bool,
     /// Bill router calls to this organization (X-HF-Bill-To).
     #[arg(long, value_name = "ORG")]
     pub bill_to: Option<String>,
     /// Largest media accepted, in bytes (a larger one is abandoned as it arrives, never buffered whole).
     #[arg(long, value_name = "BYTES", default_value_t = hf_media::sink::DEFAULT_MAX_BYTES)]
     pub max_media_bytes: u64,
-    /// An input image to edit or animate: a file, an http(s) URL or a data: URL (repeat it for a
-    /// multi-image edit).
-    #[arg(long = "image", value_name = "IMAGE")]
-    pub images: Vec<String>,
-    /// The task: picks between a model's text and image tasks, or image-to-video over image-to-image
-    /// (default: decided from the inputs and what the model's providers serve).
-    #[arg(long, value_enum)]
-    pub task: Option<MediaTask>,
     /// Largest input image read, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = hf_media::DEFAULT_MAX_INPUT_BYTES)]
     pub max_input_bytes: u64,
@@ -151,13 +173,97 @@ pub struct GenerateArgs {
     /// The router's URL.
     #[arg(long, env = "HF_ROUTER_URL", default_value = hf_media::DEFAULT_ROUTER_URL, hide_env_values = true)]
     pub router_url: String,
-    /// One JSON object per line on stdout, each with an "event" field.
-    #[arg(long)]
-    pub json: bool,
     /// Run against the embedded emulator instead of Hugging Face (offline; no token needed). With
     /// HF_MEDIA_EMULATOR_BEHAVIOURS=FILE, providers behave as that JSON file says (see `hf-media emulator`).
     #[arg(long, conflicts_with_all = ["hf_endpoint", "router_url"])]
     pub emulator: bool,
+}
+
+/// `hf-media batch`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BatchArgs {
+    /// `status`: where a batch stands.
+    #[command(subcommand)]
+    pub command: Option<BatchCommand>,
+    /// The input: JSONL (OpenAI Batch lines or flat rows with `prompt` or `messages`) or CSV.
+    #[arg(required = true)]
+    pub input: Option<PathBuf>,
+    /// Where the media and result files go: a folder, or object storage (`s3://bucket/prefix`, `gs://…`,
+    /// `az://…`, `file:///abs/path`).
+    #[arg(short, long, required = true)]
+    pub output: Option<String>,
+    /// The model of lines that name none: a Hub id, id:provider, or an alias.
+    #[arg(short, long, default_value = hf_media::DEFAULT_MODEL)]
+    pub model: String,
+    /// Generations per item, for lines that do not say.
+    #[arg(short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub n: u16,
+    /// Items in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub concurrency: u16,
+    /// A rate limit per provider (repeatable): fal-ai=10/s, replicate=600/min.
+    #[arg(long = "rate", value_name = "PROVIDER=N/PERIOD")]
+    pub rates: Vec<String>,
+    /// The batch state: sqlite:PATH, or postgres://… to share the batch between machines (default: a
+    /// SQLite file in the output folder; for object storage, in the cache folder).
+    #[arg(long, value_name = "URL", env = "HF_MEDIA_BATCH_STATE", hide_env_values = true)]
+    pub state: Option<String>,
+    /// The lease of a claimed item, in seconds (renewed while it runs; a dead worker's items are taken
+    /// over when it expires).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub lease: f64,
+    /// After Ctrl-C, how long running items may finish, in seconds (a second Ctrl-C stops at once).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub grace: f64,
+    /// Refuse the whole input if a line is bad (default: bad lines go to errors.jsonl, the rest runs).
+    #[arg(long)]
+    pub strict: bool,
+    /// The CSV column (or JSONL key) holding the prompt.
+    #[arg(long, value_name = "NAME", default_value = "prompt")]
+    pub prompt_column: String,
+    /// The input's format, when its extension does not say.
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+    /// Try failed items again.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// One JSON object per line on stdout, each with an "event" field (default on a terminal: a
+    /// progress bar).
+    #[arg(long)]
+    pub json: bool,
+    /// The generation parameters of lines that do not set them.
+    #[command(flatten)]
+    pub params: ParamFlags,
+    /// Where and how providers are reached.
+    #[command(flatten)]
+    pub connect: ConnectFlags,
+}
+
+/// `hf-media batch status`.
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Where a batch stands: counts by state, failures by kind, throughput, ETA.
+    Status {
+        /// The batch's output (as given to `hf-media batch -o`).
+        #[arg(short, long)]
+        output: String,
+        /// The batch state, when it is not the default one.
+        #[arg(long, value_name = "URL", env = "HF_MEDIA_BATCH_STATE", hide_env_values = true)]
+        state: Option<String>,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An input format (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// One JSON object a line.
+    Jsonl,
+    /// A header, then rows.
+    Csv,
 }
 
 /// `hf-media models`.

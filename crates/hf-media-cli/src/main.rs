@@ -1,5 +1,6 @@
 //! `hf-media`: the command line of hf-media.
 
+mod batch;
 mod cli;
 mod emulator;
 mod models;
@@ -21,7 +22,7 @@ use hf_media_sink_object::ObjectSink;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use crate::cli::{Cli, Command, GenerateArgs};
+use crate::cli::{Cli, Command, ConnectFlags, GenerateArgs, ParamFlags};
 
 /// Exit codes of the CLI contract.
 const EXIT_FAILED: u8 = 1;
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
         Command::Providers { json } => providers(json),
         Command::Models(args) => runtime.block_on(models::run(args)),
         Command::Emulator(args) => runtime.block_on(emulator::serve(args)),
+        Command::Batch(args) => runtime.block_on(batch::run(*args)),
     }
 }
 
@@ -151,8 +153,23 @@ fn build_request(args: &GenerateArgs) -> Result<GenerateRequest, String> {
     if args.images.iter().any(|image| image.trim().is_empty()) {
         return Err("--image needs a file, an http(s) URL or a data: URL".into());
     }
+    let params = generation_params(&args.params)?;
+    Ok(GenerateRequest {
+        model: args.model.clone(),
+        prompt: args.prompt.clone(),
+        messages,
+        params,
+        n: usize::from(args.n),
+        concurrency: args.concurrency.map(usize::from),
+        images: args.images.iter().map(|image| MediaInput::parse(image)).collect(),
+        task: args.params.task.map(Task::from),
+    })
+}
+
+/// Turns the parameter flags into generation parameters, or says what is wrong with them.
+pub(crate) fn generation_params(flags: &ParamFlags) -> Result<GenerationParams, String> {
     let mut extra = serde_json::Map::new();
-    for param in &args.params {
+    for param in &flags.params {
         let (key, raw) = param
             .split_once('=')
             .ok_or_else(|| format!("--param `{param}` must be KEY=VALUE, for example --param style=\"anime\""))?;
@@ -163,56 +180,53 @@ fn build_request(args: &GenerateArgs) -> Result<GenerateRequest, String> {
         let value = serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
         extra.insert(key.to_owned(), value);
     }
-    let aspect_ratio = match &args.aspect_ratio {
+    let aspect_ratio = match &flags.aspect_ratio {
         Some(r) => Some(r.parse().map_err(|e| format!("--aspect-ratio: {e}"))?),
         None => None,
     };
     let params = GenerationParams {
-        negative_prompt: args.negative_prompt.clone(),
-        width: args.width,
-        height: args.height,
+        negative_prompt: flags.negative_prompt.clone(),
+        width: flags.width,
+        height: flags.height,
         aspect_ratio,
-        num_inference_steps: args.steps,
-        guidance_scale: args.guidance_scale,
-        strength: args.strength,
-        seed: args.seed,
-        scheduler: args.scheduler.clone(),
-        num_frames: args.num_frames,
-        resolution: args.resolution.clone(),
+        num_inference_steps: flags.steps,
+        guidance_scale: flags.guidance_scale,
+        strength: flags.strength,
+        seed: flags.seed,
+        scheduler: flags.scheduler.clone(),
+        num_frames: flags.num_frames,
+        resolution: flags.resolution.clone(),
         extra,
     };
     params.validate().map_err(|e| e.to_string())?;
-    Ok(GenerateRequest {
-        model: args.model.clone(),
-        prompt: args.prompt.clone(),
-        messages,
-        params,
-        n: usize::from(args.n),
-        concurrency: args.concurrency.map(usize::from),
-        images: args.images.iter().map(|image| MediaInput::parse(image)).collect(),
-        task: args.task.map(Task::from),
-    })
+    Ok(params)
 }
 
-async fn generate(args: GenerateArgs) -> ExitCode {
-    let request = match build_request(&args) {
-        Ok(request) => request,
-        Err(message) => return usage_error(message),
-    };
-    let timeout = match Duration::try_from_secs_f64(args.timeout) {
+/// A configuration made from the connection flags, and the embedded emulator it talks to (kept
+/// running while the value lives).
+pub(crate) struct Connected {
+    pub config: GeneratorConfig,
+    pub emulator: Option<hf_media_emulator::RunningEmulator>,
+}
+
+/// Turns the connection flags into a configuration (the environment's token and keys, then the flags),
+/// starting the embedded emulator for `--emulator`; or says what is wrong with them.
+pub(crate) async fn connect(flags: &ConnectFlags) -> Result<Connected, String> {
+    let timeout = match Duration::try_from_secs_f64(flags.timeout) {
         Ok(timeout) if !timeout.is_zero() => timeout,
-        _ => return usage_error("--timeout must be a positive number of seconds (at most about 10^19)"),
+        _ => return Err("--timeout must be a positive number of seconds (at most about 10^19)".into()),
     };
     let mut config = GeneratorConfig::from_env();
-    for entry in &args.openai_providers {
+    for entry in &flags.openai_providers {
         let Some((name, url)) = name_value(entry) else {
-            return usage_error(
-                "--openai-provider must be NAME=URL, for example --openai-provider my-images=https://api.example.com",
+            return Err(
+                "--openai-provider must be NAME=URL, for example --openai-provider my-images=https://api.example.com"
+                    .into(),
             );
         };
         match url::Url::parse(url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
-            _ => return usage_error(format!("--openai-provider {name}: `{url}` is not an http(s) URL")),
+            _ => return Err(format!("--openai-provider {name}: `{url}` is not an http(s) URL")),
         }
         config.openai_providers.push(OpenAiProviderConfig {
             name: name.to_owned(),
@@ -221,48 +235,71 @@ async fn generate(args: GenerateArgs) -> ExitCode {
             key: None,
         });
     }
-    for entry in &args.provider_keys {
+    for entry in &flags.provider_keys {
         let Some((name, key)) = name_value(entry) else {
-            return usage_error("--provider-key must be NAME=KEY, for example --provider-key fal-ai=$FAL_KEY");
+            return Err("--provider-key must be NAME=KEY, for example --provider-key fal-ai=$FAL_KEY".into());
         };
         config.provider_keys.insert(name.to_owned(), Secret::new(key));
     }
-    for entry in &args.provider_urls {
+    for entry in &flags.provider_urls {
         let Some((name, url)) = name_value(entry) else {
-            return usage_error(
-                "--provider-url must be NAME=URL, for example --provider-url fal-ai=https://queue.fal.run",
+            return Err(
+                "--provider-url must be NAME=URL, for example --provider-url fal-ai=https://queue.fal.run".into(),
             );
         };
         config.provider_urls.insert(name.to_owned(), url.to_owned());
     }
-    config.hub_url = Some(args.hf_endpoint.clone());
-    config.router_url = Some(args.router_url.clone());
+    config.hub_url = Some(flags.hf_endpoint.clone());
+    config.router_url = Some(flags.router_url.clone());
     // Without a token, only providers called with their own key can be used; `build` says so if there is
     // neither. The emulator needs none (it gets a stand-in token), and no key from the environment then
     // sends a call to a real provider.
-    let _emulator = if args.emulator {
-        let running = match emulator::start_embedded().await {
-            Ok(running) => running,
-            Err(message) => return usage_error(message),
-        };
+    let emulator = if flags.emulator {
+        let running = emulator::start_embedded().await?;
         config.token = None;
         config.emulator_url = Some(running.url());
         Some(running)
     } else {
         None
     };
+    config.max_input_bytes = flags.max_input_bytes;
+    config.provider_order = flags.prefer.clone();
+    config.timeouts.generation_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+    config.bill_to = flags.bill_to.clone();
+    Ok(Connected { config, emulator })
+}
+
+/// The message for a generator that could not be built.
+pub(crate) fn build_error(error: hf_media::Error) -> String {
+    match error {
+        hf_media::Error::MissingToken => format!(
+            "no Hugging Face token found: set HF_TOKEN=hf_… (create a token at {TOKEN_SETTINGS_URL}), \
+             log in with `hf auth login`, or give a provider's own key with --provider-key NAME=KEY"
+        ),
+        other => other.to_string(),
+    }
+}
+
+async fn generate(args: GenerateArgs) -> ExitCode {
+    let request = match build_request(&args) {
+        Ok(request) => request,
+        Err(message) => return usage_error(message),
+    };
+    let Connected {
+        mut config,
+        emulator: _emulator,
+    } = match connect(&args.connect).await {
+        Ok(connected) => connected,
+        Err(message) => return usage_error(message),
+    };
     config.download_media = !args.no_download;
     config.sink.dir = args.output.clone();
-    config.sink.max_media_bytes = args.max_media_bytes;
-    config.max_input_bytes = args.max_input_bytes;
-    config.provider_order = args.prefer.clone();
-    config.timeouts.generation_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
-    config.bill_to = args.bill_to.clone();
+    config.sink.max_media_bytes = args.connect.max_media_bytes;
     let mut builder = MediaGeneratorBuilder::from_config(config);
     if let Some(url) = object_url(&args.output) {
         // Object storage: checked (credentials, bucket, endpoint) before any generation is paid for.
         let sink = match ObjectSink::from_url(&url) {
-            Ok(sink) => sink.with_max_bytes(args.max_media_bytes),
+            Ok(sink) => sink.with_max_bytes(args.connect.max_media_bytes),
             Err(e) => return usage_error(format!("-o {url}: {e}")),
         };
         if let Err(e) = sink.check().await {
@@ -272,13 +309,7 @@ async fn generate(args: GenerateArgs) -> ExitCode {
     }
     let generator = match builder.build() {
         Ok(generator) => generator,
-        Err(hf_media::Error::MissingToken) => {
-            return usage_error(format!(
-                "no Hugging Face token found: set HF_TOKEN=hf_… (create a token at {TOKEN_SETTINGS_URL}), \
-                 log in with `hf auth login`, or give a provider's own key with --provider-key NAME=KEY"
-            ));
-        }
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(build_error(e)),
     };
     let total = request.n;
     let progress = (!args.json && std::io::stderr().is_terminal()).then(|| {

@@ -87,6 +87,10 @@ impl GenerationRequest {
 ///   for is never given up for a hiccup). They return a typed [`ProviderError`] whose meaning is decided
 ///   where the request was sent: an HTTP 404 on the submit route is "model not supported", on a job's
 ///   own URL a failed job, on a media URL an invalid answer.
+/// - A provider that follows a job reports its [`JobTicket`] the moment the job is accepted
+///   ([`ProviderContext::report_accepted`], or [`http::poll_job`] which does it), and implements
+///   [`MediaProvider::resume`] with the very code `generate` waits with after its submit: `generate` is
+///   submit → ticket → wait, `resume` is check the ticket → wait.
 ///
 /// The trait is object-safe: registries hold `Arc<dyn MediaProvider>`.
 #[async_trait]
@@ -112,9 +116,16 @@ pub trait MediaProvider: Send + Sync + Debug {
     /// [`MediaProvider::generate`] would after its submit, and never submits anything. `request` is the
     /// generation the job was submitted for (its task decides how the result is read).
     ///
-    /// A job that is gone or failed is a [`ProviderError`] like any other; the caller then tries another
-    /// provider, never this one again for the same generation. The default, for providers that never
-    /// report a ticket (they answer with the media at once), says the job cannot be resumed.
+    /// The ticket is checked before anything is sent: one of another provider, with an id that cannot go
+    /// into a URL, or with a path that is not relative to the base ([`JobTicket::path_id`],
+    /// [`JobTicket::relative_path`]) is a [`ProviderError::InvalidRequest`]. The resumed job is reported
+    /// accepted again ([`ProviderNotice::Accepted`], with the same ticket) and its states as `generate`
+    /// reports them.
+    ///
+    /// A job that is gone or failed is a [`ProviderError`] like any other (a 404 on the job's URL is a
+    /// failed job, never "model not supported"); the caller then tries another provider, never this one
+    /// again for the same generation. The default, for providers that never report a ticket (they answer
+    /// with the media at once), says the job cannot be resumed.
     async fn resume(
         &self,
         ctx: &ProviderContext,
@@ -124,7 +135,10 @@ pub trait MediaProvider: Send + Sync + Debug {
         let _ = (ctx, request);
         Err(ProviderError::invalid_request(
             self.name(),
-            format!("job {} cannot be resumed: this provider does not follow jobs", job.job_id),
+            format!(
+                "job {} cannot be resumed: this provider does not follow jobs",
+                job.job_id
+            ),
         ))
     }
 }

@@ -144,6 +144,21 @@ pub(crate) fn refuses_create(err: &Error) -> bool {
     }
 }
 
+/// Whether deleting failed because a folder is there, not an object (local files: the folder of
+/// `a.png/b.png` is `a.png`): there is no object of that name to delete.
+pub(crate) fn is_a_folder(err: &Error) -> bool {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(at) = source {
+        if let Some(io) = at.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::IsADirectory {
+                return true;
+            }
+        }
+        source = at.source();
+    }
+    false
+}
+
 /// Whether a failed put or completion may still have written the object (the request may have
 /// reached the store: a timeout, a broken connection, a 5xx...), so that it must be deleted to be
 /// sure nothing is left.

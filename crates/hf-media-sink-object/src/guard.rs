@@ -4,11 +4,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::StreamExt as _;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt as _, PutPayload};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::error::may_have_written;
+use crate::error::{is_a_folder, may_have_written};
 
 /// An open multipart upload and its parts in flight.
 struct OpenUpload {
@@ -90,6 +91,8 @@ impl StepOutcome {
 struct Step {
     handle: JoinHandle<StepOutcome>,
     key: Path,
+    /// Objects to clear too if the step wrote (see [`Guard::step_replacing`]).
+    also: Vec<Path>,
 }
 
 /// Everything to undo.
@@ -98,34 +101,41 @@ struct Undo {
     upload: Option<OpenUpload>,
     step: Option<Step>,
     published: Vec<Path>,
+    /// Objects of a keyed store's key that go with its media once that may have been replaced (its
+    /// sidecar, its other formats): deleted in one request where the store can.
+    cleared: Vec<Path>,
 }
 
 impl Undo {
     fn is_empty(&self) -> bool {
-        self.upload.is_none() && self.step.is_none() && self.published.is_empty()
+        self.upload.is_none() && self.step.is_none() && self.published.is_empty() && self.cleared.is_empty()
     }
 
     /// Undoes: waits for a running step and undoes what it did, aborts the open upload (its part
-    /// tasks first), deletes what was published. Best effort: failures are ignored (the parts of an
-    /// upload whose abort failed stay invisible, for a lifecycle rule to reclaim).
+    /// tasks first), deletes what was published, then what is to be cleared. Best effort: failures
+    /// are ignored (the parts of an upload whose abort failed stay invisible, for a lifecycle rule
+    /// to reclaim).
     async fn run(self, store: &dyn ObjectStore) {
         let Self {
             upload,
             step,
             mut published,
+            mut cleared,
         } = self;
         if let Some(step) = step {
-            match step.handle.await {
+            let wrote = match step.handle.await {
                 Ok(outcome) => {
                     if let Some(mut upload) = outcome.open {
                         let _ = upload.abort().await;
                     }
-                    if outcome.wrote {
-                        published.push(step.key);
-                    }
+                    outcome.wrote
                 }
                 // The task panicked or the runtime is shutting down: whether it wrote is unknown.
-                Err(_) => published.push(step.key),
+                Err(_) => true,
+            };
+            if wrote {
+                published.push(step.key);
+                cleared.extend(step.also);
             }
         }
         if let Some(mut open) = upload {
@@ -135,7 +145,29 @@ impl Undo {
         for key in published {
             let _ = store.delete(&key).await;
         }
+        if !cleared.is_empty() {
+            let _ = delete_all(store, cleared).await;
+        }
     }
+}
+
+/// Deletes `keys` with the store's bulk delete (one request for up to 1,000 keys on S3), a missing
+/// object (or a folder of local files, which holds no object of that name) counting as deleted; the
+/// first other error, once every deletion was tried.
+pub(crate) async fn delete_all(store: &dyn ObjectStore, keys: Vec<Path>) -> object_store::Result<()> {
+    let keys = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
+    let mut results = store.delete_stream(keys);
+    let mut first_error = None;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) if is_a_folder(&e) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// What a store in progress must undo if it does not reach its end: an open multipart upload (to
@@ -168,28 +200,39 @@ impl Guard {
     where
         F: Future<Output = StepOutcome> + Send + 'static,
     {
+        self.step_replacing(key, Vec::new(), task).await
+    }
+
+    /// [`step`](Self::step) for a request that may replace what `key` held (a keyed store): once it
+    /// wrote (or may have written), undoing deletes the objects `also` too (the key's sidecar and its
+    /// other formats), so that an undone keyed store leaves its key empty rather than half old, half
+    /// new.
+    pub(crate) async fn step_replacing<F>(&mut self, key: &Path, also: Vec<Path>, task: F) -> object_store::Result<()>
+    where
+        F: Future<Output = StepOutcome> + Send + 'static,
+    {
         let handle = tokio::spawn(task);
         let step = self.undo.step.insert(Step {
             handle,
             key: key.clone(),
+            also,
         });
         let joined = (&mut step.handle).await;
-        self.undo.step = None;
-        match joined {
+        let also = self.undo.step.take().map(|step| step.also).unwrap_or_default();
+        let (wrote, result) = match joined {
             Ok(outcome) => {
                 if let Some(upload) = outcome.open {
                     self.undo.upload = Some(OpenUpload::new(upload));
                 }
-                if outcome.wrote {
-                    self.undo.published.push(key.clone());
-                }
-                outcome.result
+                (outcome.wrote, outcome.result)
             }
-            Err(join) => {
-                self.undo.published.push(key.clone());
-                Err(join.into())
-            }
+            Err(join) => (true, Err(join.into())),
+        };
+        if wrote {
+            self.undo.published.push(key.clone());
+            self.undo.cleared.extend(also);
         }
+        result
     }
 
     /// Sends `part` of the open upload, once fewer than `max_in_flight` parts are in flight.
@@ -215,13 +258,14 @@ impl Guard {
     }
 
     /// Completes the open upload (all its parts sent) at `key`: the one atomic step that makes the
-    /// object visible. Afterwards the guard holds the object, to delete, or the upload, to abort.
-    pub(crate) async fn complete(&mut self, key: &Path) -> object_store::Result<()> {
+    /// object visible. Afterwards the guard holds the object, to delete, or the upload, to abort;
+    /// and `also`, to delete, as [`step_replacing`](Self::step_replacing) says.
+    pub(crate) async fn complete(&mut self, key: &Path, also: Vec<Path>) -> object_store::Result<()> {
         self.finish_parts().await?;
         let Some(OpenUpload { mut upload, .. }) = self.undo.upload.take() else {
             return Err(no_upload());
         };
-        self.step(key, async move {
+        self.step_replacing(key, also, async move {
             let result = upload.complete().await;
             StepOutcome::completed(upload, result)
         })

@@ -67,6 +67,13 @@ impl Default for Capabilities {
 ///   `{prefix}/{same stem}.json`, the pretty-printed [`MediaRecord`](hf_media_sink::MediaRecord)
 ///   with the measured `timings.store_ms`. Locations are [`MediaLocation::Object`] URIs such as
 ///   `s3://bucket/prefix/1732623000_a-cat_0f3a9c21.png`.
+/// - **Keys**: a record with a [`MediaRecord::key`](hf_media_sink::MediaRecord::key) is stored at
+///   `{prefix}/{key}.{ext}` and its sidecar at `{prefix}/{key}.json`, *replacing* what is there
+///   (`PutMode::Overwrite`; a multipart upload's completion, invisible until then). The key's media
+///   of other formats (`{key}.png` when the new bytes are a JPEG) are deleted next (one bulk request
+///   on S3, so keyed stores need the delete permission): a key never holds two media. A keyed store
+///   failing before its media is published leaves the key as it was; failing (or dropped) after,
+///   it deletes what the key holds.
 /// - **Atomic**: a media no larger than one part (default [`DEFAULT_PART_SIZE`]) is stored with a
 ///   single put; a larger one with a multipart upload of equal parts (the last one shorter), which
 ///   becomes visible only when the upload completes. At most the first part is buffered before
@@ -76,7 +83,7 @@ impl Default for Capabilities {
 ///   deleted) before `store` returns; when the `store` future is dropped, a guard spawns the same
 ///   clean-up onto the Tokio runtime. A request already sent (a put, the completion of an upload)
 ///   is not cut off: the clean-up waits for it, then deletes what it wrote.
-/// - **Never overwrites**: single puts (media and sidecar) use `PutMode::Create` where the store
+/// - **Never overwrites** (unkeyed stores): single puts (media and sidecar) use `PutMode::Create` where the store
 ///   supports it (S3 and compatibles with `If-None-Match`, GCS, Azure, local files, memory) and
 ///   take a fresh name when the name is taken; a multipart upload cannot be conditional, so it
 ///   relies on the random part of the name, as [`FileSink`](hf_media_sink::FileSink) does.

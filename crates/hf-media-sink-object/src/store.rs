@@ -1,5 +1,6 @@
 //! [`MediaSink`] for [`ObjectSink`]: one put for a small media, a multipart upload for a larger
-//! one, then the sidecar.
+//! one, then the sidecar. Under a fresh name, never overwriting; or, for a keyed record, at
+//! `{prefix}/{key}.{ext}`, replacing what the key held.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,13 +13,13 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, PutMode, PutMultipartOptions, PutOptions, PutPayload};
 
 use hf_media_sink::{
-    ByteStream, MediaFormat, MediaIntake, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia,
-    media_file_stem,
+    ByteStream, MediaFormat, MediaIntake, MediaKey, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia,
+    media_extensions, media_file_stem,
 };
 
 use crate::ObjectSink;
 use crate::error::{is_taken, refuses_attributes, refuses_create};
-use crate::guard::{Guard, StepOutcome};
+use crate::guard::{Guard, StepOutcome, delete_all};
 
 /// How many fresh names are tried when a name is already taken.
 const NAME_ATTEMPTS: usize = 8;
@@ -91,6 +92,20 @@ fn content_type(mime: &'static str) -> Attributes {
     [(Attribute::ContentType, mime)].into_iter().collect()
 }
 
+/// The objects of a keyed store.
+struct AtKey {
+    /// `{prefix}/{key}.{ext}`.
+    media: Path,
+    /// `{prefix}/{key}.json`.
+    sidecar: Path,
+    /// `{prefix}/{key}.{other}` for every other media extension: removed once the media is
+    /// published, so that a key never holds two media.
+    others: Vec<Path>,
+    /// What undoing the store deletes too once the media may have replaced the key's previous one:
+    /// the other formats, and the sidecar when sidecars are written.
+    cleared: Vec<Path>,
+}
+
 impl ObjectSink {
     /// A fresh stem for `record`: `{unix_secs}_{slug}_{random}`.
     fn stem(record: &MediaRecord) -> String {
@@ -105,8 +120,35 @@ impl ObjectSink {
         self.prefix.clone().join(format!("{stem}.{extension}"))
     }
 
+    /// `{prefix}/{key}.{extension}`, one path segment per key segment.
+    fn key_path(&self, key: &MediaKey, extension: &str) -> Path {
+        let folder = key.folders().fold(self.prefix.clone(), Path::join);
+        folder.join(format!("{}.{extension}", key.name()))
+    }
+
+    /// The objects of a store at `key` of a `.{extension}` media.
+    fn at_key(&self, key: &MediaKey, extension: &str) -> AtKey {
+        let sidecar = self.key_path(key, "json");
+        let others: Vec<Path> = media_extensions()
+            .filter(|other| *other != extension)
+            .map(|other| self.key_path(key, other))
+            .collect();
+        let mut cleared = others.clone();
+        if self.sidecar {
+            cleared.push(sidecar.clone());
+        }
+        AtKey {
+            media: self.key_path(key, extension),
+            sidecar,
+            others,
+            cleared,
+        }
+    }
+
     /// Puts `payload` at `key` without overwriting anything (`PutMode::Create`), falling back to a
-    /// plain put (and to no `Content-Type`) for stores that support neither.
+    /// plain put (and to no `Content-Type`) for stores that support neither. With `replacing`, a
+    /// keyed store's put: overwrites (`PutMode::Overwrite`), and once it wrote, undoing the store
+    /// deletes the objects of `replacing` too.
     async fn put_object(
         &self,
         guard: &mut Guard,
@@ -114,9 +156,10 @@ impl ObjectSink {
         payload: PutPayload,
         mime: &'static str,
         doing: &str,
+        replacing: Option<&[Path]>,
     ) -> Result<Put, SinkError> {
         loop {
-            let create = self.create_supported();
+            let create = replacing.is_none() && self.create_supported();
             let with_type = self.attributes_supported();
             let opts = PutOptions {
                 mode: if create { PutMode::Create } else { PutMode::Overwrite },
@@ -129,11 +172,11 @@ impl ObjectSink {
             };
             let store = Arc::clone(&self.store);
             let (at, body) = (key.clone(), payload.clone());
+            let also = replacing.map(<[Path]>::to_vec).unwrap_or_default();
             let result = guard
-                .step(
-                    key,
-                    async move { StepOutcome::put(store.put_opts(&at, body, opts).await) },
-                )
+                .step_replacing(key, also, async move {
+                    StepOutcome::put(store.put_opts(&at, body, opts).await)
+                })
                 .await;
             match result {
                 Ok(()) => return Ok(Put::Done),
@@ -149,12 +192,45 @@ impl ObjectSink {
         }
     }
 
-    /// Writes `record` as the sidecar at `key`.
-    async fn put_sidecar(&self, guard: &mut Guard, key: &Path, record: &MediaRecord) -> Result<Put, SinkError> {
+    /// Writes `record` as the sidecar at `key`: never overwriting, or (`replace`, a keyed store)
+    /// overwriting.
+    async fn put_sidecar(
+        &self,
+        guard: &mut Guard,
+        key: &Path,
+        record: &MediaRecord,
+        replace: bool,
+    ) -> Result<Put, SinkError> {
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| SinkError::backend(format!("could not serialize the media record: {e}"), false))?;
-        self.put_object(guard, key, json.into(), "application/json", "writing the sidecar")
+        let replacing = replace.then_some(&[][..]);
+        self.put_object(
+            guard,
+            key,
+            json.into(),
+            "application/json",
+            "writing the sidecar",
+            replacing,
+        )
+        .await
+    }
+
+    /// The end of a keyed store, once its media is published: removes the key's media of other
+    /// formats, then writes the sidecar over the key's. Returns the sidecar's path, if written.
+    async fn finish_at_key(
+        &self,
+        guard: &mut Guard,
+        at: &AtKey,
+        record: &MediaRecord,
+    ) -> Result<Option<Path>, SinkError> {
+        delete_all(self.store.as_ref(), at.others.clone())
             .await
+            .map_err(|e| self.error("removing the other formats of", &at.media, &e))?;
+        if !self.sidecar {
+            return Ok(None);
+        }
+        self.put_sidecar(guard, &at.sidecar, record, true).await?;
+        Ok(Some(at.sidecar.clone()))
     }
 
     /// Opens a multipart upload at `key`; the guard holds it afterwards.
@@ -196,11 +272,19 @@ impl ObjectSink {
         record: &mut MediaRecord,
         started: Instant,
     ) -> Result<(Path, Option<Path>), SinkError> {
+        if let Some(key) = &record.key {
+            let at = self.at_key(key, format.extension);
+            self.put_object(guard, &at.media, payload, format.mime, "storing", Some(&at.cleared))
+                .await?;
+            record.timings.store_ms = millis(started);
+            let sidecar = self.finish_at_key(guard, &at, record).await?;
+            return Ok((at.media, sidecar));
+        }
         for _ in 0..NAME_ATTEMPTS {
             let stem = Self::stem(record);
             let key = self.key(&stem, format.extension);
             if let Put::Taken = self
-                .put_object(guard, &key, payload.clone(), format.mime, "storing")
+                .put_object(guard, &key, payload.clone(), format.mime, "storing", None)
                 .await?
             {
                 continue;
@@ -210,7 +294,7 @@ impl ObjectSink {
                 return Ok((key, None));
             }
             let sidecar = self.key(&stem, "json");
-            match self.put_sidecar(guard, &sidecar, record).await? {
+            match self.put_sidecar(guard, &sidecar, record, false).await? {
                 Put::Done => return Ok((key, Some(sidecar))),
                 // Delete the media just stored, and take another name.
                 Put::Taken => guard.undo_now().await,
@@ -238,8 +322,14 @@ impl ObjectSink {
     ) -> Result<Published, SinkError> {
         // More than MIN_PART_SIZE (64) bytes were accepted, so the intake knows the format.
         let format = intake.format().map_or_else(|| intake.finish(), Ok)?;
+        // A keyed media goes to its key (the completion overwrites what is there); another one to
+        // a fresh name.
+        let at_key = record.key.as_ref().map(|key| self.at_key(key, format.extension));
         let stem = Self::stem(record);
-        let key = self.key(&stem, format.extension);
+        let key = match &at_key {
+            Some(at) => at.media.clone(),
+            None => self.key(&stem, format.extension),
+        };
         self.open_upload(guard, &key, format.mime).await?;
         let part_error = |e: object_store::Error| self.error("uploading a part of", &key, &e);
         loop {
@@ -268,14 +358,17 @@ impl ObjectSink {
                 .await
                 .map_err(part_error)?;
         }
+        let cleared = at_key.as_ref().map(|at| at.cleared.clone()).unwrap_or_default();
         guard
-            .complete(&key)
+            .complete(&key, cleared)
             .await
             .map_err(|e| self.error("completing the upload of", &key, &e))?;
         record.timings.store_ms = millis(started);
-        let sidecar = if self.sidecar {
+        let sidecar = if let Some(at) = &at_key {
+            self.finish_at_key(guard, at, record).await?
+        } else if self.sidecar {
             let sidecar = self.key(&stem, "json");
-            match self.put_sidecar(guard, &sidecar, record).await? {
+            match self.put_sidecar(guard, &sidecar, record, false).await? {
                 Put::Done => Some(sidecar),
                 Put::Taken => {
                     return Err(SinkError::backend(

@@ -115,6 +115,26 @@ async fn memory_multipart_and_clean_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_keyed_stores_replace_what_the_key_held() {
+    let (sink, store, stats) = memory_sink("keys");
+    support::keyed_stores_replace_what_the_key_held(&sink, store.as_ref(), &stats).await;
+    let prefix = sink.prefix().clone();
+    let (first, second) =
+        conformance::keyed_store_lands_at_key_and_replaces(&sink, || count_objects(&store, &prefix)).await;
+    assert_eq!(
+        first.location,
+        MediaLocation::Object("memory:///keys/conformance/shard-0000/replaced.png".to_owned())
+    );
+    assert_eq!(second.location, first.location);
+    let bytes = support::read_uri(&sink, store.as_ref(), &second.location).await;
+    assert!(bytes.ends_with(b"second take"), "the second's bytes");
+    support::check_sidecar(&sink, store.as_ref(), &second).await;
+    let opened = Stats::get(&stats.uploads_opened);
+    let settled = Stats::get(&stats.uploads_completed) + Stats::get(&stats.uploads_aborted);
+    assert_eq!(opened, settled, "every upload was completed or aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_upload_concurrency_one_keeps_order() {
     let (sink, store, stats) = memory_sink("serial");
     let sink = sink.with_upload_concurrency(1);
@@ -158,6 +178,34 @@ async fn local_files_multipart_and_clean_up() {
     support::taken_names_are_never_overwritten(&sink, store.as_ref(), &stats).await;
     support::dropped_while_publishing_leaves_nothing(&sink, store.as_ref(), &stats).await;
     assert_eq!(files_under(tmp.path()).iter().filter(|f| f.contains('#')).count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_files_keyed_stores_replace_what_the_key_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sink, store, stats) = local_sink(tmp.path());
+    support::keyed_stores_replace_what_the_key_held(&sink, store.as_ref(), &stats).await;
+    let media = tmp.path().join("media");
+    // No staging file is left by the multipart uploads (completed or aborted).
+    support::eventually("no staging file is left", || {
+        files_under(&media).iter().all(|f| !f.contains('#'))
+    })
+    .await;
+
+    // A folder named like another format of a key (the folder of the key `a.gif/b`) holds no
+    // object of that name: a keyed store at `a` leaves it.
+    let nested = conformance::keyed_record("nested", "a.gif/b");
+    sink.store(conformance::stream_of(vec![conformance::tiny_png()]), nested)
+        .await
+        .unwrap();
+    let jpeg = conformance::keyed_record("a jpeg", "a");
+    let stored = sink
+        .store(conformance::stream_of(vec![conformance::tiny_jpeg_head()]), jpeg)
+        .await
+        .unwrap();
+    assert_eq!(stored.location, MediaLocation::Object(format!("{}/a.jpg", sink.uri())));
+    assert!(media.join("a.jpg").is_file() && media.join("a.json").is_file());
+    assert!(media.join("a.gif/b.png").is_file() && media.join("a.gif/b.json").is_file());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,6 +149,30 @@ async fn s3_open_upload_is_invisible_until_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_keyed_stores_replace_what_the_key_held() {
+    let (moto, sink, store, stats) = s3_sink("keyed").await;
+    support::keyed_stores_replace_what_the_key_held(&sink, store.as_ref(), &stats).await;
+    assert!(moto.open_uploads(BUCKET).await.is_empty(), "no open upload left");
+    let prefix = sink.prefix().clone();
+    let (_, second) =
+        conformance::keyed_store_lands_at_key_and_replaces(&sink, || count_objects(&store, &prefix)).await;
+    assert_eq!(
+        second.location,
+        MediaLocation::Object("s3://hf-media-test/keyed/conformance/shard-0000/replaced.png".to_owned())
+    );
+    let got = store.get(&support::key_of(&sink, &second.location)).await.unwrap();
+    assert_eq!(
+        got.attributes.get(&Attribute::ContentType).map(|v| v.as_ref()),
+        Some("image/png")
+    );
+    assert!(
+        got.bytes().await.unwrap().ends_with(b"second take"),
+        "the second's bytes"
+    );
+    support::check_sidecar(&sink, store.as_ref(), &second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_concurrent_stores_of_one_name_get_distinct_keys() {
     let (_moto, sink, store, stats) = s3_sink("concurrent").await;
     // Single puts, and multipart uploads, of the same prompt at the same time.

@@ -14,9 +14,17 @@
 //! record comes back unchanged except `timings.store_ms`. A
 //! [`MediaLocation::File`] media is read back; so is a
 //! [`MediaLocation::File`] sidecar, which must hold exactly the returned record
-//! (`store_ms` included). A sidecar elsewhere (an object, ...) is only checked to
-//! be somewhere else than the media. [`measures_store_time`] checks that
-//! `store_ms` is really measured.
+//! (`store_ms` included, [`MediaRecord::key`] aside: it is not written). A sidecar
+//! elsewhere (an object, ...) is only checked to be somewhere else than the media.
+//! [`measures_store_time`] checks that `store_ms` is really measured.
+//!
+//! Keyed stores ([`MediaRecord::key`]) are checked by
+//! [`keyed_store_lands_at_key_and_replaces`], [`keyed_store_of_another_format_replaces`] and
+//! [`failed_keyed_store_keeps_the_key_as_it_was`]: a key holds one media, the last stored. They
+//! use keys under `conformance/`, with sub-folders; a file or object location must end with
+//! `{key}.{ext}`, its sidecar with `{key}.json`. Run again on the same sink, they replace what
+//! the previous run stored. For these, `count` must also count what is in sub-folders (or under
+//! the prefix, for objects).
 //!
 //! Checks need a Tokio runtime with the timer enabled and time *not* paused
 //! (`#[tokio::test]`, without `start_paused`): [`measures_store_time`] sleeps
@@ -37,7 +45,9 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream;
 
-use crate::{ByteStream, MediaKind, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, StreamError};
+use crate::{
+    ByteStream, MediaKey, MediaKind, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, StreamError,
+};
 
 /// A real, valid 1×1 red PNG (70 bytes; correct CRCs and zlib stream).
 pub fn tiny_png() -> Vec<u8> {
@@ -67,7 +77,15 @@ pub fn tiny_mp4_head() -> Vec<u8> {
     head
 }
 
-/// A record with every field set, for `prompt`.
+/// The start of a JPEG file (JFIF APP0 marker): enough to be sniffed as JPEG.
+pub fn tiny_jpeg_head() -> Vec<u8> {
+    vec![
+        0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01,
+        0x00, 0x00,
+    ]
+}
+
+/// A record with every field set (but [`MediaRecord::key`]), for `prompt`.
 pub fn sample_record(prompt: &str) -> MediaRecord {
     MediaRecord {
         prompt: prompt.to_owned(),
@@ -86,6 +104,20 @@ pub fn sample_record(prompt: &str) -> MediaRecord {
             generation_ms: 1234,
             store_ms: 0,
         },
+        key: None,
+    }
+}
+
+/// [`sample_record`] for `prompt`, to be stored at `key`.
+///
+/// # Panics
+///
+/// When `key` is not a valid [`MediaKey`].
+pub fn keyed_record(prompt: &str, key: &str) -> MediaRecord {
+    let key = MediaKey::new(key).unwrap_or_else(|e| panic!("{e}"));
+    MediaRecord {
+        key: Some(key),
+        ..sample_record(prompt)
     }
 }
 
@@ -150,9 +182,13 @@ fn check_stored(stored: &StoredMedia, bytes: &[u8], record: &MediaRecord, ext: &
                 std::fs::read_to_string(path).unwrap_or_else(|e| panic!("sidecar {} unreadable: {e}", path.display()));
             let back: MediaRecord = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("sidecar {} is not a MediaRecord: {e}", path.display()));
+            let written = MediaRecord {
+                key: None,
+                ..stored.record.clone()
+            };
             assert_eq!(
                 back,
-                stored.record,
+                written,
                 "the sidecar {} must hold the returned record, timings.store_ms included",
                 path.display()
             );
@@ -339,6 +375,193 @@ pub async fn identical_prompts_get_distinct_locations(sink: &dyn MediaSink, n: u
     assert_eq!(locations.len(), n);
 }
 
+/// Checks that `stored`, stored at `key` as a `.{ext}`, is at that key: a file or object location
+/// ends with `{key}.{ext}`, a file or object sidecar with `{key}.json`.
+fn check_at_key(stored: &StoredMedia, key: &str, ext: &str) {
+    let media = format!("{key}.{ext}");
+    let sidecar = format!("{key}.json");
+    let ends_with = |location: &MediaLocation, tail: &str| match location {
+        MediaLocation::File(path) => Some(path.ends_with(tail)),
+        MediaLocation::Object(uri) => Some(uri.ends_with(&format!("/{tail}"))),
+        _ => None,
+    };
+    if let Some(at) = ends_with(&stored.location, &media) {
+        assert!(
+            at,
+            "a media stored at the key {key} must be at {media}, it is at {}",
+            stored.location
+        );
+    }
+    if let Some(at) = stored.sidecar.as_ref().and_then(|s| ends_with(s, &sidecar)) {
+        assert!(
+            at,
+            "the sidecar of a media stored at the key {key} must be at {sidecar}, it is at {:?}",
+            stored.sidecar
+        );
+    }
+    assert_eq!(
+        stored.record.key.as_ref().map(MediaKey::as_str),
+        Some(key),
+        "the returned record keeps its key"
+    );
+}
+
+/// Whether something is at `location`, when it is a file; `None` elsewhere.
+fn file_exists(location: &MediaLocation) -> Option<bool> {
+    location.as_path().map(|path| std::fs::symlink_metadata(path).is_ok())
+}
+
+/// Two stores at one key (in sub-folders), of two different PNGs: both succeed at that key, the
+/// second replacing the first. `count` must not grow with the second, and a file location holds the
+/// second's bytes (and sidecar). Returns both answers.
+pub async fn keyed_store_lands_at_key_and_replaces(
+    sink: &dyn MediaSink,
+    count: impl Fn() -> usize,
+) -> (StoredMedia, StoredMedia) {
+    const KEY: &str = "conformance/shard-0000/replaced";
+    let first_png = tiny_png();
+    let record = keyed_record("the first take", KEY);
+    let first = sink
+        .store(stream_of(chunked(&first_png, 9)), record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("storing a PNG at the key {KEY} failed: {e}"));
+    check_stored(&first, &first_png, &record, "png", MediaKind::Image);
+    check_at_key(&first, KEY, "png");
+    let after_first = count();
+
+    // Another PNG (the same image, trailing bytes after IEND), another record.
+    let mut second_png = tiny_png();
+    second_png.extend_from_slice(b"second take");
+    let record = keyed_record("the second take", KEY);
+    let second = sink
+        .store(stream_of(chunked(&second_png, 9)), record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("storing again at the key {KEY} failed: {e}"));
+    check_stored(&second, &second_png, &record, "png", MediaKind::Image);
+    check_at_key(&second, KEY, "png");
+    assert_eq!(
+        count(),
+        after_first,
+        "a second store at the key {KEY} must replace the first, not add to it"
+    );
+    if matches!(first.location, MediaLocation::File(_) | MediaLocation::Object(_)) {
+        assert_eq!(
+            first.location, second.location,
+            "two PNGs stored at one key must be at one place"
+        );
+        assert_eq!(first.sidecar, second.sidecar, "and their sidecar too");
+    }
+    (first, second)
+}
+
+/// A PNG, then a JPEG, at one key: the JPEG is at `{key}.jpg` and the PNG is gone (a key never holds
+/// two media): `count` must not grow with the JPEG, and a PNG file must not exist anymore. Returns
+/// both answers.
+pub async fn keyed_store_of_another_format_replaces(
+    sink: &dyn MediaSink,
+    count: impl Fn() -> usize,
+) -> (StoredMedia, StoredMedia) {
+    const KEY: &str = "conformance/shard-0000/reformatted";
+    let png = tiny_png();
+    let record = keyed_record("first as a PNG", KEY);
+    let first = sink
+        .store(stream_of(vec![png.clone()]), record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("storing a PNG at the key {KEY} failed: {e}"));
+    check_stored(&first, &png, &record, "png", MediaKind::Image);
+    check_at_key(&first, KEY, "png");
+    let after_first = count();
+
+    let jpeg = tiny_jpeg_head();
+    let record = keyed_record("then as a JPEG", KEY);
+    let second = sink
+        .store(stream_of(chunked(&jpeg, 5)), record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("storing a JPEG at the key {KEY} failed: {e}"));
+    check_stored(&second, &jpeg, &record, "jpg", MediaKind::Image);
+    check_at_key(&second, KEY, "jpg");
+    assert_eq!(
+        count(),
+        after_first,
+        "a JPEG stored at the key {KEY} must replace the PNG there, not add to it"
+    );
+    if let Some(exists) = file_exists(&first.location) {
+        assert!(
+            !exists,
+            "{} must be removed once a JPEG is stored at its key",
+            first.location
+        );
+    }
+    if let Some(exists) = file_exists(&second.location) {
+        assert!(exists, "{} must exist", second.location);
+    }
+    (first, second)
+}
+
+/// A PNG at one key, then a store at that key failing mid-stream, one refused (not a media) and one
+/// cancelled (stalled, then dropped): none changes `count`, and a file location still holds the
+/// first PNG. Returns the first store's answer.
+pub async fn failed_keyed_store_keeps_the_key_as_it_was(
+    sink: &dyn MediaSink,
+    count: impl Fn() -> usize,
+) -> StoredMedia {
+    const KEY: &str = "conformance/kept";
+    let png = tiny_png();
+    let record = keyed_record("kept", KEY);
+    let stored = sink
+        .store(stream_of(vec![png.clone()]), record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("storing a PNG at the key {KEY} failed: {e}"));
+    check_at_key(&stored, KEY, "png");
+    let before = count();
+
+    let failed = sink
+        .store(
+            failing_stream(png[..40].to_vec(), "connection reset by peer"),
+            keyed_record("failing", KEY),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(SinkError::Source(_))),
+        "a failing stream at a key must give SinkError::Source, got {failed:?}"
+    );
+    let html = b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>".to_vec();
+    let refused = sink.store(stream_of(vec![html]), keyed_record("refused", KEY)).await;
+    assert!(
+        matches!(refused, Err(SinkError::UnrecognizedMedia { .. })),
+        "HTML at a key must be refused as UnrecognizedMedia, got {refused:?}"
+    );
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(100),
+        sink.store(stalled_stream(png[..40].to_vec()), keyed_record("cancelled", KEY)),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "store must wait for a stalled stream, it returned {cancelled:?}"
+    );
+    assert_eq!(
+        count(),
+        before,
+        "a failed or cancelled store at the key {KEY} must leave it as it was"
+    );
+    if let MediaLocation::File(path) = &stored.location {
+        let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
+        assert_eq!(on_disk, png, "{} must still hold the first PNG", path.display());
+    }
+    if let Some(MediaLocation::File(path)) = &stored.sidecar {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
+        let back: MediaRecord = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            back.prompt,
+            "kept",
+            "{} must still be the first sidecar",
+            path.display()
+        );
+    }
+    stored
+}
+
 /// Runs every check above except [`rejects_oversized`] (which needs a
 /// configured limit).
 pub async fn run_all(sink: &dyn MediaSink, count: impl Fn() -> usize) {
@@ -350,4 +573,7 @@ pub async fn run_all(sink: &dyn MediaSink, count: impl Fn() -> usize) {
     stores_mp4(sink).await;
     measures_store_time(sink).await;
     identical_prompts_get_distinct_locations(sink, 10).await;
+    keyed_store_lands_at_key_and_replaces(sink, &count).await;
+    keyed_store_of_another_format_replaces(sink, &count).await;
+    failed_keyed_store_keeps_the_key_as_it_was(sink, &count).await;
 }

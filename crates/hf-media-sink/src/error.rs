@@ -72,6 +72,21 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+
+    /// A [`MediaKey`](crate::MediaKey) was refused: [`MediaKey::new`](crate::MediaKey::new), or
+    /// deserializing one, met a string that is no valid key. Not retryable.
+    #[error(
+        "invalid media key {}: {reason}; a key is 1 to 8 `/`-separated segments of ASCII letters, digits, \
+         `.`, `_` and `-`, each 1 to 128 characters long and not starting with `.`, at most 512 characters \
+         in all, without extension (e.g. `shard-0001/item-000042`)",
+        crate::key::shown(key)
+    )]
+    InvalidKey {
+        /// The string refused, as given.
+        key: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
 }
 
 impl SinkError {
@@ -88,7 +103,7 @@ impl SinkError {
     /// [`SinkError::Backend`] marked retryable and for a [`SinkError::Source`]
     /// whose stream error [is retryable](StreamError::is_retryable) (a broken
     /// connection, a stall); `false` for everything else, [`SinkError::Io`]
-    /// included.
+    /// and [`SinkError::InvalidKey`] included.
     ///
     /// The `hf-media` facade retries a retryable sink error, downloading the
     /// media again when it can. Whatever the variant, the failed store left
@@ -97,7 +112,11 @@ impl SinkError {
         match self {
             Self::Backend { retryable, .. } => *retryable,
             Self::Source(source) => source.is_retryable(),
-            Self::Empty | Self::UnrecognizedMedia { .. } | Self::TooLarge { .. } | Self::Io { .. } => false,
+            Self::Empty
+            | Self::UnrecognizedMedia { .. }
+            | Self::TooLarge { .. }
+            | Self::Io { .. }
+            | Self::InvalidKey { .. } => false,
         }
     }
 
@@ -155,6 +174,7 @@ mod tests {
         assert!(!SinkError::Empty.is_retryable());
         assert!(!SinkError::TooLarge { limit: 1 }.is_retryable());
         assert!(!SinkError::UnrecognizedMedia { head: String::new() }.is_retryable());
+        assert!(!crate::MediaKey::new("../x").expect_err("invalid").is_retryable());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use futures::StreamExt as _;
 use tempfile::{Builder, TempPath};
 
 use crate::{
-    ByteStream, MediaIntake, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_file_stem, millis,
+    ByteStream, MediaIntake, MediaKey, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_extensions,
+    media_file_stem, millis,
 };
 
 /// Folder [`FileSink::default`] writes into, relative to the working directory.
@@ -18,8 +19,12 @@ pub const DEFAULT_DIR: &str = "generated_media";
 /// Default size limit of one media: 2 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
-/// Prefix of the temporary files; they are hidden and never left behind.
+/// Prefix of the temporary files; they are hidden and never left behind (but by a killed process:
+/// see [`FileSink::cleanup_temporaries`]). No [`MediaKey`] segment starts with `.`, so no media,
+/// sidecar or folder of a key is ever named like one.
 const TEMP_PREFIX: &str = ".hf-media-";
+/// Suffix of every temporary file (`.part` for media, `.json.part` for sidecars).
+const TEMP_SUFFIX: &str = ".part";
 
 /// How many fresh names are tried when a name is already taken.
 const NAME_ATTEMPTS: usize = 8;
@@ -38,6 +43,12 @@ const SPILL_BYTES: usize = 1024 * 1024;
 ///   the bytes, never from a `Content-Type`. Unknown bytes are refused.
 /// - **Unique names**: `{unix_secs}_{prompt slug}_{8 random hex}.{ext}`, and an
 ///   existing file is never overwritten.
+/// - **Or the caller's key**: a record with a [`MediaRecord::key`] is stored at
+///   `{dir}/{key}.{ext}` (sidecar `{dir}/{key}.json`), the key's folders created as needed. The
+///   temporary file is made in that folder and renamed *over* a media already there, so readers
+///   see the old file or the new one, never a partial one; the sidecar likewise. A media of
+///   another format at that key (`{key}.png` for JPEG bytes) is then removed: a key never holds
+///   two media. A store failing before the rename leaves the key as it was.
 /// - **Sidecar** (on by default): `{same stem}.json`, the pretty-printed
 ///   [`MediaRecord`] with the measured `timings.store_ms`, also written
 ///   atomically (temporary file, sync, rename), right after the media is
@@ -101,6 +112,60 @@ impl FileSink {
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
     }
+
+    /// Removes the temporary files (hidden `.hf-media-*.part` files) that a killed process left
+    /// anywhere under [`dir`](Self::dir), in sub-folders too (symbolic links are not followed), and
+    /// returns how many were removed. A missing folder has none: `Ok(0)`.
+    ///
+    /// Call it only when no other process writes to this folder (a batch calls it when it resumes
+    /// and holds the folder): it would remove the temporary file of a store in progress there,
+    /// failing that store. Stores of this process must not be running either. A sink never leaves
+    /// such a file otherwise: errors and cancelled stores remove their own.
+    ///
+    /// Blocking: from async code, run it with `tokio::task::spawn_blocking`.
+    ///
+    /// Errors: the first folder that cannot be listed or file that cannot be removed, with its
+    /// path in the message (files already removed stay removed).
+    pub fn cleanup_temporaries(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        let mut folders = vec![self.dir.clone()];
+        let with_path = |path: &Path, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        while let Some(folder) = folders.pop() {
+            let entries = match std::fs::read_dir(&folder) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(with_path(&folder, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| with_path(&folder, e))?;
+                // The entry's own type: a symbolic link is neither a folder nor a file here.
+                let kind = entry.file_type().map_err(|e| with_path(&entry.path(), e))?;
+                if kind.is_dir() {
+                    folders.push(entry.path());
+                } else if kind.is_file() && is_temporary(&entry.file_name()) {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(with_path(&entry.path(), e)),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The folder a media of `key` goes into: the sink's folder, then the key's folders.
+    fn folder_for(&self, key: Option<&MediaKey>) -> PathBuf {
+        let mut folder = self.dir.clone();
+        folder.extend(key.into_iter().flat_map(MediaKey::folders));
+        folder
+    }
+}
+
+/// Whether `name` is one of the sink's temporary files.
+fn is_temporary(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|n| n.starts_with(TEMP_PREFIX) && n.ends_with(TEMP_SUFFIX))
 }
 
 /// Runs `f` on the blocking pool. A panic there becomes an I/O error on `path`.
@@ -125,6 +190,10 @@ where
 struct Placed {
     media: PathBuf,
     sidecar: Option<PathBuf>,
+    /// What a keyed store removes too if it does not reach its end, the previous media at the key
+    /// being replaced already: the key's sidecar (also before the new one is written) and its media
+    /// of other formats. Not handed over.
+    also: Vec<PathBuf>,
     armed: bool,
 }
 
@@ -142,7 +211,18 @@ impl Drop for Placed {
             if let Some(sidecar) = &self.sidecar {
                 let _ = std::fs::remove_file(sidecar);
             }
+            for path in &self.also {
+                remove_media_file(path);
+            }
         }
+    }
+}
+
+/// Removes the file at `path`, if there is one: nothing happens to a folder (a key's folder may be
+/// named like another key's media, `a.png/` for the key `a.png/b`). Best effort.
+fn remove_media_file(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -150,6 +230,7 @@ impl Drop for Placed {
 /// and sidecars are published files, readable like any other output (0644 on Unix).
 fn temp_builder(suffix: &'static str) -> Builder<'static, 'static> {
     let mut builder = Builder::new();
+    debug_assert!(suffix.ends_with(TEMP_SUFFIX));
     builder.prefix(TEMP_PREFIX).suffix(suffix);
     #[cfg(unix)]
     {
@@ -159,13 +240,19 @@ fn temp_builder(suffix: &'static str) -> Builder<'static, 'static> {
     builder
 }
 
-/// Writes `json` to `path` atomically, never replacing an existing file.
-fn write_sidecar(dir: &Path, path: &Path, json: &[u8]) -> io::Result<()> {
+/// Writes `json` to `path` atomically: never replacing an existing file, or (`replace`) renaming
+/// over it, so that readers see the old file or the new one.
+fn write_sidecar(dir: &Path, path: &Path, json: &[u8], replace: bool) -> io::Result<()> {
     let mut tmp = temp_builder(".json.part").tempfile_in(dir)?;
     tmp.write_all(json)?;
     tmp.as_file().sync_all()?;
     // On failure the temporary file is dropped, hence deleted.
-    tmp.persist_noclobber(path).map(drop).map_err(|e| e.error)
+    let persisted = if replace {
+        tmp.persist(path)
+    } else {
+        tmp.persist_noclobber(path)
+    };
+    persisted.map(drop).map_err(|e| e.error)
 }
 
 /// Best effort: makes the renames durable.
@@ -178,9 +265,28 @@ fn sync_dir(dir: &Path) {
     let _ = dir;
 }
 
-/// Creates the temporary file the media is written to, in the target folder (created if missing).
-fn create_temp(dir: &Path) -> Result<(std::fs::File, TempPath), SinkError> {
-    std::fs::create_dir_all(dir).map_err(|e| SinkError::io(dir, e))?;
+/// Creates `dir` and the folders above it up to `root` where missing, and makes their entries
+/// durable (syncs the folder holding each one created).
+fn create_folder(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut at = dir;
+    while let Some(parent) = at.parent() {
+        sync_dir(parent);
+        if at == root || !parent.starts_with(root) {
+            break;
+        }
+        at = parent;
+    }
+    Ok(())
+}
+
+/// Creates the temporary file the media is written to, in the target folder `dir` (created if
+/// missing, with the folders above it up to `root`).
+fn create_temp(root: &Path, dir: &Path) -> Result<(std::fs::File, TempPath), SinkError> {
+    create_folder(root, dir).map_err(|e| SinkError::io(dir, e))?;
     temp_builder(".part")
         .tempfile_in(dir)
         .map(tempfile::NamedTempFile::into_parts)
@@ -296,24 +402,79 @@ fn publish(
     let mut placed = Placed {
         media,
         sidecar: None,
+        also: Vec::new(),
         armed: true,
     };
     sync_dir(dir);
     record.timings.store_ms = millis(started.elapsed());
     if let Some(path) = sidecar {
         let json = serde_json::to_vec_pretty(record).map_err(|e| SinkError::io(&path, io::Error::other(e)))?;
-        write_sidecar(dir, &path, &json).map_err(|e| SinkError::io(&path, e))?;
+        write_sidecar(dir, &path, &json, false).map_err(|e| SinkError::io(&path, e))?;
         placed.sidecar = Some(path);
         sync_dir(dir);
     }
     Ok(Published::Placed(placed))
 }
 
+/// A keyed store: renames `temp` over `{dir}/{name}.{extension}` (readers see the old file or the
+/// new one), measures `store_ms` into `record`, removes the key's media of other formats
+/// (`{name}.png` when this one is a `.jpg`), then writes the sidecar over `{dir}/{name}.json`
+/// (when `sidecar` is set). On an error after the rename, or if the returned value is dropped
+/// before being handed over, everything at the key is removed: the previous media was replaced
+/// already.
+fn place_at_key(
+    dir: &Path,
+    temp: TempPath,
+    name: &str,
+    extension: &str,
+    record: &mut MediaRecord,
+    sidecar: bool,
+    started: Instant,
+) -> Result<Placed, SinkError> {
+    let media = dir.join(format!("{name}.{extension}"));
+    let others: Vec<PathBuf> = media_extensions()
+        .filter(|other| *other != extension)
+        .map(|other| dir.join(format!("{name}.{other}")))
+        .collect();
+    let sidecar_path = sidecar.then(|| dir.join(format!("{name}.json")));
+    // On failure the temporary file is dropped, hence deleted, and the key is untouched.
+    temp.persist(&media).map_err(|e| SinkError::io(&media, e.error))?;
+    let mut placed = Placed {
+        media,
+        sidecar: None,
+        also: others.iter().cloned().chain(sidecar_path.clone()).collect(),
+        armed: true,
+    };
+    sync_dir(dir);
+    record.timings.store_ms = millis(started.elapsed());
+    for other in &others {
+        match std::fs::symlink_metadata(other) {
+            Ok(meta) if !meta.is_dir() => match std::fs::remove_file(other) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SinkError::io(other, e)),
+            },
+            // None there (or a folder of another key, left alone).
+            _ => {}
+        }
+    }
+    if let Some(path) = sidecar_path {
+        let json = serde_json::to_vec_pretty(record).map_err(|e| SinkError::io(&path, io::Error::other(e)))?;
+        write_sidecar(dir, &path, &json, true).map_err(|e| SinkError::io(&path, e))?;
+        placed.sidecar = Some(path);
+    }
+    sync_dir(dir);
+    Ok(placed)
+}
+
 #[async_trait::async_trait]
 impl MediaSink for FileSink {
     async fn store(&self, mut media: ByteStream, mut record: MediaRecord) -> Result<StoredMedia, SinkError> {
         let started = Instant::now();
-        let dir = self.dir.clone();
+        let root = self.dir.clone();
+        // A keyed media goes to its key's folder, where its temporary file is made too (a rename
+        // never crosses folders).
+        let dir = self.folder_for(record.key.as_ref());
         // Bytes are gathered in memory up to SPILL_BYTES: a typical image never touches the disk until it
         // is complete, and is then written, synced and renamed in one blocking call. Larger media spill to
         // a temporary file in batches of SPILL_BYTES, each written by a blocking task while the next batch
@@ -339,8 +500,8 @@ impl MediaSink for FileSink {
             let file = match in_flight.take() {
                 Some(write) => finish_write(&dir, temp.as_ref(), write).await?,
                 None => {
-                    let temp_dir = dir.clone();
-                    let (file, path) = blocking(&dir, move || create_temp(&temp_dir)).await?;
+                    let (temp_root, temp_dir) = (root.clone(), dir.clone());
+                    let (file, path) = blocking(&dir, move || create_temp(&temp_root, &temp_dir)).await?;
                     temp = Some(path);
                     file
                 }
@@ -359,19 +520,23 @@ impl MediaSink for FileSink {
         let extension = format.extension;
         let sidecar = self.sidecar;
         let place_dir = dir.clone();
+        let name = record.key.as_ref().map(|key| key.name().to_owned());
         // Writing, syncing, renaming and the sidecar run in one blocking task. If this future is dropped
         // meanwhile, the task still ends, and its unclaimed output (the `Placed` guard) is dropped by the
         // runtime, which removes the media and its sidecar.
         let (placed, record) = blocking(&dir, move || {
             let (file, temp) = match (spilled, temp) {
                 (Some(file), Some(temp)) => (file, temp),
-                _ => create_temp(&place_dir)?,
+                _ => create_temp(&root, &place_dir)?,
             };
             let write_err = |e| SinkError::io(temp.to_path_buf(), e);
             let file = write_batch(file, &pending).map_err(write_err)?;
             file.sync_all().map_err(write_err)?;
             drop(file);
-            let placed = place(&place_dir, temp, extension, &mut record, sidecar, started)?;
+            let placed = match &name {
+                Some(name) => place_at_key(&place_dir, temp, name, extension, &mut record, sidecar, started)?,
+                None => place(&place_dir, temp, extension, &mut record, sidecar, started)?,
+            };
             Ok((placed, record))
         })
         .await?;
@@ -805,10 +970,255 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let taken = tmp.path().join("taken.json");
         std::fs::write(&taken, b"original").expect("write");
-        let err = write_sidecar(tmp.path(), &taken, b"{}").expect_err("must not overwrite");
+        let err = write_sidecar(tmp.path(), &taken, b"{}", false).expect_err("must not overwrite");
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&taken).expect("read"), b"original");
         assert_eq!(listing(tmp.path()), vec!["taken.json".to_owned()]);
+    }
+
+    fn keyed(prompt: &str, key: &str) -> MediaRecord {
+        MediaRecord {
+            key: Some(MediaKey::new(key).expect("a valid key")),
+            ..record(prompt)
+        }
+    }
+
+    const JPEG: &[u8] = &[0xff, 0xd8, 0xff, 0xe0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1];
+
+    fn sidecar_prompt(path: &Path) -> String {
+        let text = std::fs::read_to_string(path).expect("read sidecar");
+        serde_json::from_str::<MediaRecord>(&text).expect("parse").prompt
+    }
+
+    #[tokio::test]
+    async fn a_keyed_store_replaces_in_place_in_its_sub_folders() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path().join("out"));
+        let first = sink
+            .store(
+                chunks(vec![PNG.to_vec()]),
+                keyed("first", "run-1/shard-0000/item-000001"),
+            )
+            .await
+            .expect("stored");
+        let folder = tmp.path().join("out/run-1/shard-0000");
+        let media = folder.join("item-000001.png");
+        let sidecar = folder.join("item-000001.json");
+        assert_eq!(first.location, MediaLocation::File(media.clone()));
+        assert_eq!(first.sidecar, Some(MediaLocation::File(sidecar.clone())));
+        assert_eq!(
+            first.record.key.as_ref().map(MediaKey::as_str),
+            Some("run-1/shard-0000/item-000001")
+        );
+        assert_eq!(sidecar_prompt(&sidecar), "first");
+        let text = std::fs::read_to_string(&sidecar).expect("read");
+        assert!(!text.contains("item-000001"), "the key is not written: {text}");
+
+        // A reader holding the first file keeps reading it whole: the second is renamed over it.
+        let mut reader = std::fs::File::open(&media).expect("open");
+        let mut second_png = PNG.to_vec();
+        second_png.extend_from_slice(b"second");
+        let second = sink
+            .store(
+                chunks(vec![second_png.clone()]),
+                keyed("second", "run-1/shard-0000/item-000001"),
+            )
+            .await
+            .expect("stored again");
+        assert_eq!(second.location, first.location);
+        assert_eq!(second.sidecar, first.sidecar);
+        assert_eq!(std::fs::read(&media).expect("read"), second_png);
+        assert_eq!(sidecar_prompt(&sidecar), "second");
+        let mut old = Vec::new();
+        io::Read::read_to_end(&mut reader, &mut old).expect("read the old file");
+        assert_eq!(old, PNG, "the old file was replaced, not rewritten");
+        assert_eq!(listing(&folder), ["item-000001.json", "item-000001.png"]);
+        assert_eq!(listing(tmp.path().join("out").as_path()), ["run-1"]);
+
+        // Without sidecars: the media is replaced, a sidecar already there is left alone.
+        let bare = FileSink::new(tmp.path().join("out")).with_sidecar(false);
+        let third = bare
+            .store(
+                chunks(vec![PNG.to_vec()]),
+                keyed("third", "run-1/shard-0000/item-000001"),
+            )
+            .await
+            .expect("stored");
+        assert!(third.sidecar.is_none());
+        assert_eq!(std::fs::read(&media).expect("read"), PNG);
+        assert_eq!(sidecar_prompt(&sidecar), "second");
+        assert_eq!(listing(&folder), ["item-000001.json", "item-000001.png"]);
+    }
+
+    #[tokio::test]
+    async fn a_keyed_store_of_another_format_removes_the_other() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        sink.store(chunks(vec![PNG.to_vec()]), keyed("png", "a"))
+            .await
+            .expect("stored");
+        // A folder named like another format of the key (the key `a.gif/b`) is not touched.
+        sink.store(chunks(vec![PNG.to_vec()]), keyed("nested", "a.gif/b"))
+            .await
+            .expect("stored");
+        assert_eq!(listing(tmp.path()), ["a.gif", "a.json", "a.png"]);
+        let stored = sink
+            .store(chunks(vec![JPEG.to_vec()]), keyed("jpeg", "a"))
+            .await
+            .expect("stored");
+        assert_eq!(stored.location, MediaLocation::File(tmp.path().join("a.jpg")));
+        assert_eq!(listing(tmp.path()), ["a.gif", "a.jpg", "a.json"]);
+        assert_eq!(sidecar_prompt(&tmp.path().join("a.json")), "jpeg");
+        assert_eq!(listing(&tmp.path().join("a.gif")), ["b.json", "b.png"]);
+        // Names that merely start like the key are other keys: left alone.
+        std::fs::write(tmp.path().join("a.png.png"), PNG).expect("write");
+        std::fs::write(tmp.path().join("ab.png"), PNG).expect("write");
+        sink.store(chunks(vec![PNG.to_vec()]), keyed("png again", "a"))
+            .await
+            .expect("stored");
+        assert_eq!(listing(tmp.path()), ["a.gif", "a.json", "a.png", "a.png.png", "ab.png"]);
+    }
+
+    #[tokio::test]
+    async fn a_keyed_store_failing_after_the_rename_leaves_the_key_empty() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        // Another format of the key, and a folder where the sidecar must go: the sidecar's rename
+        // fails once the media replaced what was there.
+        std::fs::write(tmp.path().join("k.webp"), b"an older media").expect("write");
+        std::fs::write(tmp.path().join("k.png"), b"the previous media").expect("write");
+        std::fs::create_dir(tmp.path().join("k.json")).expect("mkdir");
+        let err = sink
+            .store(chunks(vec![PNG.to_vec()]), keyed("x", "k"))
+            .await
+            .expect_err("the sidecar cannot be written");
+        match &err {
+            SinkError::Io { path, .. } => assert_eq!(path, &tmp.path().join("k.json")),
+            other => panic!("expected Io, got {other:?}"),
+        }
+        assert_eq!(listing(tmp.path()), ["k.json"], "only the folder that was in the way");
+        assert!(listing(&tmp.path().join("k.json")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_keyed_store_failing_before_the_rename_leaves_the_key_as_it_was() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        sink.store(chunks(vec![PNG.to_vec()]), keyed("kept", "s/k"))
+            .await
+            .expect("stored");
+        let media = stream::iter(vec![
+            Ok(Bytes::from_static(&PNG[..40])),
+            Err::<Bytes, crate::StreamError>(crate::StreamError::network("reset")),
+        ])
+        .boxed();
+        sink.store(media, keyed("failed", "s/k")).await.expect_err("fails");
+        // A key whose folder cannot be made (a file is in the way).
+        std::fs::write(tmp.path().join("blocked"), b"a file").expect("write");
+        let err = sink
+            .store(chunks(vec![PNG.to_vec()]), keyed("blocked", "blocked/k"))
+            .await
+            .expect_err("no folder");
+        assert!(matches!(err, SinkError::Io { .. }), "{err:?}");
+        assert_eq!(listing(&tmp.path().join("s")), ["k.json", "k.png"]);
+        assert_eq!(std::fs::read(tmp.path().join("s/k.png")).expect("read"), PNG);
+        assert_eq!(sidecar_prompt(&tmp.path().join("s/k.json")), "kept");
+        assert_eq!(listing(tmp.path()), ["blocked", "s"]);
+    }
+
+    #[tokio::test]
+    async fn a_large_keyed_media_is_written_in_its_final_folder() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        let (bytes, parts) = big_png(2 * SPILL_BYTES + 99);
+        let stored = sink
+            .store(chunks(parts.clone()), keyed("big", "big/one"))
+            .await
+            .expect("stored");
+        assert_eq!(stored.location, MediaLocation::File(tmp.path().join("big/one.png")));
+        assert_eq!(std::fs::read(tmp.path().join("big/one.png")).expect("read"), bytes);
+        assert_eq!(listing(&tmp.path().join("big")), ["one.json", "one.png"]);
+
+        // While a large keyed store waits for bytes, its temporary file is in the key's folder.
+        let stalled = stream::iter(parts.into_iter().map(|p| Ok(Bytes::from(p))))
+            .chain(stream::pending())
+            .boxed();
+        let mut store = Box::pin(sink.store(stalled, keyed("stalled", "big/two/three")));
+        tokio::select! {
+            result = &mut store => panic!("the stream stalls, got {result:?}"),
+            () = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        let folder = tmp.path().join("big/two");
+        let names = listing(&folder);
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(is_temporary(std::ffi::OsStr::new(&names[0])), "{names:?}");
+        drop(store);
+        assert!(listing(&folder).is_empty(), "{:?}", listing(&folder));
+        assert_eq!(listing(&tmp.path().join("big")), ["one.json", "one.png", "two"]);
+    }
+
+    #[test]
+    fn cleanup_temporaries_removes_only_the_sinks_temporary_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("out");
+        let sink = FileSink::new(&dir);
+        assert_eq!(sink.cleanup_temporaries().expect("no folder"), 0);
+        let deep = dir.join("a/b");
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        // What a killed process leaves: temporary files kept on disk, in every folder.
+        let mut left = Vec::new();
+        for (folder, suffix) in [
+            (&dir, ".part"),
+            (&dir, ".json.part"),
+            (&dir.join("a"), ".part"),
+            (&deep, ".json.part"),
+        ] {
+            let (_, path) = temp_builder(suffix)
+                .tempfile_in(folder)
+                .expect("temp")
+                .keep()
+                .expect("kept");
+            left.push(path);
+        }
+        // Decoys: media, other hidden files, files nearly named like a temporary one, a folder
+        // named like one (walked, not removed).
+        let decoys = [
+            dir.join("1732623000_a-cat_0f3a9c21.png"),
+            dir.join("x.part"),
+            dir.join(".other.part"),
+            dir.join(".hf-media-notes.txt"),
+            deep.join("item.json"),
+        ];
+        for decoy in &decoys {
+            std::fs::write(decoy, b"keep me").expect("write");
+        }
+        let named_like = dir.join(".hf-media-folder.part");
+        std::fs::create_dir(&named_like).expect("mkdir");
+        std::fs::write(named_like.join(".hf-media-inside.part"), b"").expect("write");
+        // Symbolic links are not followed, nor removed.
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        std::fs::write(outside.join(".hf-media-outside.part"), b"").expect("write");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&outside, dir.join("link")).expect("symlink");
+            std::os::unix::fs::symlink(outside.join(".hf-media-outside.part"), dir.join(".hf-media-link.part"))
+                .expect("symlink");
+        }
+
+        assert_eq!(sink.cleanup_temporaries().expect("cleaned"), 5);
+        for path in &left {
+            assert!(!path.exists(), "{} was left", path.display());
+        }
+        for decoy in &decoys {
+            assert!(decoy.exists(), "{} was removed", decoy.display());
+        }
+        assert!(named_like.is_dir());
+        assert!(listing(&named_like).is_empty());
+        assert_eq!(listing(&outside), [".hf-media-outside.part"]);
+        #[cfg(unix)]
+        assert!(std::fs::symlink_metadata(dir.join(".hf-media-link.part")).is_ok());
+        assert_eq!(sink.cleanup_temporaries().expect("nothing left"), 0);
     }
 
     #[test]

@@ -132,12 +132,50 @@ pub fn sniff(head: &[u8]) -> Option<MediaFormat> {
         .map(|&(kind, mime, extension, _)| MediaFormat { mime, extension, kind })
 }
 
+/// Every extension [`sniff`] can give (`"jpg"`, `"png"`, ..., `"mp4"`, `"mkv"`...), each once.
+///
+/// A keyed store uses it to find the media a key may already hold in another format
+/// (`{key}.png` when the new bytes are a JPEG), so that a key never has two media.
+pub fn media_extensions() -> impl Iterator<Item = &'static str> + Clone {
+    MATCHERS
+        .iter()
+        .enumerate()
+        .filter(|&(i, &(_, _, ext, _))| MATCHERS[..i].iter().all(|&(_, _, other, _)| other != ext))
+        .map(|(_, &(_, _, ext, _))| ext)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ext(bytes: &[u8]) -> Option<(&'static str, MediaKind)> {
         sniff(bytes).map(|f| (f.extension, f.kind))
+    }
+
+    #[test]
+    fn media_extensions_are_every_sniffed_one_once() {
+        let all: Vec<&str> = media_extensions().collect();
+        let unique: std::collections::HashSet<&str> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "{all:?}");
+        for ext in [
+            "png",
+            "jpg",
+            "webp",
+            "gif",
+            "avif",
+            "mp4",
+            "mov",
+            "webm",
+            "mkv",
+            MATROSKA.extension,
+        ] {
+            assert!(all.contains(&ext), "{ext} missing from {all:?}");
+        }
+        assert!(!all.contains(&"json"), "a sidecar is never a media");
+        assert!(
+            all.iter()
+                .all(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+        );
     }
 
     #[test]

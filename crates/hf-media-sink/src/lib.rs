@@ -9,6 +9,7 @@ mod error;
 mod file;
 mod format;
 mod intake;
+mod key;
 mod memory;
 mod naming;
 mod stream;
@@ -18,8 +19,9 @@ pub mod conformance;
 
 pub use error::SinkError;
 pub use file::{DEFAULT_DIR, DEFAULT_MAX_BYTES, FileSink};
-pub use format::{MediaFormat, MediaKind, sniff};
+pub use format::{MediaFormat, MediaKind, media_extensions, sniff};
 pub use intake::MediaIntake;
+pub use key::{MAX_KEY_LEN, MAX_KEY_SEGMENT_LEN, MAX_KEY_SEGMENTS, MediaKey};
 pub use memory::{MemoryMedia, MemorySink};
 pub use naming::{MAX_SLUG_LEN, media_file_stem, prompt_slug};
 pub use stream::{ByteStream, StreamError, StreamErrorKind};
@@ -58,6 +60,25 @@ pub struct MediaRecord {
     pub created_at_unix_ms: u64,
     /// How long things took.
     pub timings: MediaTimings,
+    /// Where the sink stores the media, chosen by the caller; `None` (the default): the sink names
+    /// it (`{unix_secs}_{prompt slug}_{random}` for [`FileSink`], fresh and never overwriting).
+    ///
+    /// When set, the sink stores the media at `{key}.{ext}`, the extension from the sniffed bytes,
+    /// and its sidecar at `{key}.json`, creating the sub-folders the key names, and *replaces*
+    /// atomically a media already stored at that key (a re-run of the same item): readers see the
+    /// old media or the new one, never a partial one, and storing an item twice leaves one media,
+    /// the second. A media of another format at that key (`{key}.png` when the new bytes are a
+    /// JPEG) is removed once the new one is published, so that a key never holds two media.
+    ///
+    /// A store failing or cancelled before the media is published leaves the key as it was; one
+    /// failing after (the sidecar cannot be written...) removes what the key held, the previous
+    /// media having been replaced already: store again. Stores at one key must not run at the
+    /// same time (a batch stores each item once at a time); two such stores are not ordered.
+    ///
+    /// Not written in sidecars (nor read from them): a record read back from a sidecar has `None`.
+    /// [`MemorySink`] keeps one entry per key (see its docs).
+    #[serde(skip)]
+    pub key: Option<MediaKey>,
 }
 
 /// An input image, as a record names it: where it came from, its hash, size and type.
@@ -156,6 +177,9 @@ pub trait MediaSink: Send + Sync + fmt::Debug {
     /// (cancellation), nothing remains. Must fill `record.timings.store_ms` with the time from the
     /// call of `store` to the media being published, in the returned [`StoredMedia::record`] and in
     /// the sidecar alike.
+    ///
+    /// When `record.key` is set, the media is stored at that key, replacing what the key held (see
+    /// [`MediaRecord::key`]); the returned record keeps the key.
     ///
     /// Errors: [`SinkError::Source`] when the stream breaks; [`SinkError::Empty`],
     /// [`SinkError::UnrecognizedMedia`] and [`SinkError::TooLarge`] from [`MediaIntake`];
@@ -371,6 +395,7 @@ mod tests {
                 generation_ms: 7,
                 store_ms: 1,
             },
+            key: None,
         };
         let json = serde_json::to_value(&record).expect("serialize");
         assert!(json.get("seed").is_none());
@@ -389,5 +414,29 @@ mod tests {
         assert_eq!(json["seed"], 42);
         let back: MediaRecord = serde_json::from_value(json).expect("deserialize");
         assert_eq!(back, with);
+    }
+
+    #[test]
+    fn the_key_is_not_written_in_sidecars() {
+        let key = MediaKey::new("shard-0001/item-000042").expect("valid");
+        let record = MediaRecord {
+            prompt: "a cat".into(),
+            key: Some(key),
+            ..MediaRecord::default()
+        };
+        let json = serde_json::to_value(&record).expect("serialize");
+        assert!(json.get("key").is_none(), "{json}");
+        assert!(!json.to_string().contains("item-000042"), "{json}");
+        let back: MediaRecord = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back.key, None);
+        assert_eq!(back, MediaRecord { key: None, ..record });
+        // Nor read from one.
+        let with_key = serde_json::json!({
+            "prompt": "p", "model": "m", "provider": "p", "provider_id": "i", "task": "t",
+            "task_index": 0, "parameters": null, "created_at_unix_ms": 0,
+            "timings": { "generation_ms": 0, "store_ms": 0 }, "key": "../../etc/passwd"
+        });
+        let back: MediaRecord = serde_json::from_value(with_key).expect("an unknown field is ignored");
+        assert_eq!(back.key, None);
     }
 }

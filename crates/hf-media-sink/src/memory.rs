@@ -1,6 +1,6 @@
 //! [`MemorySink`]: keeps media in memory (tests, previews, piping elsewhere).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -8,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 
 use crate::{
-    ByteStream, DEFAULT_MAX_BYTES, MediaFormat, MediaIntake, MediaLocation, MediaRecord, MediaSink, SinkError,
-    StoredMedia, millis,
+    ByteStream, DEFAULT_MAX_BYTES, MediaFormat, MediaIntake, MediaKey, MediaLocation, MediaRecord, MediaSink,
+    SinkError, StoredMedia, millis,
 };
 
 /// One media held by a [`MemorySink`].
@@ -32,6 +32,8 @@ struct Entries {
     media: BTreeMap<usize, MemoryMedia>,
     /// The id the next stored media gets.
     next_id: usize,
+    /// The id of the media held under each key.
+    keys: HashMap<MediaKey, usize>,
 }
 
 /// Keeps stored media in memory, with the same checks as
@@ -40,6 +42,12 @@ struct Entries {
 /// Clones share the same storage. An entry is added only once its whole
 /// stream succeeded; ids are 0, 1, 2... in completion order, and are never
 /// reused, also after a [`take`](Self::take).
+///
+/// **Keys**: a media whose record has a [`MediaRecord::key`] *replaces* the
+/// entry held under that key, as a file sink replaces the file: the previous
+/// entry is dropped (its id then gives `None`), the new one gets a fresh id,
+/// and [`get_by_key`](Self::get_by_key) finds it. The key is kept in the
+/// entry's record. A store that fails leaves the previous entry.
 ///
 /// A long-running process hands each media out with [`take`](Self::take)
 /// (which forgets it), so that the sink does not grow without bound:
@@ -101,10 +109,23 @@ impl MemorySink {
         self.lock().media.get(&id).cloned()
     }
 
+    /// A copy of the media held under `key` (the last stored at that key), if there is one.
+    pub fn get_by_key(&self, key: &MediaKey) -> Option<MemoryMedia> {
+        let entries = self.lock();
+        entries.keys.get(key).and_then(|id| entries.media.get(id)).cloned()
+    }
+
     /// Removes the media with this `id` and returns it; `None` if there is none (never stored, or
-    /// already taken). Its id is not given to another media.
+    /// already taken or replaced). Its id is not given to another media.
     pub fn take(&self, id: usize) -> Option<MemoryMedia> {
-        self.lock().media.remove(&id)
+        let mut entries = self.lock();
+        let media = entries.media.remove(&id)?;
+        if let Some(key) = &media.record.key {
+            if entries.keys.get(key) == Some(&id) {
+                entries.keys.remove(key);
+            }
+        }
+        Some(media)
     }
 
     /// How many media are held (stored and not taken).
@@ -145,6 +166,9 @@ impl MediaSink for MemorySink {
             entries.next_id = id.saturating_add(1);
             // Published when inserted, which the lock makes one step with the measure.
             record.timings.store_ms = millis(started.elapsed());
+            if let Some(previous) = record.key.as_ref().and_then(|key| entries.keys.insert(key.clone(), id)) {
+                entries.media.remove(&previous);
+            }
             entries.media.insert(
                 id,
                 MemoryMedia {
@@ -277,6 +301,48 @@ mod tests {
             .await
             .expect("stored");
         assert_eq!(stored.location, MediaLocation::Memory { id: 4 });
+    }
+
+    #[tokio::test]
+    async fn a_keyed_store_replaces_the_entry_of_its_key() {
+        let sink = MemorySink::new();
+        let key = MediaKey::new("shard-0/item-1").expect("valid");
+        let keyed = |prompt: &str| MediaRecord {
+            prompt: prompt.into(),
+            key: Some(key.clone()),
+            ..MediaRecord::default()
+        };
+        let first = sink.store(chunks(vec![GIF]), keyed("first")).await.expect("stored");
+        let other = sink
+            .store(chunks(vec![GIF]), MediaRecord::default())
+            .await
+            .expect("stored");
+        let second = sink.store(chunks(vec![GIF]), keyed("second")).await.expect("stored");
+        assert_eq!(first.location, MediaLocation::Memory { id: 0 });
+        assert_eq!(other.location, MediaLocation::Memory { id: 1 });
+        assert_eq!(second.location, MediaLocation::Memory { id: 2 }, "a fresh id");
+        assert_eq!(sink.len(), 2, "the first was replaced");
+        assert!(sink.get(0).is_none());
+        let held = sink.get_by_key(&key).expect("held under its key");
+        assert_eq!((held.id, held.record.prompt.as_str()), (2, "second"));
+        assert_eq!(held.record.key.as_ref(), Some(&key));
+
+        // A failed store at the key leaves the entry.
+        let failing = stream::iter(vec![
+            Ok(Bytes::from_static(&GIF[..8])),
+            Err::<Bytes, crate::StreamError>(crate::StreamError::network("boom")),
+        ])
+        .boxed();
+        sink.store(failing, keyed("failed")).await.expect_err("source");
+        assert_eq!(sink.get_by_key(&key).map(|m| m.id), Some(2));
+
+        // Taken: the key is free again, and the next store at it adds an entry.
+        assert_eq!(sink.take(2).map(|m| m.id), Some(2));
+        assert!(sink.get_by_key(&key).is_none());
+        let third = sink.store(chunks(vec![GIF]), keyed("third")).await.expect("stored");
+        assert_eq!(third.location, MediaLocation::Memory { id: 3 });
+        assert_eq!(sink.len(), 2);
+        assert_eq!(sink.get_by_key(&key).map(|m| m.id), Some(3));
     }
 
     #[tokio::test]

@@ -14,25 +14,43 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use hf_media_sink::conformance::{self, tiny_mp4_head, tiny_png};
 use hf_media_sink::{
-    ByteStream, DynMediaSink, FileSink, MediaFormat, MediaIntake, MediaKind, MediaLocation, MediaRecord, MediaSink,
-    MemorySink, SinkError, StoredMedia, sniff,
+    ByteStream, DynMediaSink, FileSink, MediaFormat, MediaIntake, MediaKey, MediaKind, MediaLocation, MediaRecord,
+    MediaSink, MemorySink, SinkError, StoredMedia, media_extensions, sniff,
 };
 
 fn _obj_safe(_: &dyn MediaSink) {}
 
-/// Every entry of `dir`, hidden temporary files included.
+/// Every entry under `dir`, in sub-folders too, hidden temporary files included.
 fn entries(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(Iterator::count).unwrap_or(0)
-}
-
-fn hidden_entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
-            rd.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with('.'))
-                .collect()
+            rd.map(|e| {
+                let entry = e.expect("entry");
+                let below = if entry.file_type().expect("type").is_dir() {
+                    entries(&entry.path())
+                } else {
+                    0
+                };
+                1 + below
+            })
+            .sum()
         })
-        .unwrap_or_default()
+        .unwrap_or(0)
+}
+
+/// The hidden entries under `dir`, in sub-folders too.
+fn hidden_entries(dir: &Path) -> Vec<String> {
+    let mut hidden = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            hidden.push(name);
+        } else if entry.file_type().expect("type").is_dir() {
+            hidden.extend(hidden_entries(&entry.path()));
+        }
+    }
+    hidden
 }
 
 #[tokio::test]
@@ -43,6 +61,34 @@ async fn file_sink_passes() {
     conformance::run_all(&sink, || entries(&dir)).await;
     let limited = FileSink::new(&dir).with_max_bytes(100);
     conformance::rejects_oversized(&limited, 100, || entries(&dir)).await;
+    assert!(hidden_entries(&dir).is_empty(), "{:?}", hidden_entries(&dir));
+
+    // The keyed checks, on their own: files at `{dir}/{key}.{ext}`, in sub-folders.
+    let (first, second) = conformance::keyed_store_lands_at_key_and_replaces(&sink, || entries(&dir)).await;
+    let expected = dir.join("conformance/shard-0000/replaced.png");
+    assert_eq!(first.location, MediaLocation::File(expected.clone()));
+    assert_eq!(second.location, MediaLocation::File(expected.clone()));
+    assert_eq!(
+        second.sidecar,
+        Some(MediaLocation::File(dir.join("conformance/shard-0000/replaced.json")))
+    );
+    let (png, jpeg) = conformance::keyed_store_of_another_format_replaces(&sink, || entries(&dir)).await;
+    assert!(!png.location.as_path().expect("a file").exists());
+    assert_eq!(
+        jpeg.location,
+        MediaLocation::File(dir.join("conformance/shard-0000/reformatted.jpg"))
+    );
+    conformance::failed_keyed_store_keeps_the_key_as_it_was(&sink, || entries(&dir)).await;
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("conformance/shard-0000"))
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["reformatted.jpg", "reformatted.json", "replaced.json", "replaced.png"],
+        "one media and one sidecar per key, nothing else"
+    );
     assert!(hidden_entries(&dir).is_empty(), "{:?}", hidden_entries(&dir));
 }
 
@@ -58,6 +104,11 @@ async fn file_sink_without_sidecar_passes() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.ends_with(".json")), "{names:?}");
+    let keyed: Vec<String> = std::fs::read_dir(tmp.path().join("conformance/shard-0000"))
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(keyed.iter().all(|n| !n.ends_with(".json")), "{keyed:?}");
 }
 
 #[tokio::test]
@@ -68,6 +119,16 @@ async fn memory_sink_passes() {
     let limited = MemorySink::new().with_max_bytes(64);
     let counter = limited.clone();
     conformance::rejects_oversized(&limited, 64, move || counter.len()).await;
+
+    // One entry per key, found by its key.
+    let key = MediaKey::new("conformance/shard-0000/replaced").unwrap();
+    let held = sink.get_by_key(&key).expect("held under its key");
+    assert_eq!(held.record.prompt, "the second take");
+    assert_eq!(held.record.key.as_ref(), Some(&key));
+    let reformatted = MediaKey::new("conformance/shard-0000/reformatted").unwrap();
+    assert_eq!(sink.get_by_key(&reformatted).map(|m| m.format.extension), Some("jpg"));
+    let keyed = sink.items().iter().filter(|m| m.record.key.is_some()).count();
+    assert_eq!(keyed, 3, "three keys, one entry each");
 }
 
 #[tokio::test]
@@ -276,7 +337,13 @@ impl MediaSink for ObjectSink {
             undo: Some(Undo::Abort(upload)),
         };
         let mut intake = MediaIntake::new(self.max_bytes);
-        let key_of = |format: MediaFormat| format!("media/{upload}.{}", format.extension);
+        // A keyed record is stored at `media/{key}.{ext}`, replacing what is there; otherwise at a
+        // fresh name.
+        let stem = match &record.key {
+            Some(key) => format!("media/{key}"),
+            None => format!("media/{upload}"),
+        };
+        let key_of = |format: MediaFormat| format!("{stem}.{}", format.extension);
         let uploaded = async {
             while let Some(chunk) = media.next().await {
                 let chunk = chunk.map_err(SinkError::Source)?;
@@ -297,7 +364,13 @@ impl MediaSink for ObjectSink {
         let key = key_of(format);
         guard.undo = Some(Undo::Delete(key.clone()));
         record.timings.store_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let sidecar = format!("media/{upload}.json");
+        if record.key.is_some() {
+            // A key holds one media: the other formats go.
+            for other in media_extensions().filter(|e| *e != format.extension) {
+                self.bucket.delete(&format!("{stem}.{other}")).await;
+            }
+        }
+        let sidecar = format!("{stem}.json");
         self.bucket
             .put(&sidecar, serde_json::to_vec(&record).expect("a record serializes"))
             .await;
@@ -343,6 +416,12 @@ async fn an_object_store_sink_written_elsewhere_passes() {
         .expect("sidecar object");
     let back: MediaRecord = serde_json::from_slice(&json).expect("a record");
     assert_eq!(back, stored.record);
+    let keys: Vec<String> = bucket.objects.lock().unwrap().keys().cloned().collect();
+    assert!(
+        keys.contains(&"media/conformance/shard-0000/reformatted.jpg".to_owned())
+            && !keys.contains(&"media/conformance/shard-0000/reformatted.png".to_owned()),
+        "{keys:?}"
+    );
 
     // The cancelled store's abort was spawned from the guard's Drop: it runs soon after.
     tokio::time::timeout(Duration::from_secs(5), async {
@@ -406,13 +485,17 @@ async fn memory_media_can_be_taken_after_the_suite() {
     let sink = MemorySink::new();
     let counter = sink.clone();
     conformance::run_all(&sink, move || counter.len()).await;
-    let held = sink.len();
-    assert!(held > 0);
+    assert!(!sink.is_empty());
+    let mut last = 0;
     for media in sink.items() {
+        last = last.max(media.id);
         assert_eq!(sink.take(media.id), Some(media));
     }
     assert!(sink.is_empty());
-    // Ids keep growing after the takes.
+    // Ids keep growing after the takes (and the replacements of keyed entries).
     let stored = conformance::stores_png(&sink).await;
-    assert_eq!(stored.location, MediaLocation::Memory { id: held });
+    let MediaLocation::Memory { id } = stored.location else {
+        panic!("a memory location expected, got {:?}", stored.location);
+    };
+    assert!(id > last, "{id} after {last}");
 }

@@ -1,10 +1,16 @@
 //! Property tests (issue 6's "fuzzing") of what the sink reads from untrusted input: media sniffing on
-//! arbitrary bytes, and file names made from arbitrary prompts (no path traversal, no reserved names).
+//! arbitrary bytes, file names made from arbitrary prompts (no path traversal, no reserved names), and
+//! media keys from arbitrary strings (refused, or a safe relative path).
 //!
 //! Cases per property: proptest's default (256), or `PROPTEST_CASES`; `cargo xtask fuzz` runs many more.
 #![allow(clippy::unwrap_used)]
 
-use hf_media_sink::{MAX_SLUG_LEN, MediaKind, media_file_stem, prompt_slug, sniff};
+use std::path::{Component, Path};
+
+use hf_media_sink::{
+    MAX_KEY_LEN, MAX_KEY_SEGMENT_LEN, MAX_KEY_SEGMENTS, MAX_SLUG_LEN, MediaKey, MediaKind, SinkError, media_file_stem,
+    prompt_slug, sniff,
+};
 use proptest::prelude::*;
 
 /// Magic numbers, so that arbitrary heads often start like real media.
@@ -64,6 +70,27 @@ fn check_slug(slug: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Strings that are often nearly keys: path-like text with traversal, hidden names, odd characters,
+/// long segments.
+fn key_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,40}",
+        "[a-zA-Z0-9._/\\\\ :-]{0,60}",
+        prop::collection::vec(
+            prop_oneof!["[a-z0-9_-]{1,20}", "\\.{1,2}", "\\.[a-z]{1,5}", "", "[a-z]{120,140}"],
+            1..11
+        )
+        .prop_map(|segments| segments.join("/")),
+        prop::sample::select(&["", "/", "a//b", "../x", "./x", "x/..", "C:\\x", "\\\\server\\x", "a/b/"][..])
+            .prop_map(str::to_owned),
+    ]
+}
+
+/// Valid keys: 1 to 8 segments of `[A-Za-z0-9._-]`, not starting with `.`.
+fn valid_key() -> impl Strategy<Value = String> {
+    prop::collection::vec("[A-Za-z0-9_-][A-Za-z0-9._-]{0,40}", 1..=MAX_KEY_SEGMENTS).prop_map(|s| s.join("/"))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -109,5 +136,48 @@ proptest! {
         prop_assert_eq!(slug, prompt_slug(&prompt));
         prop_assert!(random.len() == 8 && random.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         check_slug(slug)?;
+    }
+
+    /// Any string: refused with `InvalidKey` (keeping it), or a key that is a safe relative path of
+    /// normal components, within the limits, never a hidden name.
+    #[test]
+    fn keys_are_refused_or_safe(text in key_text()) {
+        match MediaKey::new(text.as_str()) {
+            Ok(key) => {
+                prop_assert_eq!(key.as_str(), text.as_str());
+                prop_assert!(key.as_str().len() <= MAX_KEY_LEN);
+                let segments: Vec<&str> = key.segments().collect();
+                prop_assert!(!segments.is_empty() && segments.len() <= MAX_KEY_SEGMENTS);
+                for segment in &segments {
+                    prop_assert!(!segment.is_empty() && segment.len() <= MAX_KEY_SEGMENT_LEN);
+                    prop_assert!(!segment.starts_with('.'));
+                    prop_assert!(segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+                }
+                let path = Path::new(key.as_str());
+                prop_assert!(path.is_relative());
+                prop_assert!(path.components().all(|c| matches!(c, Component::Normal(_))));
+                prop_assert_eq!(path.components().count(), segments.len());
+                let json = serde_json::to_string(&key).unwrap();
+                prop_assert_eq!(serde_json::from_str::<MediaKey>(&json).unwrap(), key);
+            }
+            Err(SinkError::InvalidKey { key, reason }) => {
+                prop_assert_eq!(key, text.clone());
+                prop_assert!(!reason.is_empty());
+                let json = serde_json::to_string(&text).unwrap();
+                prop_assert!(serde_json::from_str::<MediaKey>(&json).is_err());
+            }
+            Err(other) => prop_assert!(false, "{:?}: unexpected {:?}", text, other),
+        }
+    }
+
+    /// Every string made by the rules is accepted, as given.
+    #[test]
+    fn valid_keys_are_accepted(text in valid_key()) {
+        let key = MediaKey::new(text.as_str());
+        prop_assert!(key.is_ok(), "{:?}: {:?}", text, key);
+        let key = key.unwrap();
+        prop_assert_eq!(key.to_string(), text.clone());
+        prop_assert_eq!(key.folders().count() + 1, text.split('/').count());
+        prop_assert_eq!(key.name(), text.rsplit('/').next().unwrap());
     }
 }

@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::access::{Access, direct_accesses, parse_base_url};
 use crate::config::{EMULATOR_TOKEN, GeneratorConfig, OpenAiProviderConfig, Secret, millis_ceil};
 use crate::generator::{Inner, MediaGenerator};
-use crate::{Error, MappingSource};
+use crate::{Error, MappingSource, ProviderGate};
 
 /// The Hugging Face router's default address.
 pub const DEFAULT_ROUTER_URL: &str = "https://router.huggingface.co";
@@ -29,6 +29,7 @@ pub struct MediaGeneratorBuilder {
     registry: Option<ProviderRegistry>,
     http: Option<reqwest::Client>,
     mapping_source: Option<Arc<dyn MappingSource>>,
+    gate: Option<Arc<dyn ProviderGate>>,
 }
 
 impl fmt::Debug for MediaGeneratorBuilder {
@@ -236,6 +237,13 @@ impl MediaGeneratorBuilder {
         self
     }
 
+    /// The gate every provider call passes (default: none): it may make a call wait (rate limits,
+    /// concurrency, pauses) or hold a provider back, and hears each call's outcome. See [`ProviderGate`].
+    pub fn gate(mut self, gate: Arc<dyn ProviderGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// The HTTP client (default: a pooled rustls client with the timeouts above).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
@@ -250,6 +258,7 @@ impl MediaGeneratorBuilder {
             registry,
             http,
             mapping_source,
+            gate,
         } = self;
         let mut registry = registry.unwrap_or_else(ProviderRegistry::with_defaults);
         for server in &config.openai_providers {
@@ -401,6 +410,7 @@ impl MediaGeneratorBuilder {
             },
             retry: config.retry,
             secrets,
+            gate,
         }))
     }
 }

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hf_media_provider::{NoticeReporter, ProviderError, ProviderNotice, ProviderStatus, RetryNotice, Secrets};
+use hf_media_provider::{
+    JobTicket, NoticeReporter, ProviderError, ProviderNotice, ProviderStatus, RetryNotice, Secrets,
+};
 use hf_media_sink::MediaLocation;
 use tokio::sync::mpsc;
 
@@ -116,6 +118,17 @@ impl Emitter {
         });
     }
 
+    /// `provider` accepted the generation's job.
+    pub(crate) fn accepted(&self, provider: &str, mut job: JobTicket) {
+        self.secrets.scrub_string(&mut job.job_id);
+        self.secrets.scrub_json(&mut job.data);
+        self.send(GenerationEvent::Accepted {
+            task: self.task(),
+            provider: provider.to_owned(),
+            job,
+        });
+    }
+
     /// A media is ready.
     pub(crate) fn media(&self, mut media: GeneratedMedia) {
         if let Some(response) = &mut media.provider_response {
@@ -162,6 +175,7 @@ impl Emitter {
             ProviderNotice::Status(status) => emitter.status(&provider, status),
             ProviderNotice::Warning(message) => emitter.warning(message),
             ProviderNotice::Retry(notice) => emitter.retry(Some(&provider), &notice),
+            ProviderNotice::Accepted { job } => emitter.accepted(&provider, job),
             _ => {}
         })
     }

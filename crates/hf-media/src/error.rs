@@ -14,8 +14,9 @@ pub struct ProviderAttempt {
     pub provider: String,
     /// The HTTP status, when the provider answered one.
     pub status: Option<u16>,
-    /// The error's kind (`http`, `network`, `timeout`, `invalid_response`, `job_failed`, …; `other` when
-    /// read back from a kind this version does not know).
+    /// The error's kind (`http`, `network`, `timeout`, `invalid_response`, `job_failed`, …, `held` for a
+    /// provider the caller's [`ProviderGate`](crate::ProviderGate) held back; `other` when read back from
+    /// a kind this version does not know).
     pub kind: &'static str,
     /// The provider's own message.
     pub message: String,
@@ -30,6 +31,7 @@ const PROVIDER_ERROR_KINDS: &[&str] = &[
     "timeout",
     "unsupported_task",
     "invalid_request",
+    "held",
 ];
 
 impl<'de> Deserialize<'de> for ProviderAttempt {
@@ -62,6 +64,16 @@ impl ProviderAttempt {
             status: error.status(),
             kind: error.kind(),
             message: error.message(),
+        }
+    }
+
+    /// A provider the caller's gate held back.
+    pub(crate) fn held(provider: &str, held: &crate::Held) -> Self {
+        ProviderAttempt {
+            provider: provider.to_owned(),
+            status: held.status,
+            kind: "held",
+            message: held.reason.clone(),
         }
     }
 }

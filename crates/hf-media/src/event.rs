@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hf_media_provider::{ProviderStatus, RetryStage};
+use hf_media_provider::{JobTicket, ProviderStatus, RetryStage};
 use hf_media_sink::{InputRecord, MediaKind, MediaLocation};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,16 @@ pub enum GenerationEvent {
         task: Option<usize>,
         /// What happened.
         message: String,
+    },
+    /// `provider` accepted generation `task`'s job: it exists (and is paid for). Keep the ticket to
+    /// [resume](crate::RunOptions::resume) the job in a later run instead of submitting another.
+    Accepted {
+        /// Which generation.
+        task: usize,
+        /// The provider.
+        provider: String,
+        /// The job, with what it takes to reach it again.
+        job: JobTicket,
     },
     /// A provider's own report on a pending job (queued, position, in progress).
     ProviderStatus {
@@ -247,6 +257,11 @@ impl Serialize for GenerationEvent {
                 map.serialize_entry("task", task)?;
                 map.serialize_entry("message", message)?;
             }
+            GenerationEvent::Accepted { task, provider, job } => {
+                map.serialize_entry("task", task)?;
+                map.serialize_entry("provider", provider)?;
+                map.serialize_entry("job", job)?;
+            }
             GenerationEvent::ProviderStatus { task, provider, status } => {
                 map.serialize_entry("task", task)?;
                 map.serialize_entry("provider", provider)?;
@@ -290,7 +305,7 @@ impl Serialize for GenerationEvent {
 }
 
 impl GenerationEvent {
-    /// The event's wire name: `attempt`, `retry`, `fallback`, `warning`, `provider_status`, `progress`,
+    /// The event's wire name: `attempt`, `retry`, `fallback`, `warning`, `accepted`, `provider_status`, `progress`,
     /// `media`, `error` or `done` (the `"event"` field of its JSON form).
     pub fn name(&self) -> &'static str {
         match self {
@@ -298,6 +313,7 @@ impl GenerationEvent {
             GenerationEvent::Retry { .. } => "retry",
             GenerationEvent::Fallback { .. } => "fallback",
             GenerationEvent::Warning { .. } => "warning",
+            GenerationEvent::Accepted { .. } => "accepted",
             GenerationEvent::ProviderStatus { .. } => "provider_status",
             GenerationEvent::Progress { .. } => "progress",
             GenerationEvent::Media(_) => "media",

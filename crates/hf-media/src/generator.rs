@@ -17,7 +17,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::access::Access;
 use crate::emitter::Emitter;
 use crate::request::MAX_GENERATIONS;
-use crate::{Error, GenerateRequest, GeneratedMedia, GenerationEvent, MappingSource, MediaGeneratorBuilder, plan, run};
+use crate::{
+    Error, GenerateRequest, GeneratedMedia, GenerationEvent, MappingSource, MediaGeneratorBuilder, ProviderGate,
+    RunOptions, plan, run,
+};
 
 /// Makes images and videos: resolves the model's providers, runs `n` generations in parallel with
 /// fallback, and stores each media in the sink. Cheap to clone.
@@ -43,6 +46,8 @@ pub(crate) struct Inner {
     pub emulator: Option<url::Url>,
     pub retry: RetryPolicy,
     pub secrets: Secrets,
+    /// The gate every provider call passes, when the caller set one.
+    pub gate: Option<Arc<dyn ProviderGate>>,
 }
 
 impl fmt::Debug for MediaGenerator {
@@ -120,9 +125,16 @@ impl MediaGenerator {
     /// Each of the `n` generations runs in its own task and yields its media as soon as it is stored.
     /// The stream always ends with [`GenerationEvent::Done`]. Dropping it cancels the work in flight.
     pub fn generate(&self, request: GenerateRequest) -> GenerationStream {
+        self.generate_with(request, RunOptions::default())
+    }
+
+    /// [`MediaGenerator::generate`] with [`RunOptions`]: only some of the `n` generations, jobs resumed
+    /// instead of submitted, media stored at chosen keys. Bad options end the stream with an error before
+    /// anything is sent.
+    pub fn generate_with(&self, request: GenerateRequest, options: RunOptions) -> GenerationStream {
         let (tx, rx) = mpsc::unbounded_channel();
         let emitter = Emitter::new(tx, self.inner.secrets.clone());
-        let driver = tokio::spawn(drive(self.inner.clone(), request, emitter));
+        let driver = tokio::spawn(drive(self.inner.clone(), request, options, emitter));
         GenerationStream { events: rx, driver }
     }
 
@@ -162,9 +174,17 @@ impl MediaGenerator {
     }
 }
 
-async fn drive(inner: Arc<Inner>, request: GenerateRequest, emitter: Emitter) {
+async fn drive(inner: Arc<Inner>, request: GenerateRequest, options: RunOptions, emitter: Emitter) {
     let started = Instant::now();
     let total = request.n.clamp(1, MAX_GENERATIONS);
+    if let Err(error) = options.check(total) {
+        emitter.error(error);
+        emitter.done(0, total, started.elapsed());
+        return;
+    }
+    let options = Arc::new(options);
+    // The generations left out (`only`) neither succeed nor fail.
+    let count = (0..total).filter(|task| options.runs(*task)).count();
     // The Hub call is part of every generation's deadline.
     let planned = match inner.generation_timeout {
         Some(limit) => tokio::time::timeout(limit, plan::make(&inner, request, &emitter))
@@ -176,19 +196,20 @@ async fn drive(inner: Arc<Inner>, request: GenerateRequest, emitter: Emitter) {
         Ok(plan) => Arc::new(plan),
         Err(error) => {
             emitter.error(error);
-            emitter.done(0, total, started.elapsed());
+            emitter.done(0, count, started.elapsed());
             return;
         }
     };
     let mut tasks = JoinSet::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(plan.concurrency));
-    for task in 0..plan.total {
-        let (inner, plan, permits) = (inner.clone(), plan.clone(), permits.clone());
+    let running: Vec<usize> = (0..plan.total).filter(|task| options.runs(*task)).collect();
+    for task in running {
+        let (inner, plan, permits, options) = (inner.clone(), plan.clone(), permits.clone(), options.clone());
         let emitter = emitter.for_task(task);
         tasks.spawn(async move {
             // The generation's own deadline starts once it may run.
             let _permit = permits.acquire_owned().await;
-            match run::generation(&inner, &plan, task, &emitter).await {
+            match run::generation(&inner, &plan, &options, task, &emitter).await {
                 Ok(media) => {
                     emitter.media(media);
                     true
@@ -217,7 +238,7 @@ async fn drive(inner: Arc<Inner>, request: GenerateRequest, emitter: Emitter) {
                     tracing::error!(%join_error, "a generation task ended abnormally");
                 }
             },
-            _ = ticker.tick() => emitter.progress(started.elapsed(), succeeded + failed, plan.total),
+            _ = ticker.tick() => emitter.progress(started.elapsed(), succeeded + failed, count),
         }
     }
     emitter.done(succeeded, failed, started.elapsed());

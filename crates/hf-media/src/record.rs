@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use hf_media_sink::{InputRecord, MediaKind, MediaLocation, MediaRecord, MediaTimings, StoredMedia};
+use hf_media_sink::{InputRecord, MediaKey, MediaKind, MediaLocation, MediaRecord, MediaTimings, StoredMedia};
 use serde_json::Value;
 
 use crate::GeneratedMedia;
@@ -28,6 +28,8 @@ pub(crate) struct Made<'a> {
     pub provider_response: Option<Value>,
     /// How many of the input images (from the first) the provider sent, when it left some out.
     pub images_used: usize,
+    /// Where the caller wants the sink to store it.
+    pub key: Option<MediaKey>,
 }
 
 impl Made<'_> {
@@ -67,6 +69,7 @@ impl Made<'_> {
                 generation_ms: self.generation_ms,
                 store_ms: 0,
             },
+            key: self.key.clone(),
         }
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use hf_media::sink::InputRecord;
 use hf_media::{
-    Error, ErrorInfo, GenerateRequest, GeneratedMedia, GenerationEvent, GenerationParams, MediaKind, MediaLocation,
-    ProviderAttempt, ProviderStatus, RetryStage,
+    Error, ErrorInfo, GenerateRequest, GeneratedMedia, GenerationEvent, GenerationParams, JobTicket, MediaKind,
+    MediaLocation, ProviderAttempt, ProviderStatus, RetryStage,
 };
 use serde_json::{Value, json};
 
@@ -65,6 +65,19 @@ fn every_event() -> Vec<GenerationEvent> {
         GenerationEvent::Warning {
             task: None,
             message: "skipping nebius: it is not registered in hf-media".into(),
+        },
+        GenerationEvent::Accepted {
+            task: 0,
+            provider: "fal-ai".into(),
+            job: JobTicket::new("fal-ai", "req-1").with_data(json!({
+                "status_url": "/fal-ai/flux/requests/req-1/status",
+                "response_url": "/fal-ai/flux/requests/req-1"
+            })),
+        },
+        GenerationEvent::Accepted {
+            task: 1,
+            provider: "replicate".into(),
+            job: JobTicket::new("replicate", "pred-9"),
         },
         GenerationEvent::ProviderStatus {
             task: 0,
@@ -139,6 +152,8 @@ fn every_event_kind_has_its_json_line() {
             "retry",
             "fallback",
             "warning",
+            "accepted",
+            "accepted",
             "provider_status",
             "progress",
             "media",
@@ -150,6 +165,17 @@ fn every_event_kind_has_its_json_line() {
         ]
     );
     insta::assert_json_snapshot!("every_event_kind", lines);
+}
+
+#[test]
+fn an_accepted_jobs_ticket_reads_back_from_its_line() {
+    for event in every_event() {
+        if let GenerationEvent::Accepted { job, .. } = &event {
+            let line = serde_json::to_value(&event).unwrap();
+            let back: JobTicket = serde_json::from_value(line["job"].clone()).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(&back, job);
+        }
+    }
 }
 
 #[test]

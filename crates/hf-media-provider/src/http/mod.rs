@@ -26,4 +26,5 @@ pub use error_text::{error_message, json_error_text, retry_after};
 pub use json::{MAX_JSON_BYTES, post_json, read_json, send_json, send_json_to};
 pub use poll::{MAX_POLL_FAILURES, Poll, fetch_job_result, poll_job, poll_until};
 pub use request::{Target, check_status, describe, http_error, send, send_to, send_unchecked};
+pub(crate) use sanitize::is_plain_id;
 pub use sanitize::{decode_base64, job_id, media_url, strip_media};

@@ -32,13 +32,7 @@ pub fn decode_base64(provider: &str, encoded: &str) -> Result<Bytes, ProviderErr
 /// A job id from a provider's answer, checked before it goes into a URL path: letters, digits, `-`, `_`
 /// and `.` only (no `/`, no `..`), at most 200 characters.
 pub fn job_id<'a>(provider: &str, id: &'a str) -> Result<&'a str, ProviderError> {
-    let valid = !id.is_empty()
-        && id.len() <= 200
-        && !id.contains("..")
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if valid {
+    if is_plain_id(id) {
         Ok(id)
     } else {
         Err(ProviderError::invalid_response(
@@ -49,6 +43,16 @@ pub fn job_id<'a>(provider: &str, id: &'a str) -> Result<&'a str, ProviderError>
             ),
         ))
     }
+}
+
+/// The rule of [`job_id`]: letters, digits, `-`, `_` and `.` only, no `..`, 1 to 200 characters.
+pub(crate) fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && !id.contains("..")
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// A media URL from a provider's answer: only `http`, `https` and `data:` URLs are accepted.

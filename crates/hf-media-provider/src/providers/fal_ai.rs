@@ -12,14 +12,17 @@
 //! 4. `GET {base}{path of response_url}`: `images[0].url` (images) or `video.url` (videos), which may be a
 //!    `data:` URL. The job is done by then: passing failures of this request are ridden out like a status
 //!    request's ([`http::fetch_job_result`]).
+//!
+//! The job's ticket keeps the response path (`data.response_path`, relative to the base): a resumed job
+//! polls and fetches there, steps 3 and 4, through the same code.
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::http::{self, Poll};
 use crate::{
-    AuthScheme, DirectApi, GenerationRequest, InputImage, MediaBody, MediaOutput, MediaProvider, ProviderContext,
-    ProviderError, ProviderInfo, ProviderStatus, Task, provider_parameters,
+    AuthScheme, DirectApi, GenerationRequest, InputImage, JobTicket, MediaBody, MediaOutput, MediaProvider,
+    ProviderContext, ProviderError, ProviderInfo, ProviderStatus, Task, provider_parameters,
 };
 use hf_media_mapping::Output;
 
@@ -37,6 +40,8 @@ const TASKS: &[Task] = &[
 ];
 static INFO: ProviderInfo =
     ProviderInfo::routed_with_api(FAL_AI, TASKS, DirectApi::new(FAL_QUEUE_URL, "FAL_KEY", AuthScheme::Key));
+/// The key of a ticket's `data` that holds the job's response path.
+const RESPONSE_PATH: &str = "response_path";
 /// The query that selects fal's queue behind the router.
 const ROUTED_QUEUE_QUERY: &str = "_subdomain=queue";
 /// The SD-family LoRA endpoint needs a base model.
@@ -216,32 +221,78 @@ impl MediaProvider for FalAi {
         }
         let job = parse_submit(&request, &answer)?;
         ctx.report(queued(&job.request_id, &answer));
-        let query = queue_query(ctx);
-        let with_query = |path: String| match query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        let status_url = ctx.url(&with_query(format!("{}/status", job.response_path)))?;
-        let result_url = ctx.url(&with_query(job.response_path.clone()))?;
-        // The status and result URLs are the job's own: a 404 there means the job is gone.
-        http::poll_job(
-            ctx,
-            &crate::JobTicket::new(FAL_AI, &job.request_id).with_data(serde_json::json!({"response_path": job.response_path})),
-            &format!("waiting for fal job {}", job.request_id),
-            || ctx.request(reqwest::Method::GET, status_url.clone()),
-            |status| parse_status(&job, status),
-        )
-        .await?;
-        // The job is done (and paid for): a passing failure of the result request is ridden out too.
-        let result = http::fetch_job_result(
-            ctx,
-            &job.request_id,
-            &format!("fetching the result of fal job {}", job.request_id),
-            || ctx.request(reqwest::Method::GET, result_url.clone()),
-        )
-        .await?;
-        parse_result(&request.mapping.task, &result)
+        wait(ctx, &request, &ticket(&job)).await
     }
+
+    /// Polls the job's status and fetches its result at the ticket's `data.response_path`, as
+    /// [`MediaProvider::generate`] does after its submit (through the router with `?_subdomain=queue`).
+    async fn resume(
+        &self,
+        ctx: &ProviderContext,
+        request: GenerationRequest,
+        job: JobTicket,
+    ) -> Result<MediaOutput, ProviderError> {
+        job.path_id(self.name())?;
+        wait(ctx, &request, &job).await
+    }
+}
+
+/// The ticket of a queued job: its request id, and its response path under `data.response_path`.
+fn ticket(job: &QueuedJob) -> JobTicket {
+    JobTicket::new(FAL_AI, &job.request_id).with_data(json!({ RESPONSE_PATH: job.response_path }))
+}
+
+/// The queued job a ticket names: its `data.response_path` must be there, and relative
+/// ([`JobTicket::relative_path`]).
+fn queued_job(job: &JobTicket) -> Result<QueuedJob, ProviderError> {
+    let response_path = job.relative_path(FAL_AI, RESPONSE_PATH)?.ok_or_else(|| {
+        ProviderError::invalid_request(
+            FAL_AI,
+            format!(
+                "the job ticket of fal job {} has no `data.{RESPONSE_PATH}`: it cannot be resumed",
+                job.job_id
+            ),
+        )
+    })?;
+    Ok(QueuedJob {
+        request_id: job.job_id.clone(),
+        response_path: response_path.to_owned(),
+    })
+}
+
+/// Follows an accepted job to its media: `GET {response path}/status` until `COMPLETED`, then
+/// `GET {response path}` (both with the queue query through the router), read for `request`'s task.
+async fn wait(
+    ctx: &ProviderContext,
+    request: &GenerationRequest,
+    ticket: &JobTicket,
+) -> Result<MediaOutput, ProviderError> {
+    let job = queued_job(ticket)?;
+    let query = queue_query(ctx);
+    let with_query = |path: String| match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let status_url = ctx.url(&with_query(format!("{}/status", job.response_path)))?;
+    let result_url = ctx.url(&with_query(job.response_path.clone()))?;
+    // The status and result URLs are the job's own: a 404 there means the job is gone.
+    http::poll_job(
+        ctx,
+        ticket,
+        &format!("waiting for fal job {}", job.request_id),
+        || ctx.request(reqwest::Method::GET, status_url.clone()),
+        |status| parse_status(&job, status),
+    )
+    .await?;
+    // The job is done (and paid for): a passing failure of the result request is ridden out too.
+    let result = http::fetch_job_result(
+        ctx,
+        &job.request_id,
+        &format!("fetching the result of fal job {}", job.request_id),
+        || ctx.request(reqwest::Method::GET, result_url.clone()),
+    )
+    .await?;
+    parse_result(&request.mapping.task, &result)
 }
 
 #[cfg(test)]

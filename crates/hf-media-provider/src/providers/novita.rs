@@ -9,6 +9,8 @@
 //!    `in_progress`; any other status is still pending and reported under its own name, lower-cased and
 //!    without the `TASK_STATUS_` prefix (`TASK_STATUS_PAUSED` → `paused`).
 //!
+//! A resumed task ([`MediaProvider::resume`]) is polled at step 3, through the same code.
+//!
 //! The python client's synchronous route (`/v3/hf/{providerId}`) is not used.
 
 use async_trait::async_trait;
@@ -16,8 +18,8 @@ use serde_json::{Map, Value};
 
 use crate::http::{self, Poll};
 use crate::{
-    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
-    ProviderStatus, Task, answer, provider_parameters,
+    AuthScheme, DirectApi, GenerationRequest, JobTicket, MediaOutput, MediaProvider, ProviderContext, ProviderError,
+    ProviderInfo, ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -131,16 +133,34 @@ impl MediaProvider for Novita {
         let answer = http::post_json(ctx, &route(&request), &payload(&request)).await?;
         let id = parse_task_id(&answer)?;
         // The submit answer has no status: the first poll reports the task's state.
-        let poll_url = ctx.url(&task_result_route(&id))?;
-        http::poll_job(
-            ctx,
-            &crate::JobTicket::new(NOVITA, &id),
-            &format!("waiting for novita task {id}"),
-            || ctx.request(reqwest::Method::GET, poll_url.clone()),
-            |answer| parse_task_result(&id, answer),
-        )
-        .await
+        wait(ctx, &JobTicket::new(NOVITA, id)).await
     }
+
+    /// Polls the task at `task-result?task_id={id}`, as [`MediaProvider::generate`] does after its submit.
+    /// The id goes percent-encoded into the query, so any non-empty id of a novita ticket is taken.
+    async fn resume(
+        &self,
+        ctx: &ProviderContext,
+        _request: GenerationRequest,
+        job: JobTicket,
+    ) -> Result<MediaOutput, ProviderError> {
+        job.id_for(self.name())?;
+        wait(ctx, &job).await
+    }
+}
+
+/// Follows an accepted task to its media: `GET task-result?task_id={id}` until it succeeded (or failed).
+async fn wait(ctx: &ProviderContext, ticket: &JobTicket) -> Result<MediaOutput, ProviderError> {
+    let id = ticket.job_id.as_str();
+    let poll_url = ctx.url(&task_result_route(id))?;
+    http::poll_job(
+        ctx,
+        ticket,
+        &format!("waiting for novita task {id}"),
+        || ctx.request(reqwest::Method::GET, poll_url.clone()),
+        |answer| parse_task_result(id, answer),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! `owner/name:version` id), header `Prefer: wait`, body `{"input": {"prompt", …}}`. `201 Created` is
 //! success; `output` is a URL string or a list of them. When the server's wait window ends before the
 //! prediction does, the prediction is polled at `{base}/v1/predictions/{id}` until `succeeded`, `failed`
-//! or `canceled`.
+//! or `canceled`. A resumed prediction ([`MediaProvider::resume`]) is polled there the same way.
 //!
 //! Image-to-image: Replicate's models name their image input differently, so the input images go under
 //! four keys of `input` at once: `image` and `input_image` (the first image), `images` and `input_images`
@@ -16,8 +16,8 @@ use serde_json::{Map, Value, json};
 
 use crate::http::{self, Poll, Target};
 use crate::{
-    AuthScheme, DirectApi, GenerationRequest, InputImage, MediaOutput, MediaProvider, ProviderContext, ProviderError,
-    ProviderInfo, ProviderStatus, Task, answer, provider_parameters,
+    AuthScheme, DirectApi, GenerationRequest, InputImage, JobTicket, MediaOutput, MediaProvider, ProviderContext,
+    ProviderError, ProviderInfo, ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -161,14 +161,33 @@ impl MediaProvider for Replicate {
             Poll::Pending(status) => status,
         };
         let id = http::job_id(REPLICATE, status.job_id.as_deref().unwrap_or_default())?.to_owned();
-        ctx.report_accepted(&crate::JobTicket::new(REPLICATE, &id));
         ctx.report(status);
-        let poll_url = ctx.url(&format!("/v1/predictions/{id}"))?;
-        http::poll_until(ctx, &format!("waiting for replicate prediction {id}"), |_| {
-            poll_prediction(ctx, poll_url.clone(), &id)
-        })
-        .await
+        wait(ctx, &JobTicket::new(REPLICATE, id)).await
     }
+
+    /// Polls the prediction at `/v1/predictions/{id}` as [`MediaProvider::generate`] does once the
+    /// `Prefer: wait` window is over.
+    async fn resume(
+        &self,
+        ctx: &ProviderContext,
+        _request: GenerationRequest,
+        job: JobTicket,
+    ) -> Result<MediaOutput, ProviderError> {
+        job.path_id(self.name())?;
+        wait(ctx, &job).await
+    }
+}
+
+/// Follows an accepted prediction to its media: reports it accepted, then polls
+/// `/v1/predictions/{id}` until it succeeded (or failed).
+async fn wait(ctx: &ProviderContext, ticket: &JobTicket) -> Result<MediaOutput, ProviderError> {
+    let id = ticket.job_id.as_str();
+    ctx.report_accepted(ticket);
+    let poll_url = ctx.url(&format!("/v1/predictions/{id}"))?;
+    http::poll_until(ctx, &format!("waiting for replicate prediction {id}"), |_| {
+        poll_prediction(ctx, poll_url.clone(), id)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //!   `frame_images: [{"input_image", "frame": "first"}]` (the others are left out with a warning); Together
 //!   takes at most [`FRAME_IMAGE_LIMIT`] characters there, so a larger `data:` URL is refused before
 //!   anything is sent (an `http(s)` URL of the image passes).
+//!   A video job is resumed ([`MediaProvider::resume`]) by polling `GET {base}/v2/videos/{id}` the same
+//!   way; images have no job to resume.
 //!
 //! Images are sent as the caller's `http(s)` URL when they came as one, else as a `data:` URL.
 
@@ -21,8 +23,8 @@ use serde_json::{Map, Value, json};
 use crate::http::{self, Poll};
 use crate::openai_images;
 use crate::{
-    AuthScheme, DirectApi, GenerationRequest, InputImage, MediaOutput, MediaProvider, ProviderContext, ProviderError,
-    ProviderInfo, ProviderStatus, Task, answer, provider_parameters,
+    AuthScheme, DirectApi, GenerationRequest, InputImage, JobTicket, MediaOutput, MediaProvider, ProviderContext,
+    ProviderError, ProviderInfo, ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -197,6 +199,27 @@ impl MediaProvider for Together {
         ctx.warn_images_left_out(&request, images_taken(&request));
         openai_images::generate(ctx, TOGETHER, &payload(&request), &request).await
     }
+
+    /// Polls a video job at `/v2/videos/{id}`, as [`MediaProvider::generate`] does after its submit. Images
+    /// are answered at once, so there is no image job to resume: a ticket for an image task is refused.
+    async fn resume(
+        &self,
+        ctx: &ProviderContext,
+        request: GenerationRequest,
+        job: JobTicket,
+    ) -> Result<MediaOutput, ProviderError> {
+        job.path_id(self.name())?;
+        if !request.mapping.task.makes_video() {
+            return Err(ProviderError::invalid_request(
+                TOGETHER,
+                format!(
+                    "job {} cannot be resumed: together answers {} at once, only video jobs are followed",
+                    job.job_id, request.mapping.task
+                ),
+            ));
+        }
+        wait_video(ctx, &job).await
+    }
 }
 
 async fn generate_video(ctx: &ProviderContext, request: &GenerationRequest) -> Result<MediaOutput, ProviderError> {
@@ -211,10 +234,16 @@ async fn generate_video(ctx: &ProviderContext, request: &GenerationRequest) -> R
     };
     let id = http::job_id(TOGETHER, status.job_id.as_deref().unwrap_or_default())?.to_owned();
     ctx.report(status);
+    wait_video(ctx, &JobTicket::new(TOGETHER, id)).await
+}
+
+/// Follows an accepted video job to its media: `GET /v2/videos/{id}` until `completed` (or failed).
+async fn wait_video(ctx: &ProviderContext, ticket: &JobTicket) -> Result<MediaOutput, ProviderError> {
+    let id = ticket.job_id.as_str();
     let job_url = ctx.url(&format!("{VIDEO_ROUTE}/{id}"))?;
     http::poll_job(
         ctx,
-        &crate::JobTicket::new(TOGETHER, &id),
+        ticket,
         &format!("waiting for together video job {id}"),
         || ctx.request(reqwest::Method::GET, job_url.clone()),
         parse_video_job,

@@ -9,14 +9,17 @@
 //! 3. `GET {base}{path of data.urls.get}` until `data.status` is `completed` (`data.outputs[0]` is the media
 //!    URL) or `failed` (`data.error`); `created` and `processing` are pending, anything else is a failure.
 //!    A submit answer that is already `completed` with outputs is taken as is.
+//!
+//! The job's ticket keeps the path of `data.urls.get` (`data.result_path`): a resumed prediction is polled
+//! there, step 3, through the same code.
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::http::{self, Poll};
 use crate::{
-    AuthScheme, DirectApi, GenerationRequest, InputImage, MediaOutput, MediaProvider, ProviderContext, ProviderError,
-    ProviderInfo, ProviderStatus, Task, answer, provider_parameters,
+    AuthScheme, DirectApi, GenerationRequest, InputImage, JobTicket, MediaOutput, MediaProvider, ProviderContext,
+    ProviderError, ProviderInfo, ProviderStatus, Task, answer, provider_parameters,
 };
 
 /// The provider's Hub name.
@@ -160,16 +163,48 @@ impl MediaProvider for WaveSpeed {
             None => {}
         }
         let job = parse_submit(&answer)?;
-        let poll_url = ctx.url_for_path_of(&job.result_url, None)?;
-        http::poll_job(
-            ctx,
-            &crate::JobTicket::new(WAVESPEED, &job.id),
-            &format!("waiting for wavespeed prediction {}", job.id),
-            || ctx.request(reqwest::Method::GET, poll_url.clone()),
-            parse_result,
-        )
-        .await
+        wait(ctx, &ticket(&job)?).await
     }
+
+    /// Polls the prediction at the ticket's `data.result_path` (or, without one,
+    /// `/api/v3/predictions/{id}/result`), as [`MediaProvider::generate`] does after its submit.
+    async fn resume(
+        &self,
+        ctx: &ProviderContext,
+        _request: GenerationRequest,
+        job: JobTicket,
+    ) -> Result<MediaOutput, ProviderError> {
+        job.path_id(self.name())?;
+        wait(ctx, &job).await
+    }
+}
+
+/// The key of a ticket's `data` that holds the path of the prediction's result URL.
+const RESULT_PATH: &str = "result_path";
+
+/// The ticket of a submitted prediction: its id, and the path of its `data.urls.get` under
+/// `data.result_path` (the host is the provider's, never kept: polling goes through the context's base).
+fn ticket(job: &PredictionJob) -> Result<JobTicket, ProviderError> {
+    let url = url::Url::parse(&job.result_url)
+        .map_err(|e| ProviderError::invalid_response(WAVESPEED, format!("`{}` is not a URL: {e}", job.result_url)))?;
+    Ok(JobTicket::new(WAVESPEED, &job.id).with_data(json!({ RESULT_PATH: url.path() })))
+}
+
+/// Follows an accepted prediction to its media: `GET {result path}` until `completed` (or `failed`).
+async fn wait(ctx: &ProviderContext, ticket: &JobTicket) -> Result<MediaOutput, ProviderError> {
+    let id = ticket.job_id.as_str();
+    let poll_url = match ticket.relative_path(WAVESPEED, RESULT_PATH)? {
+        Some(path) => ctx.url(path)?,
+        None => ctx.url(&format!("/api/v3/predictions/{id}/result"))?,
+    };
+    http::poll_job(
+        ctx,
+        ticket,
+        &format!("waiting for wavespeed prediction {id}"),
+        || ctx.request(reqwest::Method::GET, poll_url.clone()),
+        parse_result,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -7,14 +7,16 @@
 //!    already carries `image_result[0].url`.
 //! 3. Otherwise `GET {base}/api/paas/v4/async-result/{id}` (same extra headers) until `SUCCESS`
 //!    (`image_result[0].url`) or `FAIL`.
+//!
+//! A resumed task ([`MediaProvider::resume`]) is polled at step 3, through the same code.
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::http::{self, Poll};
 use crate::{
-    AuthScheme, DirectApi, GenerationRequest, MediaOutput, MediaProvider, ProviderContext, ProviderError, ProviderInfo,
-    ProviderStatus, Task, answer, provider_parameters, size_as_wxh,
+    AuthScheme, DirectApi, GenerationRequest, JobTicket, MediaOutput, MediaProvider, ProviderContext, ProviderError,
+    ProviderInfo, ProviderStatus, Task, answer, provider_parameters, size_as_wxh,
 };
 
 /// The provider's Hub name.
@@ -130,16 +132,34 @@ impl MediaProvider for ZaiOrg {
         if let Some(status) = status {
             ctx.report(status);
         }
-        let poll_url = ctx.url(&result_route(&id))?;
-        http::poll_job(
-            ctx,
-            &crate::JobTicket::new(ZAI_ORG, &id),
-            &format!("waiting for zai-org task {id}"),
-            || zai_request(ctx, reqwest::Method::GET, poll_url.clone()),
-            parse_task,
-        )
-        .await
+        wait(ctx, &JobTicket::new(ZAI_ORG, id)).await
     }
+
+    /// Polls the task at `async-result/{id}` (with the extra headers), as [`MediaProvider::generate`] does
+    /// after its submit.
+    async fn resume(
+        &self,
+        ctx: &ProviderContext,
+        _request: GenerationRequest,
+        job: JobTicket,
+    ) -> Result<MediaOutput, ProviderError> {
+        job.path_id(self.name())?;
+        wait(ctx, &job).await
+    }
+}
+
+/// Follows an accepted task to its media: `GET async-result/{id}` until `SUCCESS` (or `FAIL`).
+async fn wait(ctx: &ProviderContext, ticket: &JobTicket) -> Result<MediaOutput, ProviderError> {
+    let id = ticket.job_id.as_str();
+    let poll_url = ctx.url(&result_route(id))?;
+    http::poll_job(
+        ctx,
+        ticket,
+        &format!("waiting for zai-org task {id}"),
+        || zai_request(ctx, reqwest::Method::GET, poll_url.clone()),
+        parse_task,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt as _, TryStreamExt as _};
-use hf_media_sink::conformance::{sample_record, tiny_png};
+use hf_media_sink::conformance::{keyed_record, sample_record, tiny_jpeg_head, tiny_png};
 use hf_media_sink::{ByteStream, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, StreamError};
 use hf_media_sink_object::ObjectSink;
 use hf_media_sink_object::object_store::path::Path;
@@ -36,6 +36,11 @@ pub struct Stats {
     pub puts_done: AtomicUsize,
     pub completes_started: AtomicUsize,
     pub deletes: AtomicUsize,
+    /// Puts with `PutMode::Create` (first writer wins), and with `PutMode::Overwrite`.
+    pub creates: AtomicUsize,
+    pub overwrites: AtomicUsize,
+    /// Puts of a key ending with this suffix fail (the store answers an error), while set.
+    pub fail_puts_ending: Mutex<Option<String>>,
     /// Milliseconds every put and every completion waits before it reaches the store.
     pub delay_ms: AtomicU64,
     /// The next `n` `PutMode::Create` puts of a key ending with `suffix` go to `target` instead.
@@ -137,6 +142,18 @@ impl MultipartUpload for TrackedUpload {
 impl ObjectStore for Tracked {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
         self.stats.puts.fetch_add(1, Ordering::SeqCst);
+        match opts.mode {
+            PutMode::Create => self.stats.creates.fetch_add(1, Ordering::SeqCst),
+            PutMode::Overwrite => self.stats.overwrites.fetch_add(1, Ordering::SeqCst),
+            _ => 0,
+        };
+        let failing = self.stats.fail_puts_ending.lock().unwrap().clone();
+        if failing.is_some_and(|suffix| location.as_ref().ends_with(suffix.as_str())) {
+            return Err(hf_media_sink_object::object_store::Error::Generic {
+                store: "Tracked",
+                source: "refused by the test".into(),
+            });
+        }
         let location = self
             .stats
             .redirect_of(location, &opts.mode)
@@ -286,9 +303,13 @@ pub async fn check_sidecar(sink: &ObjectSink, store: &dyn ObjectStore, stored: &
     let sidecar = stored.sidecar.as_ref().expect("a sidecar");
     let json = read_uri(sink, store, sidecar).await;
     let back: MediaRecord = serde_json::from_slice(&json).unwrap();
+    let written = MediaRecord {
+        key: None,
+        ..stored.record.clone()
+    };
     assert_eq!(
-        back, stored.record,
-        "the sidecar holds the returned record, store_ms included"
+        back, written,
+        "the sidecar holds the returned record, store_ms included (the key is not written)"
     );
     let media_key = key_of(sink, &stored.location);
     let sidecar_key = key_of(sink, sidecar);
@@ -568,4 +589,192 @@ pub async fn dropped_while_publishing_leaves_nothing(sink: &ObjectSink, store: &
     eventually("both were deleted", || Stats::get(&stats.deletes) >= deletes + 2).await;
     listed_eventually(store, sink.prefix(), &before).await;
     stats.delay_ms.store(0, Ordering::SeqCst);
+}
+
+/// The keys listed under `{prefix}/{folder}`, relative to the prefix, sorted.
+async fn listed_at(sink: &ObjectSink, store: &dyn ObjectStore, folder: &str) -> Vec<String> {
+    let prefix = sink.prefix().clone();
+    let at = folder.split('/').fold(prefix.clone(), Path::join);
+    list_keys(store, &at)
+        .await
+        .into_iter()
+        .map(|key| {
+            let relative = Path::from(key.as_str());
+            relative
+                .prefix_match(&prefix)
+                .unwrap()
+                .map(|p| p.as_ref().to_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect()
+}
+
+/// Keyed stores: at `{prefix}/{key}.{ext}` (sidecar `{key}.json`) with `PutMode::Overwrite`, a second
+/// store (a single put, then a multipart upload) replacing the first, another format replacing the
+/// other, failures before publishing leaving the key as it was, failures and drops after leaving it
+/// empty; unkeyed stores still use `PutMode::Create`.
+pub async fn keyed_stores_replace_what_the_key_held(sink: &ObjectSink, store: &dyn ObjectStore, stats: &Stats) {
+    const KEY: &str = "keyed/shard-0001/item-000001";
+    let folder = "keyed/shard-0001";
+    let media_key = |ext: &str| format!("{KEY}.{ext}");
+    let read = |key: String| async move {
+        let path = key.split('/').fold(sink.prefix().clone(), Path::join);
+        store.get(&path).await.unwrap().bytes().await.unwrap()
+    };
+    let sidecar_prompt = |key: String| async move {
+        let bytes = read(key).await;
+        serde_json::from_slice::<MediaRecord>(&bytes).unwrap().prompt
+    };
+
+    // A small media: one put, overwriting.
+    let (creates, overwrites) = (Stats::get(&stats.creates), Stats::get(&stats.overwrites));
+    let png = tiny_png();
+    let first = sink
+        .store(stream_in(&png, 16), keyed_record("first", KEY))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.location,
+        MediaLocation::Object(format!("{}/{}", sink.uri(), media_key("png")))
+    );
+    assert_eq!(
+        first.sidecar,
+        Some(MediaLocation::Object(format!("{}/{}", sink.uri(), media_key("json"))))
+    );
+    check_sidecar(sink, store, &first).await;
+    assert_eq!(
+        Stats::get(&stats.creates),
+        creates,
+        "a keyed store never puts with PutMode::Create"
+    );
+    // The media and its sidecar (a store refusing attributes sees one more, retried without).
+    assert!(
+        Stats::get(&stats.overwrites) >= overwrites + 2,
+        "the media and its sidecar overwrite"
+    );
+    assert_eq!(
+        listed_at(sink, store, folder).await,
+        [media_key("json"), media_key("png")]
+    );
+
+    // Again, larger than a part: a multipart upload whose completion replaces the first.
+    let big = big_png(sink.part_size() + 1000, 11);
+    let opened = Stats::get(&stats.uploads_opened);
+    let second = sink
+        .store(stream_in(&big, 64 * 1024), keyed_record("second", KEY))
+        .await
+        .unwrap();
+    assert_eq!(Stats::get(&stats.uploads_opened), opened + 1, "a multipart upload");
+    assert_eq!(second.location, first.location);
+    assert_eq!(second.sidecar, first.sidecar);
+    assert!(
+        read(media_key("png")).await.as_ref() == big.as_slice(),
+        "the second's bytes"
+    );
+    assert_eq!(sidecar_prompt(media_key("json")).await, "second");
+    assert_eq!(
+        listed_at(sink, store, folder).await,
+        [media_key("json"), media_key("png")]
+    );
+
+    // Another format: the PNG goes.
+    let jpeg = tiny_jpeg_head();
+    let third = sink
+        .store(stream_in(&jpeg, 7), keyed_record("third", KEY))
+        .await
+        .unwrap();
+    assert_eq!(
+        third.location,
+        MediaLocation::Object(format!("{}/{}", sink.uri(), media_key("jpg")))
+    );
+    assert!(read(media_key("jpg")).await.as_ref() == jpeg.as_slice());
+    assert_eq!(sidecar_prompt(media_key("json")).await, "third");
+    assert_eq!(
+        listed_at(sink, store, folder).await,
+        [media_key("jpg"), media_key("json")]
+    );
+
+    // Failing before the media is published (a broken stream, single put or multipart): the key
+    // is as it was.
+    let aborted = Stats::get(&stats.uploads_aborted);
+    for len in [40, sink.part_size() * 2 + 10] {
+        let png = big_png(len.max(64), 12);
+        let broken = stream_in(&png[..len.min(png.len())], 64 * 1024)
+            .chain(futures::stream::iter([Err(StreamError::network("reset"))]))
+            .boxed();
+        let result = sink.store(broken, keyed_record("broken", KEY)).await;
+        assert!(matches!(result, Err(SinkError::Source(_))), "{result:?}");
+    }
+    assert_eq!(
+        Stats::get(&stats.uploads_aborted),
+        aborted + 1,
+        "the multipart one was aborted"
+    );
+    assert!(read(media_key("jpg")).await.as_ref() == jpeg.as_slice());
+    assert_eq!(sidecar_prompt(media_key("json")).await, "third");
+    assert_eq!(
+        listed_at(sink, store, folder).await,
+        [media_key("jpg"), media_key("json")]
+    );
+
+    // Failing after (the sidecar is refused): the key is left empty, the JPEG having been replaced.
+    *stats.fail_puts_ending.lock().unwrap() = Some(media_key("json"));
+    let result = sink
+        .store(stream_in(&tiny_png(), 16), keyed_record("no sidecar", KEY))
+        .await;
+    *stats.fail_puts_ending.lock().unwrap() = None;
+    match result {
+        Err(SinkError::Backend { message, .. }) => {
+            assert!(message.contains("writing the sidecar"), "{message}");
+        }
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    assert_eq!(listed_at(sink, store, folder).await, Vec::<String>::new());
+
+    // Dropped while the media's put is in flight: once it lands, the key is emptied (media and
+    // sidecar of the previous store).
+    sink.store(stream_in(&tiny_png(), 16), keyed_record("before the drop", KEY))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed_at(sink, store, folder).await,
+        [media_key("json"), media_key("png")]
+    );
+    stats.delay_ms.store(300, Ordering::SeqCst);
+    let (puts, done) = (Stats::get(&stats.puts), Stats::get(&stats.puts_done));
+    let store_future = sink.store(stream_in(&jpeg, 7), keyed_record("dropped", KEY));
+    tokio::select! {
+        result = store_future => panic!("the put takes 300 ms, got {result:?}"),
+        () = eventually("the put was sent", || Stats::get(&stats.puts) > puts) => {}
+    }
+    eventually("the put landed", || Stats::get(&stats.puts_done) > done).await;
+    stats.delay_ms.store(0, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !listed_at(sink, store, folder).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still listed: {:?}",
+            listed_at(sink, store, folder).await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Unkeyed stores still never overwrite.
+    let creates = Stats::get(&stats.creates);
+    let overwrites = Stats::get(&stats.overwrites);
+    let unkeyed = sink.store(stream_in(&png, 16), sample_record("unkeyed")).await.unwrap();
+    if sink_supports_create(stats, creates) {
+        assert_eq!(Stats::get(&stats.overwrites), overwrites, "{unkeyed:?}");
+    }
+    store.delete(&key_of(sink, &unkeyed.location)).await.unwrap();
+    store
+        .delete(&key_of(sink, unkeyed.sidecar.as_ref().unwrap()))
+        .await
+        .unwrap();
+}
+
+/// Whether puts since `creates_before` used `PutMode::Create` (the store supports it).
+fn sink_supports_create(stats: &Stats, creates_before: usize) -> bool {
+    Stats::get(&stats.creates) > creates_before
 }
