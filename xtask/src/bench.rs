@@ -10,6 +10,10 @@
 //!    (user + system, from `wait4`) and generations per second, vs `bench/python_reference.py`
 //!    (huggingface_hub's `InferenceClient.text_to_image`, a thread pool of 64) in a venv.
 //!
+//! 4. **Batch** (issue 11, `bench/batch.rs`; alone with `cargo xtask bench batch`): `hf-media batch` over
+//!    10,000 items vs `curl --parallel` and a Python thread pool, the resume scan of a finished
+//!    100,000-item state, and peak RSS by batch size.
+//!
 //! CPU time and peak memory (`ru_maxrss`) come from `wait4` on each child: the OS's own accounting.
 
 use std::fmt::Write as _;
@@ -19,6 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod batch;
 
 const MIB: u64 = 1024 * 1024;
 /// The token given to the emulator (it only checks that one is there).
@@ -65,6 +71,18 @@ pub struct Sizes {
     pub overhead_concurrency: u32,
     /// Image bytes of the overhead scenario.
     pub image_bytes: u64,
+    /// Items of the batch throughput scenario.
+    pub batch_items: u64,
+    /// `--concurrency` of the batch scenarios.
+    pub batch_concurrency: u32,
+    /// Image bytes of the batch scenarios.
+    pub batch_image_bytes: u64,
+    /// Items of the finished state the resume scan reads (and of the big run).
+    pub resume_items: u64,
+    /// Repetitions of the resume scan (the median is reported).
+    pub resume_reps: usize,
+    /// Whether a real batch of `resume_items` items is run too (its peak RSS).
+    pub batch_big_run: bool,
 }
 
 impl Sizes {
@@ -77,6 +95,12 @@ impl Sizes {
         overhead_total: 1024,
         overhead_concurrency: 64,
         image_bytes: 256 * 1024,
+        batch_items: 10_000,
+        batch_concurrency: 64,
+        batch_image_bytes: 4096,
+        resume_items: 100_000,
+        resume_reps: 3,
+        batch_big_run: true,
     };
     /// Tiny sizes, to keep the harness working (CI-ish).
     pub const SMOKE: Sizes = Sizes {
@@ -87,7 +111,22 @@ impl Sizes {
         overhead_total: 16,
         overhead_concurrency: 16,
         image_bytes: 256 * 1024,
+        batch_items: 500,
+        batch_concurrency: 64,
+        batch_image_bytes: 4096,
+        resume_items: 5_000,
+        resume_reps: 1,
+        batch_big_run: true,
     };
+}
+
+/// Which scenarios run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Every scenario.
+    All,
+    /// The batch scenarios only (`cargo xtask bench batch`).
+    Batch,
 }
 
 /// One line of the table.
@@ -656,8 +695,8 @@ fn overhead(ctx: &Context, sizes: Sizes, smoke: bool) -> Result<Vec<Row>, String
     ])
 }
 
-/// Runs every scenario and prints the table; `smoke` uses tiny sizes (and skips Python if no venv).
-pub fn run(root: &Path, cargo: &str, smoke: bool) -> Result<String, String> {
+/// Runs the selected scenarios and prints the table; `smoke` uses tiny sizes (and skips Python if no venv).
+pub fn run(root: &Path, cargo: &str, smoke: bool, selection: Selection) -> Result<String, String> {
     eprintln!("$ cargo build --release -p hf-media-cli");
     let built = Command::new(cargo)
         .args(["build", "--release", "-p", "hf-media-cli"])
@@ -671,6 +710,7 @@ pub fn run(root: &Path, cargo: &str, smoke: bool) -> Result<String, String> {
     let dir = target.join("bench");
     fresh_dir(&dir)?;
     let bin = target.join("release").join("hf-media");
+    let maker = batch::build_state_maker(root, cargo, &target)?;
     let ctx = Context {
         key_vars: provider_key_vars(&bin)?,
         bin,
@@ -680,12 +720,16 @@ pub fn run(root: &Path, cargo: &str, smoke: bool) -> Result<String, String> {
     };
     let sizes = if smoke { Sizes::SMOKE } else { Sizes::FULL };
     let mut rows = Vec::new();
-    eprintln!("scenario 1: big video");
-    rows.extend(video(&ctx, sizes)?);
-    eprintln!("scenario 2: parallel");
-    rows.extend(parallel(&ctx, sizes)?);
-    eprintln!("scenario 3: per-generation overhead");
-    rows.extend(overhead(&ctx, sizes, smoke)?);
+    if selection == Selection::All {
+        eprintln!("scenario 1: big video");
+        rows.extend(video(&ctx, sizes)?);
+        eprintln!("scenario 2: parallel");
+        rows.extend(parallel(&ctx, sizes)?);
+        eprintln!("scenario 3: per-generation overhead");
+        rows.extend(overhead(&ctx, sizes, smoke)?);
+    }
+    eprintln!("scenario 4: batch");
+    rows.extend(batch::scenarios(&ctx, sizes, smoke, &maker)?);
     Ok(table(&rows))
 }
 

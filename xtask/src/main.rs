@@ -1,8 +1,9 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
 //! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, and every test.
-//! - `cargo xtask bench [--smoke]`: the performance scenarios (big video, parallel, per-generation
-//!   overhead) side by side with reference clients; prints a Markdown table (see `docs/PERFORMANCE.md`).
+//! - `cargo xtask bench [batch] [--smoke]`: the performance scenarios (big video, parallel, per-generation
+//!   overhead, batch; `batch`: the batch ones only) side by side with reference clients; prints a Markdown
+//!   table (see `docs/PERFORMANCE.md`).
 //! - `cargo xtask fuzz [--cases N]`: the property tests of every parser of untrusted input, with many cases.
 
 mod bench;
@@ -49,13 +50,22 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("bench") => {
-            let smoke = std::env::args().skip(2).any(|a| a == "--smoke");
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let smoke = args.iter().any(|a| a == "--smoke");
+            let selection = match args.iter().find(|a| !a.starts_with("--")).map(String::as_str) {
+                None => bench::Selection::All,
+                Some("batch") => bench::Selection::Batch,
+                Some(other) => {
+                    eprintln!("unknown bench selection `{other}`: cargo xtask bench [batch] [--smoke]");
+                    return ExitCode::from(2);
+                }
+            };
             let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .parent()
                 .unwrap_or(std::path::Path::new("."))
                 .to_owned();
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            match bench::run(&root, &cargo, smoke) {
+            match bench::run(&root, &cargo, smoke, selection) {
                 Ok(table) => {
                     println!("{table}");
                     ExitCode::SUCCESS
@@ -104,9 +114,9 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | bench [--smoke] | fuzz [--cases N] | soak [--generations=N]\n\n  \
+                "usage: cargo xtask ci | bench [batch] [--smoke] | fuzz [--cases N] | soak [--generations=N]\n\n  \
                  ci      format check, clippy (-D warnings) and every test, as CI runs them\n  \
-                 bench   the performance scenarios against the emulator, with reference clients (--smoke: tiny sizes)\n  \
+                 bench   the performance scenarios against the emulator, with reference clients (--smoke: tiny sizes;\n          `bench batch`: the batch scenarios only)\n  \
                  fuzz    the property tests of every parser with many cases (default 20000)\n  \
                  soak    thousands of generations through the emulator with injected faults (default 5000)"
             );

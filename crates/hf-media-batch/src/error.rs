@@ -127,7 +127,10 @@ pub enum BatchError {
         source: sqlx::Error,
     },
     /// The state's schema could not be brought up to date.
-    #[error("batch state {location}: the schema could not be brought up to date: {source}{}", migrate_hint(source))]
+    #[error(
+        "batch state {location}: the schema could not be brought up to date: {source}{}",
+        migrate_hint(source)
+    )]
     StateMigrate {
         /// The state (a password shown as `***`).
         location: String,

@@ -60,13 +60,21 @@ async fn open_batch(env: Env) {
 
     assert!(matches!(again.mark_loaded(4).await, Err(BatchError::StateData { .. })));
     again.mark_loaded(3).await.unwrap();
-    let info = env.open().await.open_batch(&identity("/out/a", "fp-1"), &json!({})).await.unwrap();
+    let info = env
+        .open()
+        .await
+        .open_batch(&identity("/out/a", "fp-1"), &json!({}))
+        .await
+        .unwrap();
     assert!(info.loaded && !info.created);
     assert_eq!(info.total, 3);
 
     // Another input for the same output is refused, saying what to do.
     let other = env.open().await;
-    let error = other.open_batch(&identity("/out/a", "fp-2"), &json!({})).await.unwrap_err();
+    let error = other
+        .open_batch(&identity("/out/a", "fp-2"), &json!({}))
+        .await
+        .unwrap_err();
     assert!(matches!(error, BatchError::DifferentBatch(_)), "{error:?}");
     assert_eq!(error.code(), "different_batch");
     let message = error.to_string();
@@ -87,7 +95,10 @@ async fn open_batch(env: Env) {
     assert_eq!(status.counts().await.unwrap().pending, 3);
 
     // A handle serves one batch.
-    let error = state.open_batch(&identity("/out/b", "fp-1"), &json!({})).await.unwrap_err();
+    let error = state
+        .open_batch(&identity("/out/b", "fp-1"), &json!({}))
+        .await
+        .unwrap_err();
     assert!(matches!(error, BatchError::OtherBatch { .. }), "{error:?}");
 }
 
@@ -95,7 +106,9 @@ async fn two_batches_one_database(env: Env) {
     let a = env.batch("/out/a").await;
     let b = env.open().await;
     // Another key may hold other items.
-    b.open_batch(&identity("s3://bucket/b", "fp-9"), &json!({})).await.unwrap();
+    b.open_batch(&identity("s3://bucket/b", "fp-9"), &json!({}))
+        .await
+        .unwrap();
     a.add_items(&items(0..10)).await.unwrap();
     b.add_items(&items(0..4)).await.unwrap();
     assert_eq!(a.counts().await.unwrap().pending, 10);
@@ -106,9 +119,21 @@ async fn two_batches_one_database(env: Env) {
     assert!(b.claim(&worker, 100, LONG).await.unwrap().is_empty());
     assert_eq!(a.counts().await.unwrap().running, 0);
     assert_eq!(a.scan().count().await, 10);
-    assert!(b.finish(&worker, claimed[0].key, Outcome::Done { provider: "fal-ai".into() }).await.unwrap());
+    assert!(
+        b.finish(
+            &worker,
+            claimed[0].key,
+            Outcome::Done {
+                provider: "fal-ai".into()
+            }
+        )
+        .await
+        .unwrap()
+    );
     assert_eq!(a.counts().await.unwrap().done, 0);
-    a.pause_provider(&pause("fal-ai", 1, "rate_limited", None)).await.unwrap();
+    a.pause_provider(&pause("fal-ai", 1, "rate_limited", None))
+        .await
+        .unwrap();
     assert!(b.provider_pauses().await.unwrap().is_empty());
 }
 
@@ -157,7 +182,10 @@ async fn invalid_lines(env: Env) {
     let rows = scan(&*state).await;
     assert_eq!(rows[1].state, ItemState::Failed);
     assert_eq!(rows[1].error_kind.as_deref(), Some(INVALID_LINE));
-    assert_eq!(rows[1].error, Some(json!({"code": "invalid_json", "message": "not JSON"})));
+    assert_eq!(
+        rows[1].error,
+        Some(json!({"code": "invalid_json", "message": "not JSON"}))
+    );
     assert_eq!(rows[1].attempts, 0);
 }
 
@@ -216,16 +244,21 @@ async fn exactly_once(env: Env) {
     for task in tasks {
         per_worker.push(task.await.unwrap());
     }
-    let finished = finished.lock().unwrap();
-    assert_eq!(finished.len() as u64, ITEMS);
-    assert!(finished.values().all(|&n| n == 1));
+    {
+        let finished = finished.lock().unwrap();
+        assert_eq!(finished.len() as u64, ITEMS);
+        assert!(finished.values().all(|&n| n == 1));
+    }
     assert_eq!(per_worker.iter().sum::<u64>(), ITEMS);
     assert!(per_worker.iter().filter(|&&n| n > 0).count() > 1, "{per_worker:?}");
     let counts = loader.counts().await.unwrap();
     assert_eq!(counts.done, ITEMS);
     assert_eq!(counts.done_by_provider.values().sum::<u64>(), ITEMS);
     let rows = scan(&*loader).await;
-    assert!(rows.iter().all(|r| r.state == ItemState::Done && r.attempts == 1 && r.lease_owner.is_none()));
+    assert!(
+        rows.iter()
+            .all(|r| r.state == ItemState::Done && r.attempts == 1 && r.lease_owner.is_none())
+    );
 }
 
 async fn lease_expiry(env: Env) {
@@ -234,34 +267,79 @@ async fn lease_expiry(env: Env) {
     first.add_items(&items(0..5)).await.unwrap();
     let w1 = WorkerId::current();
     let w2 = WorkerId::current();
-    let claimed = first.claim(&w1, 10, Duration::from_millis(400)).await.unwrap();
+    let lease = Duration::from_millis(2_000);
+    let start = std::time::Instant::now();
+    let claimed = first.claim(&w1, 10, lease).await.unwrap();
     assert_eq!(claimed.len(), 5);
     let keys: Vec<ItemKey> = claimed.iter().map(|c| c.key).collect();
-    // Not before the lease ends …
-    assert!(second.claim(&w2, 10, LONG).await.unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Not before the lease ends: a claim that returns before it would have ended gets nothing (its lease
+    // ends at the earliest `lease` after `start`) …
+    let mut early = 0;
+    while start.elapsed() < lease / 2 {
+        let got = second.claim(&w2, 10, LONG).await.unwrap();
+        if start.elapsed() < lease {
+            assert!(got.is_empty(), "{got:?}");
+            early += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(early > 0);
+    tokio::time::sleep(lease.saturating_sub(start.elapsed()) + Duration::from_millis(100)).await;
     // … at once after.
     let taken = second.claim(&w2, 10, LONG).await.unwrap();
     assert_eq!(taken.iter().map(|c| c.key).collect::<Vec<_>>(), keys);
     assert!(taken.iter().all(|c| c.attempts == 2));
     // The first worker learns it lost them, and writes nothing.
     assert_eq!(first.renew(&w1, &keys, LONG).await.unwrap(), keys);
-    assert!(!first.record_job(&w1, keys[0], 0, &json!({"job": "late"})).await.unwrap());
-    assert!(!first.record_media(&w1, keys[0], 0, &json!({"file": "late.png"})).await.unwrap());
-    assert!(!first.finish(&w1, keys[0], Outcome::Done { provider: "late".into() }).await.unwrap());
+    assert!(
+        !first
+            .record_job(&w1, keys[0], 0, &json!({"job": "late"}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !first
+            .record_media(&w1, keys[0], 0, &json!({"file": "late.png"}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !first
+            .finish(
+                &w1,
+                keys[0],
+                Outcome::Done {
+                    provider: "late".into()
+                }
+            )
+            .await
+            .unwrap()
+    );
     first.release(&w1, &keys).await.unwrap();
     assert!(second.renew(&w2, &keys, LONG).await.unwrap().is_empty());
-    assert!(second.finish(&w2, keys[0], Outcome::Done { provider: "p2".into() }).await.unwrap());
+    assert!(
+        second
+            .finish(&w2, keys[0], Outcome::Done { provider: "p2".into() })
+            .await
+            .unwrap()
+    );
     let rows = scan(&*first).await;
     assert_eq!(rows[0].state, ItemState::Done);
     assert_eq!(rows[0].provider.as_deref(), Some("p2"));
     assert!(rows[0].jobs.is_empty() && rows[0].media.is_empty());
-    assert!(rows[1..].iter().all(|r| r.state == ItemState::Running && r.lease_owner.as_deref() == Some(&w2.id)));
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r.state == ItemState::Running && r.lease_owner.as_deref() == Some(&w2.id))
+    );
     // A finished item is not held any more.
     assert_eq!(second.renew(&w2, &keys[..1], LONG).await.unwrap(), &keys[..1]);
     // A worker is never handed back what it holds, even when its lease ran out; another worker takes it.
     second.release(&w2, &keys[1..]).await.unwrap();
-    assert_eq!(second.claim(&w2, 10, Duration::from_millis(100)).await.unwrap().len(), 4);
+    assert_eq!(
+        second.claim(&w2, 10, Duration::from_millis(100)).await.unwrap().len(),
+        4
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(second.claim(&w2, 10, LONG).await.unwrap().is_empty());
     assert_eq!(first.claim(&w1, 10, LONG).await.unwrap().len(), 4);
@@ -322,20 +400,34 @@ async fn tickets_and_media_survive_a_takeover(env: Env) {
     let key = claimed[0].key;
     assert_eq!(claimed[0].n, 3);
     assert!(claimed[0].jobs.is_empty() && claimed[0].media.is_empty());
-    let ticket = |id: &str| json!({"provider": "fal-ai", "job_id": id, "data": {"status_url": format!("https://q/{id}")}});
+    let ticket =
+        |id: &str| json!({"provider": "fal-ai", "job_id": id, "data": {"status_url": format!("https://q/{id}")}});
     assert!(state.record_job(&w1, key, 0, &ticket("a")).await.unwrap());
     assert!(state.record_job(&w1, key, 1, &ticket("b")).await.unwrap());
     assert!(state.record_job(&w1, key, 2, &ticket("c")).await.unwrap());
     assert!(state.record_job(&w1, key, 2, &ticket("c2")).await.unwrap());
-    assert!(state.record_media(&w1, key, 0, &json!({"file": "0000/item-0.png", "bytes": 1234})).await.unwrap());
+    assert!(
+        state
+            .record_media(&w1, key, 0, &json!({"file": "0000/item-0.png", "bytes": 1234}))
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let taken = state.claim(&w2, 1, LONG).await.unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].jobs, BTreeMap::from([(1, ticket("b")), (2, ticket("c2"))]));
-    assert_eq!(taken[0].media, BTreeMap::from([(0, json!({"file": "0000/item-0.png", "bytes": 1234}))]));
+    assert_eq!(
+        taken[0].media,
+        BTreeMap::from([(0, json!({"file": "0000/item-0.png", "bytes": 1234}))])
+    );
     // A null ticket forgets one that cannot be resumed.
     assert!(state.record_job(&w2, key, 2, &serde_json::Value::Null).await.unwrap());
-    assert!(state.record_media(&w2, key, 1, &json!({"file": "b.png"})).await.unwrap());
+    assert!(
+        state
+            .record_media(&w2, key, 1, &json!({"file": "b.png"}))
+            .await
+            .unwrap()
+    );
     let row = scan(&*state).await.remove(0);
     assert!(row.jobs.is_empty(), "{row:?}");
     assert_eq!(row.media.keys().copied().collect::<Vec<_>>(), [0, 1]);
@@ -364,7 +456,10 @@ async fn release_is_not_an_attempt(env: Env) {
     assert!(rows[0].lease_owner.is_none() && rows[0].lease_until.is_none());
     assert!(rows[0].started_at.is_some());
     let again = state.claim(&w2, 3, LONG).await.unwrap();
-    assert_eq!(again.iter().map(|c| (c.position, c.attempts)).collect::<Vec<_>>(), [(0, 1), (1, 1)]);
+    assert_eq!(
+        again.iter().map(|c| (c.position, c.attempts)).collect::<Vec<_>>(),
+        [(0, 1), (1, 1)]
+    );
 }
 
 async fn retry_failed(env: Env) {
@@ -381,31 +476,62 @@ async fn retry_failed(env: Env) {
         kind: kind.into(),
         error: json!({"code": kind, "message": "it broke"}),
     };
-    assert!(state.finish(&worker, claimed[0].key, fail("provider_error")).await.unwrap());
+    assert!(
+        state
+            .finish(&worker, claimed[0].key, fail("provider_error"))
+            .await
+            .unwrap()
+    );
     assert!(state.finish(&worker, claimed[1].key, fail("timeout")).await.unwrap());
-    assert!(state.record_media(&worker, claimed[2].key, 0, &json!({"file": "x"})).await.unwrap());
+    assert!(
+        state
+            .record_media(&worker, claimed[2].key, 0, &json!({"file": "x"}))
+            .await
+            .unwrap()
+    );
     assert!(state.finish(&worker, claimed[2].key, fail("timeout")).await.unwrap());
-    assert!(state.finish(&worker, claimed[3].key, Outcome::Done { provider: "fal-ai".into() }).await.unwrap());
+    assert!(
+        state
+            .finish(
+                &worker,
+                claimed[3].key,
+                Outcome::Done {
+                    provider: "fal-ai".into()
+                }
+            )
+            .await
+            .unwrap()
+    );
     // Finished twice: no.
     assert!(!state.finish(&worker, claimed[3].key, fail("timeout")).await.unwrap());
     let counts = state.counts().await.unwrap();
     assert_eq!(counts.failed, 4);
     assert_eq!(
         counts.failed_by_kind,
-        BTreeMap::from([("provider_error".into(), 1), ("timeout".into(), 2), (INVALID_LINE.into(), 1)])
+        BTreeMap::from([
+            ("provider_error".into(), 1),
+            ("timeout".into(), 2),
+            (INVALID_LINE.into(), 1)
+        ])
     );
     assert_eq!(state.retry_failed().await.unwrap(), 3);
     assert_eq!(state.retry_failed().await.unwrap(), 0);
     let rows = scan(&*state).await;
     for row in &rows[..3] {
         assert_eq!(row.state, ItemState::Pending);
-        assert_eq!((row.attempts, &row.error, &row.error_kind, row.finished_at), (0, &None, &None, None));
+        assert_eq!(
+            (row.attempts, &row.error, &row.error_kind, row.finished_at),
+            (0, &None, &None, None)
+        );
     }
     assert_eq!(rows[2].media.len(), 1, "media are kept");
     assert_eq!(rows[3].state, ItemState::Done);
     assert_eq!(rows[4].state, ItemState::Failed);
     let again = state.claim(&worker, 10, LONG).await.unwrap();
-    assert_eq!(again.iter().map(|c| (c.position, c.attempts)).collect::<Vec<_>>(), [(0, 1), (1, 1), (2, 1)]);
+    assert_eq!(
+        again.iter().map(|c| (c.position, c.attempts)).collect::<Vec<_>>(),
+        [(0, 1), (1, 1), (2, 1)]
+    );
 }
 
 fn pause(provider: &str, until: i64, reason: &str, hint: Option<u32>) -> ProviderPause {
@@ -421,11 +547,26 @@ async fn pauses(env: Env) {
     let state = env.batch("/out").await;
     let other = env.batch("/out").await;
     let t = 1_900_000_000_000;
-    state.pause_provider(&pause("replicate", t + 1_000, "rate_limited", Some(4))).await.unwrap();
-    other.pause_provider(&pause("replicate", t + 500, "out_of_credits", Some(1))).await.unwrap();
-    assert_eq!(state.provider_pauses().await.unwrap(), [pause("replicate", t + 1_000, "rate_limited", Some(4))]);
-    other.pause_provider(&pause("replicate", t + 2_000, "out_of_credits", None)).await.unwrap();
-    state.pause_provider(&pause("fal-ai", t, "rate_limited", None)).await.unwrap();
+    state
+        .pause_provider(&pause("replicate", t + 1_000, "rate_limited", Some(4)))
+        .await
+        .unwrap();
+    other
+        .pause_provider(&pause("replicate", t + 500, "out_of_credits", Some(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        state.provider_pauses().await.unwrap(),
+        [pause("replicate", t + 1_000, "rate_limited", Some(4))]
+    );
+    other
+        .pause_provider(&pause("replicate", t + 2_000, "out_of_credits", None))
+        .await
+        .unwrap();
+    state
+        .pause_provider(&pause("fal-ai", t, "rate_limited", None))
+        .await
+        .unwrap();
     assert_eq!(
         other.provider_pauses().await.unwrap(),
         [
@@ -436,7 +577,10 @@ async fn pauses(env: Env) {
     // A new run forgets the credit pauses (credits may have been topped up).
     assert_eq!(state.clear_pauses("out_of_credits").await.unwrap(), 1);
     assert_eq!(state.clear_pauses("out_of_credits").await.unwrap(), 0);
-    assert_eq!(other.provider_pauses().await.unwrap(), [pause("fal-ai", t, "rate_limited", None)]);
+    assert_eq!(
+        other.provider_pauses().await.unwrap(),
+        [pause("fal-ai", t, "rate_limited", None)]
+    );
 }
 
 async fn counts(env: Env) {
@@ -461,10 +605,16 @@ async fn counts(env: Env) {
         assert!(state.finish(&worker, item.key, outcome).await.unwrap());
     }
     let counts = state.counts().await.unwrap();
-    assert_eq!((counts.pending, counts.running, counts.done, counts.failed), (4, 1, 3, 2));
+    assert_eq!(
+        (counts.pending, counts.running, counts.done, counts.failed),
+        (4, 1, 3, 2)
+    );
     assert_eq!(counts.total(), 10);
     assert_eq!(counts.finished(), 5);
-    assert_eq!(counts.done_by_provider, BTreeMap::from([("fal-ai".into(), 2), ("replicate".into(), 1)]));
+    assert_eq!(
+        counts.done_by_provider,
+        BTreeMap::from([("fal-ai".into(), 2), ("replicate".into(), 1)])
+    );
     assert_eq!(counts.failed_by_kind, BTreeMap::from([("content_filtered".into(), 2)]));
     let started = counts.first_started_at.unwrap();
     let finished = counts.last_finished_at.unwrap();
@@ -526,7 +676,9 @@ async fn migrations(env: Env) {
 async fn applied_migrations(env: &Env) -> Vec<(i64, String)> {
     match &env.location {
         StateLocation::Sqlite(path) => {
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+                .await
+                .unwrap();
             sqlx::query_as("SELECT version, CAST(installed_on AS TEXT) FROM _sqlx_migrations ORDER BY version")
                 .fetch_all(&pool)
                 .await
@@ -540,12 +692,10 @@ async fn applied_migrations(env: &Env) -> Vec<(i64, String)> {
                 .await
                 .unwrap();
             assert_eq!(public, None);
-            sqlx::query_as(
-                "SELECT version, installed_on::text FROM hf_media_batch._sqlx_migrations ORDER BY version",
-            )
-            .fetch_all(&pool)
-            .await
-            .unwrap()
+            sqlx::query_as("SELECT version, installed_on::text FROM hf_media_batch._sqlx_migrations ORDER BY version")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
         }
     }
 }
@@ -569,7 +719,9 @@ async fn errors_name_no_password() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
     std::fs::write(&file, "").unwrap();
-    let error = open_state(&StateLocation::Sqlite(file.join("state.db"))).await.unwrap_err();
+    let error = open_state(&StateLocation::Sqlite(file.join("state.db")))
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), "state");
     assert!(error.to_string().contains("state.db"), "{error}");
 }
@@ -580,7 +732,9 @@ async fn a_newer_schema_is_refused() {
     let path = dir.path().join("state.db");
     let location = StateLocation::Sqlite(path.clone());
     drop(open_state(&location).await.unwrap());
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (99, 'from the future', 1, x'00', 0)",

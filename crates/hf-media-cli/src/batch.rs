@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hf_media::{GenerateRequest, MediaGeneratorBuilder, MediaInput};
+use hf_media::{GenerateRequest, MediaGeneratorBuilder};
 use hf_media_batch::runner::{
     BatchControl, BatchEvent, BatchJob, BatchOutput, BatchSummary, Progress, ProviderRate, Stopped, batch_status,
     run_batch,
@@ -15,7 +15,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::cli::{BatchArgs, BatchCommand, InputFormat};
-use crate::{Connected, EXIT_FAILED, EXIT_INTERRUPTED, build_error, connect, generation_params, usage_error};
+use crate::{
+    Connected, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, build_error, connect, generation_params, usage_error,
+};
 
 /// The exit code of a batch stopped because every provider it can use is out of credits: the same
 /// command resumes it after a top-up.
@@ -58,6 +60,8 @@ pub async fn run(args: BatchArgs) -> ExitCode {
     let runner = tokio::spawn(run_batch(job, builder, control.clone(), tx));
     let bar = (!args.json && std::io::stderr().is_terminal()).then(progress_bar);
     let mut interrupts = 0;
+    let mut terminated = false;
+    let mut signals = Signals::new();
     let mut summary: Option<BatchSummary> = None;
     loop {
         tokio::select! {
@@ -68,8 +72,9 @@ pub async fn run(args: BatchArgs) -> ExitCode {
                 }
                 show(&event, args.json, bar.as_ref());
             }
-            _ = tokio::signal::ctrl_c() => {
+            signal = signals.next() => {
                 interrupts += 1;
+                terminated |= signal == Interrupt::Terminate;
                 if interrupts == 1 {
                     control.stop();
                     note(bar.as_ref(), "stopping: no new items; running items get the grace period (Ctrl-C again to stop at once)");
@@ -93,7 +98,11 @@ pub async fn run(args: BatchArgs) -> ExitCode {
     match ended {
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::from(if error.is_usage() { crate::EXIT_USAGE } else { EXIT_FAILED })
+            ExitCode::from(if error.is_usage() {
+                crate::EXIT_USAGE
+            } else {
+                EXIT_FAILED
+            })
         }
         Ok(summary_) => {
             let summary = summary.unwrap_or(summary_);
@@ -102,6 +111,7 @@ pub async fn run(args: BatchArgs) -> ExitCode {
             }
             match &summary.stopped {
                 Some(Stopped::OutOfCredits { .. }) => ExitCode::from(EXIT_OUT_OF_CREDITS),
+                Some(_) if terminated => ExitCode::from(EXIT_TERMINATED),
                 Some(_) => ExitCode::from(EXIT_INTERRUPTED),
                 None if summary.progress.failed > 0 => ExitCode::from(EXIT_FAILED),
                 None => ExitCode::SUCCESS,
@@ -120,7 +130,6 @@ fn job(args: &BatchArgs, input: std::path::PathBuf, output: &str) -> Result<Batc
         task: args.params.task.map(hf_media::Task::from),
         ..GenerateRequest::default()
     };
-    let _: Vec<MediaInput> = Vec::new();
     let output = BatchOutput::parse(output).map_err(|e| e.to_string())?;
     let mut job = BatchJob::new(input, output);
     job.defaults = defaults;
@@ -137,7 +146,8 @@ fn job(args: &BatchArgs, input: std::path::PathBuf, output: &str) -> Result<Batc
     };
     job.concurrency = usize::from(args.concurrency);
     job.lease = seconds("--lease", args.lease)?;
-    job.grace = Duration::try_from_secs_f64(args.grace).map_err(|_| "--grace must be a number of seconds".to_owned())?;
+    job.grace =
+        Duration::try_from_secs_f64(args.grace).map_err(|_| "--grace must be a number of seconds".to_owned())?;
     job.rates = args
         .rates
         .iter()
@@ -146,6 +156,61 @@ fn job(args: &BatchArgs, input: std::path::PathBuf, output: &str) -> Result<Batc
     job.retry_failed = args.retry_failed;
     job.max_media_bytes = args.connect.max_media_bytes;
     Ok(job)
+}
+
+/// What stopped a batch from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupt {
+    /// Ctrl-C (SIGINT).
+    CtrlC,
+    /// SIGTERM or SIGHUP: a `kill`, a closed terminal, a stopped container or pod.
+    Terminate,
+}
+
+/// The signals that stop a batch, listened to for the whole run (so that none is missed between two
+/// events): Ctrl-C, and on Unix SIGTERM and SIGHUP too. Each stops the batch like Ctrl-C does: a container
+/// stopped with SIGTERM lets its running items finish within the grace period, then writes the result
+/// files.
+struct Signals {
+    /// SIGINT, SIGTERM, SIGHUP.
+    #[cfg(unix)]
+    unix: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let unix = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(int), Ok(term), Ok(hup)) => Some([int, term, hup]),
+                _ => None,
+            };
+            Signals { unix }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next stopping signal (never, when none can be listened to).
+    async fn next(&mut self) -> Interrupt {
+        #[cfg(unix)]
+        if let Some([int, term, hup]) = &mut self.unix {
+            return tokio::select! {
+                _ = int.recv() => Interrupt::CtrlC,
+                _ = term.recv() => Interrupt::Terminate,
+                _ = hup.recv() => Interrupt::Terminate,
+            };
+        }
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => Interrupt::CtrlC,
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 fn progress_bar() -> ProgressBar {
@@ -190,7 +255,10 @@ fn show(event: &BatchEvent, json: bool, bar: Option<&ProgressBar>) {
                 ),
             );
             if *leftovers_removed > 0 {
-                note(bar, &format!("removed {leftovers_removed} temporary files a stopped run had left"));
+                note(
+                    bar,
+                    &format!("removed {leftovers_removed} temporary files a stopped run had left"),
+                );
             }
             if let Some(bar) = bar {
                 bar.set_length(*total);
@@ -223,7 +291,10 @@ fn show(event: &BatchEvent, json: bool, bar: Option<&ProgressBar>) {
         }
         BatchEvent::Stopping { running, grace_ms } => note(
             bar,
-            &format!("{running} items running; they get {:.0}s to finish", *grace_ms as f64 / 1000.0),
+            &format!(
+                "{running} items running; they get {:.0}s to finish",
+                *grace_ms as f64 / 1000.0
+            ),
         ),
         _ => {}
     }
@@ -273,7 +344,9 @@ fn summary_text(summary: &BatchSummary) -> String {
              same command again to carry on.",
             providers.join(", ")
         )),
-        Some(_) => text.push_str("\nstopped: run the same command again to carry on (done items are skipped, running jobs are polled)."),
+        Some(_) => text.push_str(
+            "\nstopped: run the same command again to carry on (done items are skipped, running jobs are polled).",
+        ),
         None => {}
     }
     text

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use hf_media::provider::JobTicket;
 use hf_media::{Error, ErrorInfo, GenerateRequest, GenerationEvent, MediaGenerator, RunOptions};
 use serde_json::{Value, json};
@@ -126,9 +126,15 @@ pub(crate) async fn run_item(run: &ItemRun, item: ClaimedItem, cancel: Cancellat
         if made.contains_key(index) {
             continue;
         }
-        if let Ok(job) = serde_json::from_value::<JobTicket>(ticket.clone()) {
-            options = options.resume(*index as usize, job);
-            resumed_jobs += 1;
+        match serde_json::from_value::<JobTicket>(ticket.clone()) {
+            Ok(job) => {
+                options = options.resume(*index as usize, job);
+                resumed_jobs += 1;
+            }
+            Err(error) => tracing::warn!(
+                item = %item.id, index, %error,
+                "a stored job ticket cannot be read back: a new job is submitted for this media"
+            ),
         }
     }
     let mut events = run.generator.generate_with(request, options);
@@ -138,6 +144,18 @@ pub(crate) async fn run_item(run: &ItemRun, item: ClaimedItem, cancel: Cancellat
         let event = tokio::select! {
             biased;
             () = cancel.cancelled() => {
+                // What the generation already reported is kept before it is dropped: a ticket left in the
+                // channel would be lost, and its job paid for again by the next run.
+                let mut drained = 0;
+                while let Some(Some(event)) = events.next().now_or_never() {
+                    drained += 1;
+                    if !record_reported(run, &item, &event).await? {
+                        return Ok(ItemEnd::Lost);
+                    }
+                    if drained >= MAX_DRAINED {
+                        break;
+                    }
+                }
                 drop(events);
                 state.release(&run.worker, &[item.key]).await?;
                 return Ok(ItemEnd::Released { reason: "stopped; its jobs are resumed by the next run".into(), out_of_credits: false });
@@ -146,9 +164,8 @@ pub(crate) async fn run_item(run: &ItemRun, item: ClaimedItem, cancel: Cancellat
         };
         let Some(event) = event else { break };
         match event {
-            GenerationEvent::Accepted { task, job, .. } => {
-                let ticket = serde_json::to_value(&job).unwrap_or(Value::Null);
-                if !state.record_job(&run.worker, item.key, task as u32, &ticket).await? {
+            GenerationEvent::Accepted { .. } => {
+                if !record_reported(run, &item, &event).await? {
                     return Ok(ItemEnd::Lost);
                 }
             }
@@ -209,6 +226,25 @@ pub(crate) async fn run_item(run: &ItemRun, item: ClaimedItem, cancel: Cancellat
         return Ok(ItemEnd::Lost);
     }
     Ok(ItemEnd::Failed { kind, message })
+}
+
+/// The most events taken from a stopped generation's channel before it is dropped.
+const MAX_DRAINED: usize = 1_000;
+
+/// Records what `event` tells the state must keep (a job's ticket, a stored media); other events are
+/// ignored. Returns whether the worker still holds the item.
+async fn record_reported(run: &ItemRun, item: &ClaimedItem, event: &GenerationEvent) -> Result<bool, BatchError> {
+    match event {
+        GenerationEvent::Accepted { task, job, .. } => {
+            let ticket = serde_json::to_value(job).unwrap_or(Value::Null);
+            run.state.record_job(&run.worker, item.key, *task as u32, &ticket).await
+        }
+        GenerationEvent::Media(media) => {
+            let record = serde_json::to_value(&**media).unwrap_or(Value::Null);
+            run.state.record_media(&run.worker, item.key, media.task as u32, &record).await
+        }
+        _ => Ok(true),
+    }
 }
 
 fn last_provider(made: &BTreeMap<u32, Value>) -> Option<String> {

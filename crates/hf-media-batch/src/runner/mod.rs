@@ -609,8 +609,15 @@ pub async fn run_batch(
         let _ = state.release(&worker, &leftover).await;
     }
     outcome?;
+    // The providers out of credits by now, not only those the first item held back had met.
+    if let Some(Stopped::OutOfCredits { providers }) = &mut stopped {
+        *providers = pace.out_of_credits();
+    }
     let written = write_outputs(&job.output, &*state, &identity.key).await?;
     let counts = state.counts().await?;
+    if counts.pending == 0 && counts.running == 0 {
+        remove_media_leftovers(&job.output);
+    }
     let summary = BatchSummary {
         progress: Progress::of(&counts, finished_this_run, started.elapsed()),
         failed_by_kind: counts.failed_by_kind.clone(),
@@ -709,6 +716,37 @@ pub async fn batch_status(output: &BatchOutput, state: Option<StateLocation>) ->
         done_by_provider: counts.done_by_provider.clone(),
         paused,
     })
+}
+
+/// Once every item of the batch is finished, no worker writes media for it any more: a media's temporary
+/// file (`.hf-media-*.part`) left in a folder output is a killed process's, however young (at the start of
+/// a run only those older than the lease are removed, since live workers may be writing theirs). The
+/// result files' temporaries (`.jsonl.part`) are left alone: another worker may be publishing its own.
+fn remove_media_leftovers(output: &BatchOutput) -> usize {
+    let Some(dir) = output.dir() else { return 0 };
+    let mut removed = 0;
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                folders.push(entry.path());
+                continue;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let media_temporary =
+                name.starts_with(".hf-media-") && name.ends_with(".part") && !name.ends_with(".jsonl.part");
+            if kind.is_file() && media_temporary && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed the temporary media files killed runs had left");
+    }
+    removed
 }
 
 fn item_of(item: ClaimedItem) -> ClaimedItem {

@@ -174,6 +174,8 @@ impl BatchOutput {
                         break;
                     }
                     if let Err(e) = writer.wait_for_capacity(4).await {
+                        // No upload left open (its parts would be billed and never listed).
+                        let _ = writer.abort().await;
                         return Err(fail(format!("cannot store {name}: {e}")));
                     }
                     writer.write(&chunk[..read]);

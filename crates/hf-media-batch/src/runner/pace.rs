@@ -3,6 +3,11 @@
 //! pauses after a 429 (its `Retry-After`, else a backoff) and a stop after a 402 (out of credits). Pauses
 //! are published to the batch state and read back from it, so every worker of the batch backs off
 //! together. It is the [`ProviderGate`] of the batch's generator.
+//!
+//! A burst of calls in flight that all answer 429 is one event, not one per call: only a 429 to a call
+//! admitted after the last cut halves the limit again and lengthens the backoff (as TCP cuts its window
+//! once per loss event). The other 429s of the burst may still lengthen the pause (a later
+//! `Retry-After`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -110,8 +115,10 @@ struct Lane {
     limit: f64,
     in_flight: usize,
     paused_until: Option<Instant>,
-    /// 429s in a row, for the backoff without `Retry-After`.
+    /// 429 events in a row (bursts, see the module docs), for the backoff without `Retry-After`.
     strikes: u32,
+    /// When the limit was last cut for a 429: a 429 to a call admitted before then is of the same burst.
+    last_cut: Option<Instant>,
     out_of_credits: bool,
     changed: Arc<Notify>,
 }
@@ -178,6 +185,7 @@ impl Pace {
             in_flight: 0,
             paused_until: None,
             strikes: 0,
+            last_cut: None,
             out_of_credits: false,
             changed: Arc::new(Notify::new()),
         });
@@ -254,8 +262,14 @@ impl Pace {
 
     /// Waits until `provider` may be called: not paused, under its limit in flight, a token in its bucket.
     async fn wait_turn(&self, provider: &str) -> Result<(), Held> {
+        let changed = self.with_lane(provider, |lane| lane.changed.clone());
         loop {
-            let (changed, wait) = self.with_lane(provider, |lane| {
+            // Registered before the lane is read: a slot given back between the check and the wait wakes it
+            // (`notify_waiters` reaches every `Notified` made before it, polled or not). Made after the check,
+            // a wake-up could be missed, and a waiter held by the limit in flight would sleep for an hour.
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            let wait = self.with_lane(provider, |lane| {
                 if lane.out_of_credits {
                     return Err(Held {
                         status: Some(402),
@@ -268,21 +282,17 @@ impl Pace {
                 let now = Instant::now();
                 if let Some(until) = lane.paused_until {
                     if until > now {
-                        return Ok((lane.changed.clone(), Some(until)));
+                        return Ok(Some(until));
                     }
                     lane.paused_until = None;
                 }
                 if lane.in_flight < (lane.limit.floor() as usize).max(1) {
                     lane.in_flight += 1;
-                    return Ok((lane.changed.clone(), None));
+                    return Ok(None);
                 }
-                Ok((lane.changed.clone(), Some(now + Duration::from_secs(3600))))
+                Ok(Some(now + Duration::from_secs(3600)))
             })?;
             let Some(until) = wait else { return Ok(()) };
-            let notified = changed.notified();
-            tokio::pin!(notified);
-            // Register before checking again would be tighter; a changed lane is also re-read after the
-            // timeout, so a missed wake-up costs at most the pause.
             tokio::select! {
                 () = &mut notified => {}
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {}
@@ -290,8 +300,8 @@ impl Pace {
         }
     }
 
-    /// Ends one call of `provider`.
-    fn finish(&self, provider: &str, outcome: CallOutcome) {
+    /// Ends one call of `provider`, admitted at `admitted`.
+    fn finish(&self, provider: &str, outcome: CallOutcome, admitted: Instant) {
         let mut publish = None;
         let mut notice = None;
         self.with_lane(provider, |lane| {
@@ -303,16 +313,27 @@ impl Pace {
                     lane.limit = (lane.limit + 1.0 / lane.limit.max(1.0)).min(self.ceiling as f64);
                 }
                 CallOutcome::RateLimited { retry_after } => {
-                    lane.strikes = lane.strikes.saturating_add(1);
-                    // Multiplicative decrease.
-                    lane.limit = (lane.limit / 2.0).max(1.0);
+                    let now = Instant::now();
+                    // A call sent before the last cut is of the burst that caused it: cut once per burst.
+                    let new_event = lane.last_cut.is_none_or(|cut| admitted > cut);
+                    if new_event {
+                        lane.strikes = lane.strikes.saturating_add(1);
+                        // Multiplicative decrease.
+                        lane.limit = (lane.limit / 2.0).max(1.0);
+                        lane.last_cut = Some(now);
+                    }
                     let backoff = FIRST_PAUSE
                         .saturating_mul(1 << lane.strikes.saturating_sub(1).min(10))
                         .min(MAX_PAUSE);
                     let pause = retry_after.unwrap_or(backoff).min(MAX_PAUSE);
-                    let until = Instant::now() + pause;
-                    if lane.paused_until.is_none_or(|own| own < until) {
+                    let until = now + pause;
+                    let longer = lane.paused_until.is_none_or(|own| own < until);
+                    if longer {
                         lane.paused_until = Some(until);
+                    }
+                    if !new_event && !longer {
+                        lane.changed.notify_waiters();
+                        return;
                     }
                     let limit = lane.limit.floor() as usize;
                     publish = Some(ProviderPause {
@@ -367,9 +388,12 @@ impl ProviderGate for Pace {
         // From here on the call holds a slot; the pass gives it back whatever happens.
         let me = self.me.upgrade();
         let name = provider.to_owned();
+        let admitted = Arc::new(Mutex::new(Instant::now()));
+        let sent = admitted.clone();
         let pass = GatePass::new(move |outcome| {
             if let Some(pace) = me {
-                pace.finish(&name, outcome);
+                let admitted = *sent.lock().unwrap_or_else(|p| p.into_inner());
+                pace.finish(&name, outcome, admitted);
             }
         });
         // The token bucket, waited on outside the lock.
@@ -377,6 +401,279 @@ impl ProviderGate for Pace {
         if let Some(limiter) = limiter {
             limiter.until_ready().await;
         }
+        // The call goes out now: a 429 to it is a new event if the limit was cut before this.
+        *admitted.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Ok(pass)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "fal-ai";
+
+    fn pace(ceiling: usize) -> (Arc<Pace>, mpsc::UnboundedReceiver<PaceNotice>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Pace::new(ceiling, Vec::new(), None, Some(tx)), rx)
+    }
+
+    fn notices(rx: &mut mpsc::UnboundedReceiver<PaceNotice>) -> Vec<PaceNotice> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    fn limited(retry_after: Option<Duration>) -> CallOutcome {
+        CallOutcome::RateLimited { retry_after }
+    }
+
+    /// A 429 to a call admitted now (after every earlier cut): a new event.
+    fn rate_limited(pace: &Pace, retry_after: Option<Duration>) {
+        pace.finish(P, limited(retry_after), Instant::now());
+    }
+
+    #[tokio::test]
+    async fn a_429_halves_the_limit_down_to_one() {
+        let (pace, mut rx) = pace(8);
+        assert_eq!(pace.limit(P), 8);
+        for expected in [4, 2, 1, 1] {
+            let pass = pace.admit(P).await.unwrap();
+            pass.finish(limited(Some(Duration::from_millis(1))));
+            assert_eq!(pace.limit(P), expected);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        let limits: Vec<usize> = notices(&mut rx)
+            .into_iter()
+            .map(|n| match n {
+                PaceNotice::RateLimited { limit, .. } => limit,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(limits, [4, 2, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn successes_raise_the_limit_by_one_per_window_up_to_the_ceiling() {
+        let (pace, _rx) = pace(4);
+        for _ in 0..3 {
+            rate_limited(&pace, Some(Duration::from_millis(1)));
+        }
+        assert_eq!(pace.limit(P), 1);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let succeed = |times: usize| {
+            for _ in 0..times {
+                pace.finish(P, CallOutcome::Succeeded, Instant::now());
+            }
+            pace.limit(P)
+        };
+        // 1 → 2 after one success; 2 → 2.5 → 2.9 → 3.24: one more per `limit` successes.
+        assert_eq!(succeed(1), 2);
+        assert_eq!(succeed(2), 2);
+        assert_eq!(succeed(1), 3);
+        assert_eq!(succeed(100), 4, "never above the ceiling");
+        // Failures and cancelled calls leave it as it is.
+        pace.finish(P, CallOutcome::Failed { status: Some(500) }, Instant::now());
+        pace.finish(P, CallOutcome::Cancelled, Instant::now());
+        assert_eq!(pace.limit(P), 4);
+    }
+
+    #[tokio::test]
+    async fn the_backoff_without_retry_after_doubles_per_429_in_a_row_and_a_success_resets_it() {
+        let (pace, mut rx) = pace(16);
+        let pauses = |rx: &mut mpsc::UnboundedReceiver<PaceNotice>| -> Vec<Duration> {
+            notices(rx)
+                .into_iter()
+                .filter_map(|n| match n {
+                    PaceNotice::RateLimited { pause, .. } => Some(pause),
+                    PaceNotice::OutOfCredits { .. } => None,
+                })
+                .collect()
+        };
+        for _ in 0..3 {
+            rate_limited(&pace, None);
+        }
+        let secs = |s: u64| Duration::from_secs(s);
+        assert_eq!(pauses(&mut rx), [secs(2), secs(4), secs(8)]);
+        for _ in 0..10 {
+            rate_limited(&pace, None);
+        }
+        assert_eq!(pauses(&mut rx).last(), Some(&MAX_PAUSE), "capped");
+        pace.finish(P, CallOutcome::Succeeded, Instant::now());
+        rate_limited(&pace, None);
+        assert_eq!(pauses(&mut rx), [FIRST_PAUSE]);
+        // A Retry-After wins over the backoff, up to the longest pause.
+        rate_limited(&pace, Some(Duration::from_millis(1_500)));
+        rate_limited(&pace, Some(Duration::from_secs(3_600)));
+        assert_eq!(pauses(&mut rx), [Duration::from_millis(1_500), MAX_PAUSE]);
+    }
+
+    #[tokio::test]
+    async fn the_429s_of_one_burst_cut_the_limit_and_lengthen_the_backoff_once() {
+        let (pace, mut rx) = pace(8);
+        let mut passes = Vec::new();
+        for _ in 0..6 {
+            passes.push(pace.admit(P).await.unwrap());
+        }
+        // All six were sent before any answer: one event, however many 429s it brings.
+        for pass in passes {
+            pass.finish(limited(None));
+        }
+        assert_eq!(pace.limit(P), 4);
+        for notice in notices(&mut rx) {
+            assert_eq!(
+                notice,
+                PaceNotice::RateLimited {
+                    provider: P.into(),
+                    pause: FIRST_PAUSE,
+                    limit: 4
+                }
+            );
+        }
+        // A call sent after the cut that still meets a 429 is a new event.
+        rate_limited(&pace, None);
+        assert_eq!(pace.limit(P), 2);
+        assert!(matches!(
+            notices(&mut rx).as_slice(),
+            [PaceNotice::RateLimited { pause, limit: 2, .. }] if *pause == 2 * FIRST_PAUSE
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_pause_holds_calls_for_its_retry_after() {
+        let (pace, _rx) = pace(4);
+        let pass = pace.admit(P).await.unwrap();
+        pass.finish(limited(Some(Duration::from_millis(300))));
+        let started = Instant::now();
+        let pass = pace.admit(P).await.unwrap();
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(280), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+        drop(pass);
+        // Other providers are not paused.
+        let started = Instant::now();
+        pace.admit("replicate").await.unwrap().finish(CallOutcome::Succeeded);
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn out_of_credits_holds_the_provider_back_with_a_402() {
+        let (pace, mut rx) = pace(4);
+        pace.admit(P).await.unwrap().finish(CallOutcome::OutOfCredits);
+        let held = pace.admit(P).await.unwrap_err();
+        assert_eq!(held.status, Some(402));
+        assert!(held.reason.contains("fal-ai is out of credits"), "{}", held.reason);
+        assert!(held.reason.contains("run the same command again"), "{}", held.reason);
+        assert!(pace.is_out_of_credits(P));
+        assert!(!pace.is_out_of_credits("replicate"));
+        // A second 402 (a call in flight at the first) says nothing new.
+        pace.finish(P, CallOutcome::OutOfCredits, Instant::now());
+        assert_eq!(notices(&mut rx), [PaceNotice::OutOfCredits { provider: P.into() }]);
+        pace.admit("replicate").await.unwrap().finish(CallOutcome::OutOfCredits);
+        assert_eq!(pace.out_of_credits(), ["fal-ai", "replicate"]);
+    }
+
+    #[tokio::test]
+    async fn pauses_from_other_workers_are_applied() {
+        let (pace, _rx) = pace(8);
+        let now = now_unix_ms();
+        pace.apply(&[
+            ProviderPause {
+                provider: P.into(),
+                until_unix_ms: now + 250,
+                reason: RATE_LIMITED.into(),
+                concurrency_hint: Some(2),
+            },
+            ProviderPause {
+                provider: "replicate".into(),
+                until_unix_ms: now - 10_000,
+                reason: RATE_LIMITED.into(),
+                concurrency_hint: Some(1),
+            },
+            ProviderPause {
+                provider: "together".into(),
+                until_unix_ms: i64::MAX,
+                reason: OUT_OF_CREDITS.into(),
+                concurrency_hint: None,
+            },
+        ]);
+        assert_eq!(pace.limit(P), 2);
+        assert_eq!(pace.limit("replicate"), 8, "an ended pause changes nothing");
+        assert_eq!(pace.admit("together").await.unwrap_err().status, Some(402));
+        let started = Instant::now();
+        pace.admit(P).await.unwrap().finish(CallOutcome::Succeeded);
+        assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn calls_in_flight_wait_for_a_slot_and_are_woken_when_one_is_given_back() {
+        let (pace, _rx) = pace(2);
+        let first = pace.admit(P).await.unwrap();
+        let second = pace.admit(P).await.unwrap();
+        let waiting = {
+            let pace = pace.clone();
+            tokio::spawn(async move { pace.admit(P).await.map(|pass| pass.finish(CallOutcome::Succeeded)) })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "a third call went past a limit of two");
+        first.finish(CallOutcome::Succeeded);
+        tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .expect("the waiting call was not woken")
+            .unwrap()
+            .unwrap();
+        // A dropped pass gives its slot back too.
+        drop(second);
+        for _ in 0..10 {
+            let (a, b) = (pace.admit(P).await.unwrap(), pace.admit(P).await.unwrap());
+            drop((a, b));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rate_spaces_the_calls_after_its_burst() {
+        let rate: ProviderRate = "fal-ai=2/100ms".parse().unwrap();
+        let pace = Pace::new(8, vec![rate], None, None);
+        let started = Instant::now();
+        for _ in 0..6 {
+            pace.admit(P).await.unwrap().finish(CallOutcome::Succeeded);
+        }
+        // A burst of two, then one call per 50 ms.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(180), "{took:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        let started = Instant::now();
+        pace.admit("replicate").await.unwrap().finish(CallOutcome::Succeeded);
+        assert!(started.elapsed() < Duration::from_millis(50), "a rate of fal-ai slowed replicate");
+    }
+
+    #[test]
+    fn rates_parse() {
+        let parse = |s: &str| s.parse::<ProviderRate>();
+        let rate = |provider: &str, calls: u32, period: Duration| ProviderRate {
+            provider: provider.into(),
+            calls: NonZeroU32::new(calls).unwrap(),
+            period,
+        };
+        assert_eq!(parse("fal-ai=10/s").unwrap(), rate("fal-ai", 10, Duration::from_secs(1)));
+        assert_eq!(parse("replicate=600/min").unwrap(), rate("replicate", 600, Duration::from_secs(60)));
+        assert_eq!(parse(" together = 2/1s ").unwrap(), rate("together", 2, Duration::from_secs(1)));
+        assert_eq!(parse("zai_org=5/250ms").unwrap(), rate("zai_org", 5, Duration::from_millis(250)));
+        assert_eq!(parse("x=1/2h").unwrap(), rate("x", 1, Duration::from_secs(7_200)));
+        assert_eq!(parse("x=3/10minute").unwrap(), rate("x", 3, Duration::from_secs(600)));
+        for (bad, why) in [
+            ("fal-ai", "no `=`"),
+            ("=10/s", "must be a provider name"),
+            ("fal ai=10/s", "must be a provider name"),
+            ("fal-ai=10", "no `/`"),
+            ("fal-ai=ten/s", "not a whole number"),
+            ("fal-ai=-1/s", "not a whole number"),
+            ("fal-ai=0/s", "at least 1"),
+            ("fal-ai=1/day", "`ms`, `s`, `min` or `h`"),
+            ("fal-ai=1/0s", "longer than zero"),
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad}: {error}");
+            assert!(error.contains(&format!("`{bad}`")), "{bad}: {error}");
+            assert!(error.contains("fal-ai=10/s"), "{bad}: {error}");
+        }
     }
 }

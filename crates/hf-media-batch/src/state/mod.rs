@@ -453,11 +453,23 @@ pub trait BatchState: Send + Sync + fmt::Debug {
     /// job, before waiting for it), so that a later attempt resumes it rather than paying again. A `null`
     /// ticket removes the stored one (the job cannot be resumed). Returns whether `worker` still holds the
     /// item (nothing is written if not).
-    async fn record_job(&self, worker: &WorkerId, item: ItemKey, index: u32, ticket: &Value) -> Result<bool, BatchError>;
+    async fn record_job(
+        &self,
+        worker: &WorkerId,
+        item: ItemKey,
+        index: u32,
+        ticket: &Value,
+    ) -> Result<bool, BatchError>;
 
     /// Records media `index` of `item` (where it was stored, …) and removes that index's job ticket.
     /// Returns whether `worker` still holds the item (nothing is written if not).
-    async fn record_media(&self, worker: &WorkerId, item: ItemKey, index: u32, media: &Value) -> Result<bool, BatchError>;
+    async fn record_media(
+        &self,
+        worker: &WorkerId,
+        item: ItemKey,
+        index: u32,
+        media: &Value,
+    ) -> Result<bool, BatchError>;
 
     /// Finishes `item`: done or failed, lease cleared. Returns whether `worker` still held it (nothing is
     /// written if not: whoever took it over finishes it).
@@ -558,8 +570,8 @@ impl Decoder<'_> {
     }
 
     fn indexed(&self, text: &str, what: &str, pos: i64) -> Result<BTreeMap<u32, Value>, BatchError> {
-        let map: serde_json::Map<String, Value> =
-            serde_json::from_str(text).map_err(|e| self.bad(format!("item #{pos}: {what} is not a JSON object ({e})")))?;
+        let map: serde_json::Map<String, Value> = serde_json::from_str(text)
+            .map_err(|e| self.bad(format!("item #{pos}: {what} is not a JSON object ({e})")))?;
         map.into_iter()
             .map(|(k, v)| {
                 k.parse::<u32>()
@@ -593,7 +605,11 @@ impl Decoder<'_> {
             attempts: self.small(raw.attempts, "attempts", pos)?,
             jobs: self.indexed(&raw.jobs, "the job tickets", pos)?,
             media: self.indexed(&raw.media, "the media", pos)?,
-            error: raw.error.as_deref().map(|e| self.json(e, "the error", pos)).transpose()?,
+            error: raw
+                .error
+                .as_deref()
+                .map(|e| self.json(e, "the error", pos))
+                .transpose()?,
             error_kind: raw.error_kind,
             provider: raw.provider,
             lease_owner: raw.lease_owner,
@@ -627,8 +643,7 @@ pub(crate) type CountRow = (String, Option<String>, Option<String>, i64, Option<
 pub(crate) fn counts_from_rows(rows: Vec<CountRow>, decoder: &Decoder<'_>) -> Result<Counts, BatchError> {
     let mut counts = Counts::default();
     for (state, kind, provider, count, started, finished) in rows {
-        let state =
-            ItemState::parse(&state).ok_or_else(|| decoder.bad(format!("unknown item state `{state}`")))?;
+        let state = ItemState::parse(&state).ok_or_else(|| decoder.bad(format!("unknown item state `{state}`")))?;
         let count = u64::try_from(count).unwrap_or(0);
         match state {
             ItemState::Pending => counts.pending += count,
@@ -655,7 +670,9 @@ pub(crate) fn counts_from_rows(rows: Vec<CountRow>, decoder: &Decoder<'_>) -> Re
 }
 
 /// A provider pause from its row: provider, until, reason, hint.
-pub(crate) fn pause_from_row((provider, until_unix_ms, reason, hint): (String, i64, String, Option<i64>)) -> ProviderPause {
+pub(crate) fn pause_from_row(
+    (provider, until_unix_ms, reason, hint): (String, i64, String, Option<i64>),
+) -> ProviderPause {
     ProviderPause {
         provider,
         until_unix_ms,
@@ -775,14 +792,26 @@ mod tests {
     #[test]
     fn locations() {
         let parse = |s: &str| s.parse::<StateLocation>();
-        assert_eq!(parse("sqlite:state.db").unwrap(), StateLocation::Sqlite("state.db".into()));
-        assert_eq!(parse("sqlite://state.db").unwrap(), StateLocation::Sqlite("state.db".into()));
-        assert_eq!(parse("sqlite:///var/x.db").unwrap(), StateLocation::Sqlite("/var/x.db".into()));
+        assert_eq!(
+            parse("sqlite:state.db").unwrap(),
+            StateLocation::Sqlite("state.db".into())
+        );
+        assert_eq!(
+            parse("sqlite://state.db").unwrap(),
+            StateLocation::Sqlite("state.db".into())
+        );
+        assert_eq!(
+            parse("sqlite:///var/x.db").unwrap(),
+            StateLocation::Sqlite("/var/x.db".into())
+        );
         assert_eq!(
             parse("postgres://u:p@h/db").unwrap(),
             StateLocation::Postgres("postgres://u:p@h/db".into())
         );
-        assert!(matches!(parse("postgresql://h/db").unwrap(), StateLocation::Postgres(_)));
+        assert!(matches!(
+            parse("postgresql://h/db").unwrap(),
+            StateLocation::Postgres(_)
+        ));
         for bad in ["state.db", "mysql://x", "sqlite:", "sqlite::memory:", ""] {
             let error = parse(bad).unwrap_err().to_string();
             assert!(error.contains("sqlite:"), "{bad}: {error}");
@@ -793,9 +822,15 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("postgres://h/db?sslmode=require"), "postgres://h/db?sslmode=require");
+        assert_eq!(
+            redact_url("postgres://h/db?sslmode=require"),
+            "postgres://h/db?sslmode=require"
+        );
         assert_eq!(
             redact_url("postgres://h/db?user=u&password=secret&sslmode=require"),
             "postgres://h/db?user=u&password=***&sslmode=require"
@@ -809,6 +844,9 @@ mod tests {
     #[test]
     fn schema_version_is_the_last_migration() {
         assert_eq!(sqlite::MIGRATOR.iter().map(|m| m.version).max(), Some(SCHEMA_VERSION));
-        assert_eq!(postgres::migrator().iter().map(|m| m.version).max(), Some(SCHEMA_VERSION));
+        assert_eq!(
+            postgres::migrator().iter().map(|m| m.version).max(),
+            Some(SCHEMA_VERSION)
+        );
     }
 }

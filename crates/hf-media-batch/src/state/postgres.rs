@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::Value;
+use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::ConnectOptions;
 
 use super::{
     BatchIdentity, BatchInfo, BatchState, ClaimedItem, Counts, Current, Decoder, INVALID_LINE, ItemKey, ItemRow,
@@ -206,8 +206,10 @@ impl BatchState for PostgresState {
             let lines: Vec<i64> = chunk.iter().map(|i| db_int(i.line)).collect();
             let ns: Vec<i64> = chunk.iter().map(|i| i64::from(i.n)).collect();
             let specs: Vec<String> = chunk.iter().map(|i| json_text(&i.spec)).collect();
-            let states: Vec<&str> =
-                chunk.iter().map(|i| if i.invalid.is_some() { "failed" } else { "pending" }).collect();
+            let states: Vec<&str> = chunk
+                .iter()
+                .map(|i| if i.invalid.is_some() { "failed" } else { "pending" })
+                .collect();
             let errors: Vec<Option<String>> = chunk.iter().map(|i| i.invalid.as_ref().map(json_text)).collect();
             let kinds: Vec<Option<&str>> = chunk.iter().map(|i| i.invalid.as_ref().map(|_| INVALID_LINE)).collect();
             sqlx::query(
@@ -246,15 +248,13 @@ impl BatchState for PostgresState {
                 reason: format!("the batch has {stored} items stored, not the {total} its input has"),
             });
         }
-        sqlx::query(
-            "UPDATE hf_media_batch.batches SET total = $1, loaded_at = COALESCE(loaded_at, $2) WHERE id = $3",
-        )
-        .bind(db_int(total))
-        .bind(now_ms())
-        .bind(batch)
-        .execute(&self.pool)
-        .await
-        .map_err(self.failed("marking the batch loaded"))?;
+        sqlx::query("UPDATE hf_media_batch.batches SET total = $1, loaded_at = COALESCE(loaded_at, $2) WHERE id = $3")
+            .bind(db_int(total))
+            .bind(now_ms())
+            .bind(batch)
+            .execute(&self.pool)
+            .await
+            .map_err(self.failed("marking the batch loaded"))?;
         Ok(())
     }
 
@@ -315,7 +315,10 @@ impl BatchState for PostgresState {
         .await
         .map_err(self.failed("claiming items"))?;
         let decoder = self.decoder();
-        let mut items = rows.into_iter().map(|raw| decoder.claim(raw)).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .into_iter()
+            .map(|raw| decoder.claim(raw))
+            .collect::<Result<Vec<_>, _>>()?;
         items.sort_by_key(|item| item.position);
         Ok(items)
     }
@@ -339,7 +342,13 @@ impl BatchState for PostgresState {
         Ok(lost(items, &kept))
     }
 
-    async fn record_job(&self, worker: &WorkerId, item: ItemKey, index: u32, ticket: &Value) -> Result<bool, BatchError> {
+    async fn record_job(
+        &self,
+        worker: &WorkerId,
+        item: ItemKey,
+        index: u32,
+        ticket: &Value,
+    ) -> Result<bool, BatchError> {
         let batch = self.batch.id()?;
         let done = sqlx::query(
             "UPDATE hf_media_batch.items SET jobs = CASE WHEN $2::jsonb = 'null'::jsonb THEN jobs - $1 \
@@ -357,7 +366,13 @@ impl BatchState for PostgresState {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn record_media(&self, worker: &WorkerId, item: ItemKey, index: u32, media: &Value) -> Result<bool, BatchError> {
+    async fn record_media(
+        &self,
+        worker: &WorkerId,
+        item: ItemKey,
+        index: u32,
+        media: &Value,
+    ) -> Result<bool, BatchError> {
         let batch = self.batch.id()?;
         let done = sqlx::query(
             "UPDATE hf_media_batch.items SET media = media || jsonb_build_object($1, $2::jsonb), jobs = jobs - $1 \

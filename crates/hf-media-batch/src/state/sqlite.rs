@@ -141,7 +141,11 @@ impl SqliteState {
 impl BatchState for SqliteState {
     async fn open_batch(&self, batch: &BatchIdentity, settings: &Value) -> Result<BatchInfo, BatchError> {
         let failed = self.failed("opening the batch");
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.failed("opening the batch"))?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.failed("opening the batch"))?;
         let row: Option<(i64, String, String, String, Option<i64>, Option<i64>)> = sqlx::query_as(
             "SELECT id, fingerprint, input, settings, total, loaded_at FROM batches WHERE batch_key = ?1",
         )
@@ -223,7 +227,11 @@ impl BatchState for SqliteState {
         if items.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.failed("adding items"))?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.failed("adding items"))?;
         for chunk in items.chunks(INSERT_ROWS) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO items (batch_id, pos, item_id, line, n, spec, state, error, error_kind) ",
@@ -244,14 +252,22 @@ impl BatchState for SqliteState {
                     .push_bind(kind);
             });
             insert.push(" ON CONFLICT DO NOTHING");
-            insert.build().execute(&mut *tx).await.map_err(self.failed("adding items"))?;
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(self.failed("adding items"))?;
         }
         tx.commit().await.map_err(self.failed("adding items"))
     }
 
     async fn mark_loaded(&self, total: u64) -> Result<(), BatchError> {
         let batch = self.batch.id()?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.failed("marking the batch loaded"))?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.failed("marking the batch loaded"))?;
         let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM items WHERE batch_id = ?1")
             .bind(batch)
             .fetch_one(&mut *tx)
@@ -279,7 +295,11 @@ impl BatchState for SqliteState {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.failed("claiming items"))?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.failed("claiming items"))?;
         // Holders on this host whose lease runs but whose process is gone.
         let holders: Vec<(String, String, Option<String>, Option<i64>)> = sqlx::query_as(
             "SELECT DISTINCT lease_owner, lease_host, lease_ns, lease_pid FROM items \
@@ -325,7 +345,10 @@ impl BatchState for SqliteState {
         .map_err(self.failed("claiming items"))?;
         tx.commit().await.map_err(self.failed("claiming items"))?;
         let decoder = self.decoder();
-        let mut items = rows.into_iter().map(|raw| decoder.claim(raw)).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .into_iter()
+            .map(|raw| decoder.claim(raw))
+            .collect::<Result<Vec<_>, _>>()?;
         items.sort_by_key(|item| item.position);
         Ok(items)
     }
@@ -350,7 +373,13 @@ impl BatchState for SqliteState {
         Ok(lost(items, &kept))
     }
 
-    async fn record_job(&self, worker: &WorkerId, item: ItemKey, index: u32, ticket: &Value) -> Result<bool, BatchError> {
+    async fn record_job(
+        &self,
+        worker: &WorkerId,
+        item: ItemKey,
+        index: u32,
+        ticket: &Value,
+    ) -> Result<bool, BatchError> {
         let batch = self.batch.id()?;
         let done = if ticket.is_null() {
             sqlx::query(
@@ -368,14 +397,24 @@ impl BatchState for SqliteState {
         .bind(batch)
         .bind(db_int(item.0))
         .bind(&worker.id);
-        let done = if ticket.is_null() { done } else { done.bind(json_text(ticket)) }
-            .execute(&self.pool)
-            .await
-            .map_err(self.failed("recording a job"))?;
+        let done = if ticket.is_null() {
+            done
+        } else {
+            done.bind(json_text(ticket))
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(self.failed("recording a job"))?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn record_media(&self, worker: &WorkerId, item: ItemKey, index: u32, media: &Value) -> Result<bool, BatchError> {
+    async fn record_media(
+        &self,
+        worker: &WorkerId,
+        item: ItemKey,
+        index: u32,
+        media: &Value,
+    ) -> Result<bool, BatchError> {
         let batch = self.batch.id()?;
         let done = sqlx::query(
             "UPDATE items SET media = json_set(media, ?1, json(?2)), jobs = json_remove(jobs, ?1) \

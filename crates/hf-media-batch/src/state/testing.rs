@@ -77,11 +77,17 @@ impl TempPostgres {
             );
             let log = cluster.dir.path().join("server.log");
             let log = log.to_string_lossy();
-            match cluster.run("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "-t", "60", "start"]) {
+            match cluster.run(
+                "pg_ctl",
+                &["-D", &data, "-o", &options, "-l", &log, "-w", "-t", "60", "start"],
+            ) {
                 Ok(()) => {
                     let port = cluster.port.to_string();
                     let database = cluster.database.clone();
-                    cluster.run("createdb", &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", &database])?;
+                    cluster.run(
+                        "createdb",
+                        &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", &database],
+                    )?;
                     return Ok(cluster);
                 }
                 Err(error) => {
@@ -197,9 +203,11 @@ fn postgres_user() -> Result<(u32, u32), String> {
     };
     match (id("-u"), id("-g")) {
         (Some(uid), Some(gid)) => Ok((uid, gid)),
-        _ => Err("running as root, and PostgreSQL refuses to: a `postgres` system user is needed to run it as \
+        _ => Err(
+            "running as root, and PostgreSQL refuses to: a `postgres` system user is needed to run it as \
                   (installing the postgresql package makes one; or run the tests as another user)"
-            .to_owned()),
+                .to_owned(),
+        ),
     }
 }
 

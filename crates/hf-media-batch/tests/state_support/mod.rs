@@ -6,11 +6,18 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use hf_media_batch::state::{BatchIdentity, BatchState, NewItem, StateLocation, open_state};
 use hf_media_batch::testing::TempPostgres;
 use serde_json::{Value, json};
+
+/// The PostgreSQL cluster of the tests running now.
+static CLUSTER: Mutex<Weak<TempPostgres>> = Mutex::new(Weak::new());
+
+/// How many databases were made.
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
 /// Where a test's state lives, and what keeps it alive.
 #[derive(Clone)]
@@ -31,14 +38,32 @@ impl Env {
         }
     }
 
+    /// A fresh database in the cluster the tests running now share (started by the first, stopped when
+    /// the last one ends).
     pub async fn postgres() -> Env {
-        let cluster = tokio::task::spawn_blocking(TempPostgres::start)
-            .await
-            .expect("join")
-            .unwrap_or_else(|e| panic!("cannot start PostgreSQL for the test: {e}"));
+        let cluster = tokio::task::spawn_blocking(|| {
+            let mut shared = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(cluster) = shared.upgrade() {
+                return Ok(cluster);
+            }
+            let cluster = Arc::new(TempPostgres::start()?);
+            *shared = Arc::downgrade(&cluster);
+            Ok::<_, String>(cluster)
+        })
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("cannot start PostgreSQL for the test: {e}"));
+        let name = format!("test_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+        let url = tokio::task::spawn_blocking({
+            let cluster = cluster.clone();
+            move || cluster.create_database(&name)
+        })
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("cannot make a database for the test: {e}"));
         Env {
-            location: StateLocation::Postgres(cluster.url()),
-            postgres: Some(Arc::new(cluster)),
+            location: StateLocation::Postgres(url),
+            postgres: Some(cluster),
             _dir: Arc::new(tempfile::tempdir().expect("temp dir")),
         }
     }
@@ -55,7 +80,10 @@ impl Env {
     /// A new handle with the batch `key` opened.
     pub async fn batch(&self, key: &str) -> Arc<dyn BatchState> {
         let state = self.open().await;
-        state.open_batch(&identity(key, "fp-1"), &json!({})).await.expect("open the batch");
+        state
+            .open_batch(&identity(key, "fp-1"), &json!({}))
+            .await
+            .expect("open the batch");
         state
     }
 }
