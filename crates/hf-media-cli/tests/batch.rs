@@ -736,8 +736,6 @@ async fn bad_lines_fail_alone_strict_mode_refuses_the_file_and_another_input_is_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runner bug: load() in hf-media-batch/src/runner/mod.rs gives the bad line the id it duplicates; the state \
-            drops it and every run fails with `the batch has 7 items stored, not the 8 its input has`"]
 async fn a_duplicate_custom_id_fails_alone_and_the_rest_runs() {
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start().await;
@@ -778,8 +776,6 @@ async fn a_duplicate_custom_id_fails_alone_and_the_rest_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runner bug: check_input() in hf-media-batch/src/runner/mod.rs reads a strict job with strict \
-            ReadOptions, so the reader stops at the first bad line: `1 bad line(s)` for a file with 4"]
 async fn strict_mode_names_every_bad_line() {
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start().await;

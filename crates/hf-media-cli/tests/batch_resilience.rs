@@ -30,6 +30,9 @@ const FAL: &str = "fal-ai";
 // ---------------------------------------------------------------------------------------------------------
 // The emulator, served behind a recorder.
 
+/// A generation: its prompt and seed (the `n` generations of an item have their own seeds).
+type Generation = (String, Option<u64>);
+
 /// A fal-ai submit, as the recorder saw it.
 #[derive(Debug, Clone)]
 struct Submit {
@@ -81,16 +84,18 @@ impl Recorder {
     }
 
     /// Accepted submits by generation (prompt and seed: the `n` generations of an item have their own seeds).
-    fn by_generation(&self) -> BTreeMap<(String, Option<u64>), Vec<Submit>> {
-        let mut map: BTreeMap<(String, Option<u64>), Vec<Submit>> = BTreeMap::new();
+    fn by_generation(&self) -> BTreeMap<Generation, Vec<Submit>> {
+        let mut map: BTreeMap<Generation, Vec<Submit>> = BTreeMap::new();
         for submit in self.accepted() {
-            map.entry((submit.prompt.clone(), submit.seed)).or_default().push(submit);
+            map.entry((submit.prompt.clone(), submit.seed))
+                .or_default()
+                .push(submit);
         }
         map
     }
 
     /// Generations submitted more than once: the paid-twice ones.
-    fn paid_twice(&self) -> Vec<((String, Option<u64>), usize)> {
+    fn paid_twice(&self) -> Vec<(Generation, usize)> {
         self.by_generation()
             .into_iter()
             .filter(|(_, submits)| submits.len() > 1)
@@ -352,7 +357,10 @@ impl Batch {
         for line in text.lines() {
             let line: Value = serde_json::from_str(line).unwrap();
             let id = line["custom_id"].as_str().unwrap().to_owned();
-            assert!(results.insert(id.clone(), line).is_none(), "{id} is twice in results.jsonl");
+            assert!(
+                results.insert(id.clone(), line).is_none(),
+                "{id} is twice in results.jsonl"
+            );
         }
         let ids: BTreeSet<&str> = self.items.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(results.keys().map(String::as_str).collect::<BTreeSet<_>>(), ids);
@@ -391,7 +399,10 @@ impl Batch {
         let found: BTreeSet<String> = stems.into_keys().collect();
         let missing: Vec<&String> = expected.difference(&found).collect();
         let extra: Vec<&String> = found.difference(&expected).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "missing media {missing:?}, unexpected files {extra:?}");
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "missing media {missing:?}, unexpected files {extra:?}"
+        );
         let metadata = std::fs::read_to_string(self.out.join("metadata.jsonl")).unwrap();
         assert_eq!(metadata.lines().count(), self.generations());
         results
@@ -447,7 +458,10 @@ fn fal_behaviour(pending_polls: u32, latency_ms: u64) -> ProviderBehaviour {
 async fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ready() {
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -464,7 +478,7 @@ struct Crash {
     kills: u32,
     generations: usize,
     /// Generations submitted more than once, with the runs of their submits.
-    paid_twice: Vec<((String, Option<u64>), Vec<u32>)>,
+    paid_twice: Vec<(Generation, Vec<u32>)>,
     /// For each extra submit, how long before the kill of its run the earlier one was answered.
     windows: Vec<Duration>,
 }
@@ -518,7 +532,11 @@ async fn crash_and_resume() -> Crash {
     let mut done_in_killed_runs = 0;
     let mut resumed_in_events = 0;
     for run in 0..=KILLS {
-        let name = if run == KILLS { "final".to_owned() } else { format!("run{run}") };
+        let name = if run == KILLS {
+            "final".to_owned()
+        } else {
+            format!("run{run}")
+        };
         let (done, resumed) = item_done_resumed(&batch.events(&name));
         if run < KILLS {
             done_in_killed_runs += done;
@@ -539,7 +557,10 @@ async fn crash_and_resume() -> Crash {
         // Each extra submit comes from a later run than the one before, which was killed soon after its
         // answer: never twice in one run, never for a job whose ticket had time to be stored.
         for pair in submits.windows(2) {
-            assert!(pair[0].run < pair[1].run, "{key:?} was submitted twice in one run: {runs:?}");
+            assert!(
+                pair[0].run < pair[1].run,
+                "{key:?} was submitted twice in one run: {runs:?}"
+            );
             windows.push(killed_at[pair[0].run as usize].saturating_duration_since(pair[0].at));
         }
         paid_twice.push((key, runs));
@@ -633,7 +654,11 @@ async fn four_workers_on_one_sqlite_state_do_every_item_once() {
         batch.generations(),
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(done_by_worker.iter().sum::<usize>(), ITEMS, "an item was done by two workers");
+    assert_eq!(
+        done_by_worker.iter().sum::<usize>(),
+        ITEMS,
+        "an item was done by two workers"
+    );
     assert_eq!(submits as usize, batch.generations());
     assert!(served.recorder.paid_twice().is_empty());
     let status = batch.status(&[]).await;
@@ -663,7 +688,10 @@ async fn three_workers_on_postgres_one_killed_midway_do_every_item_once() {
         .collect();
     // Kill the first worker once it has jobs in flight.
     let recorder = served.recorder.clone();
-    wait_for("the first jobs", Duration::from_secs(30), || recorder.accepted().len() >= 20).await;
+    wait_for("the first jobs", Duration::from_secs(30), || {
+        recorder.accepted().len() >= 20
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let killed_at = Instant::now();
     let mut killed = workers.remove(0);
@@ -676,10 +704,15 @@ async fn three_workers_on_postgres_one_killed_midway_do_every_item_once() {
     }
     batch.check_complete();
     let done_killed = item_done_resumed(&batch.events("worker0")).0;
-    let done_others: usize = (1..3).map(|w| item_done_resumed(&batch.events(&format!("worker{w}"))).0).sum();
+    let done_others: usize = (1..3)
+        .map(|w| item_done_resumed(&batch.events(&format!("worker{w}"))).0)
+        .sum();
     let (resumed_in_events, released): (u64, usize) = (1..3).fold((0, 0), |(r, l), w| {
         let events = batch.events(&format!("worker{w}"));
-        (r + item_done_resumed(&events).1, l + events.iter().filter(|e| e["event"] == "item_released").count())
+        (
+            r + item_done_resumed(&events).1,
+            l + events.iter().filter(|e| e["event"] == "item_released").count(),
+        )
     });
     let submits = served.stat("fal-ai submit");
     let paid_twice = served.recorder.paid_twice();
@@ -698,7 +731,10 @@ async fn three_workers_on_postgres_one_killed_midway_do_every_item_once() {
     // killed worker had at most CONCURRENCY items in flight.
     for ((prompt, seed), _) in &paid_twice {
         let submits = served.recorder.by_generation()[&(prompt.clone(), *seed)].clone();
-        assert!(submits[0].at <= killed_at, "{prompt} was submitted twice, the first time after the kill");
+        assert!(
+            submits[0].at <= killed_at,
+            "{prompt} was submitted twice, the first time after the kill"
+        );
     }
     assert!(paid_twice.len() <= CONCURRENCY, "{paid_twice:?}");
     let answered = served.recorder.accepted().len();
@@ -736,10 +772,16 @@ async fn a_storm_of_429s_slows_the_batch_down_and_fails_nothing() {
     // … then the next submits answer 429 without one.
     let recorder = served.recorder.clone();
     let limited = |recorder: &Recorder| recorder.submits().iter().filter(|s| s.status == 429).count();
-    wait_for("10 answers of 429", Duration::from_secs(40), || limited(&recorder) >= 10).await;
+    wait_for("10 answers of 429", Duration::from_secs(40), || {
+        limited(&recorder) >= 10
+    })
+    .await;
     // … and, once a few jobs went through (successes end the run of 429s), two without one.
     let accepted = recorder.accepted().len();
-    wait_for("jobs after the storm", Duration::from_secs(40), || recorder.accepted().len() >= accepted + 4).await;
+    wait_for("jobs after the storm", Duration::from_secs(40), || {
+        recorder.accepted().len() >= accepted + 4
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     served.emulator.set_behaviour(
         FAL,
@@ -769,10 +811,19 @@ async fn a_storm_of_429s_slows_the_batch_down_and_fails_nothing() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(failed, 0);
-    assert!(rate_limited >= 12, "the storm did not happen: {rate_limited} answers of 429");
+    assert!(
+        rate_limited >= 12,
+        "the storm did not happen: {rate_limited} answers of 429"
+    );
     assert!(!paused.is_empty(), "no provider_paused event");
-    assert!(limits.iter().any(|limit| *limit < 8), "the limit never went down: {limits:?}");
-    assert!(pauses.contains(&1_000), "no pause for the Retry-After of 1 s: {pauses:?}");
+    assert!(
+        limits.iter().any(|limit| *limit < 8),
+        "the limit never went down: {limits:?}"
+    );
+    assert!(
+        pauses.contains(&1_000),
+        "no pause for the Retry-After of 1 s: {pauses:?}"
+    );
     assert!(
         pauses.iter().any(|p| *p >= 2_000),
         "no backoff pause for a 429 without Retry-After: {pauses:?}"
@@ -810,7 +861,10 @@ async fn out_of_credits_everywhere_stops_with_items_pending_and_resumes_after_a_
         .copied()
         .filter(|p| served.stat(&format!("{p} submit")) > 0)
         .collect();
-    let calls: BTreeMap<&str, u64> = asked.iter().map(|p| (*p, served.stat(&format!("{p} submit")))).collect();
+    let calls: BTreeMap<&str, u64> = asked
+        .iter()
+        .map(|p| (*p, served.stat(&format!("{p} submit"))))
+        .collect();
     assert!(asked.len() >= 2 && asked.contains(&FAL), "{calls:?}");
     let stopped = stderr
         .lines()
@@ -917,7 +971,11 @@ async fn ctrl_c_releases_running_items_and_the_next_run_resumes_their_jobs() {
         batch.generations(),
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(submits as usize, batch.generations(), "a stored job was submitted again");
+    assert_eq!(
+        submits as usize,
+        batch.generations(),
+        "a stored job was submitted again"
+    );
     assert!(served.recorder.paid_twice().is_empty());
     assert_eq!(resumed_jobs.len(), submitted_before);
     assert_eq!(resumed_in_events as usize, submitted_before);

@@ -93,7 +93,9 @@ impl Drop for GatePass {
 
 impl fmt::Debug for GatePass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GatePass").field("pending", &self.done.is_some()).finish()
+        f.debug_struct("GatePass")
+            .field("pending", &self.done.is_some())
+            .finish()
     }
 }
 

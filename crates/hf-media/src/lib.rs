@@ -44,6 +44,7 @@ pub use hf_media_sink as sink;
 pub use hf_media_mapping::{MappingError, Task};
 pub use hf_media_prompt::{AspectRatio, ChatMessage, GenerationParams, PromptError};
 pub use hf_media_provider::{
-    JobTicket, MediaProvider, PollConfig, ProviderError, ProviderRegistry, ProviderStatus, RetryPolicy, RetryStage, Secrets,
+    JobTicket, MediaProvider, PollConfig, ProviderError, ProviderRegistry, ProviderStatus, RetryPolicy, RetryStage,
+    Secrets,
 };
 pub use hf_media_sink::{FileSink, MediaKind, MediaLocation, MediaSink, MemorySink, SinkError};

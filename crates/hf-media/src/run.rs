@@ -29,8 +29,8 @@ use crate::fetch::deliver;
 use crate::generator::Inner;
 use crate::plan::{Candidate, Plan};
 use crate::record::Made;
-use hf_media_sink::MediaKey;
 use crate::{CallOutcome, Error, GeneratedMedia, Held, ProviderAttempt, RunOptions};
+use hf_media_sink::MediaKey;
 
 /// The failed tries of one generation, kept outside its future so that an expired deadline can still
 /// list them.
@@ -172,7 +172,11 @@ async fn try_candidates(
             )),
         }
     }
-    for candidate in plan.candidates.iter().filter(|c| Some(c.mapping.provider.as_str()) != resumed) {
+    for candidate in plan
+        .candidates
+        .iter()
+        .filter(|c| Some(c.mapping.provider.as_str()) != resumed)
+    {
         let provider = candidate.mapping.provider.as_str();
         emitter.attempt(provider, &candidate.mapping.provider_id);
         let outcome = inner

@@ -69,7 +69,11 @@ fn held_back(error: &Error) -> Option<bool> {
 
 /// Runs `item` until its media are made, it fails, it is put back, or `cancel` fires (then it is put
 /// back: its stored jobs are resumed by the next claim).
-pub(crate) async fn run_item(run: &ItemRun, item: ClaimedItem, cancel: CancellationToken) -> Result<ItemEnd, BatchError> {
+pub(crate) async fn run_item(
+    run: &ItemRun,
+    item: ClaimedItem,
+    cancel: CancellationToken,
+) -> Result<ItemEnd, BatchError> {
     let started = Instant::now();
     let state = &*run.state;
     let mut request: GenerateRequest = match serde_json::from_value(item.spec.clone()) {
@@ -118,9 +122,11 @@ pub(crate) async fn run_item(run: &ItemRun, item: ClaimedItem, cancel: Cancellat
             message,
         });
     }
-    let mut options = RunOptions::default()
-        .only(missing.iter().copied())
-        .media_key(media_key(&item.id, item.position, run.items_per_folder));
+    let mut options = RunOptions::default().only(missing.iter().copied()).media_key(media_key(
+        &item.id,
+        item.position,
+        run.items_per_folder,
+    ));
     let mut resumed_jobs = 0;
     for (index, ticket) in &item.jobs {
         if made.contains_key(index) {
@@ -163,15 +169,19 @@ pub(crate) async fn run_item(run: &ItemRun, item: ClaimedItem, cancel: Cancellat
             event = events.next() => event,
         };
         let Some(event) = event else { break };
-        match event {
-            GenerationEvent::Accepted { .. } => {
-                if !record_reported(run, &item, &event).await? {
-                    return Ok(ItemEnd::Lost);
-                }
+        if matches!(event, GenerationEvent::Accepted { .. }) {
+            if !record_reported(run, &item, &event).await? {
+                return Ok(ItemEnd::Lost);
             }
+            continue;
+        }
+        match event {
             GenerationEvent::Media(media) => {
                 let record = serde_json::to_value(&*media).unwrap_or(Value::Null);
-                if !state.record_media(&run.worker, item.key, media.task as u32, &record).await? {
+                if !state
+                    .record_media(&run.worker, item.key, media.task as u32, &record)
+                    .await?
+                {
                     return Ok(ItemEnd::Lost);
                 }
                 made.insert(media.task as u32, record);
@@ -220,7 +230,14 @@ pub(crate) async fn run_item(run: &ItemRun, item: ClaimedItem, cancel: Cancellat
     let kind = info.kind.clone();
     let message = body["message"].as_str().unwrap_or_default().to_owned();
     if !state
-        .finish(&run.worker, item.key, Outcome::Failed { kind: kind.clone(), error: body })
+        .finish(
+            &run.worker,
+            item.key,
+            Outcome::Failed {
+                kind: kind.clone(),
+                error: body,
+            },
+        )
         .await?
     {
         return Ok(ItemEnd::Lost);
@@ -241,7 +258,9 @@ async fn record_reported(run: &ItemRun, item: &ClaimedItem, event: &GenerationEv
         }
         GenerationEvent::Media(media) => {
             let record = serde_json::to_value(&**media).unwrap_or(Value::Null);
-            run.state.record_media(&run.worker, item.key, media.task as u32, &record).await
+            run.state
+                .record_media(&run.worker, item.key, media.task as u32, &record)
+                .await
         }
         _ => Ok(true),
     }
@@ -307,7 +326,10 @@ mod tests {
     #[test]
     fn rate_limits_and_credits_are_not_item_failures() {
         assert_eq!(held_back(&failed(&[(Some(429), "http")])), Some(false));
-        assert_eq!(held_back(&failed(&[(Some(429), "http"), (Some(402), "http")])), Some(true));
+        assert_eq!(
+            held_back(&failed(&[(Some(429), "http"), (Some(402), "http")])),
+            Some(true)
+        );
         assert_eq!(held_back(&failed(&[(Some(402), "held")])), Some(true));
         assert_eq!(held_back(&failed(&[(None, "held")])), Some(false));
         assert_eq!(held_back(&failed(&[(Some(429), "http"), (Some(400), "http")])), None);

@@ -20,14 +20,23 @@ pub fn folder(position: u64, items_per_folder: u64) -> String {
 
 /// The sink key prefix of an item (generation `i` is stored at `{prefix}-{i}`): its folder, then its id
 /// made safe for every file system and object store. An id that had to be changed (characters outside
-/// `[A-Za-z0-9._-]`, a leading dot, too long) gets 8 hex digits of its SHA-256 so two ids never meet.
+/// `[A-Za-z0-9._-]`, a leading dot, too long) gets 8 hex digits of its SHA-256 so two ids never meet; so
+/// does an id with capital letters, so that `Fox` and `fox` stay two files on a file system that ignores
+/// case (macOS, Windows).
 pub fn media_key(item_id: &str, position: u64, items_per_folder: u64) -> String {
     let safe: String = item_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(MAX_NAME_CHARS)
         .collect();
-    let changed = safe != item_id || safe.starts_with('.') || safe.is_empty();
+    let changed =
+        safe != item_id || safe.starts_with('.') || safe.is_empty() || item_id.chars().any(|c| c.is_ascii_uppercase());
     let name = if changed {
         let digest = Sha256::digest(item_id.as_bytes());
         let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
@@ -35,7 +44,11 @@ pub fn media_key(item_id: &str, position: u64, items_per_folder: u64) -> String 
     } else {
         safe
     };
-    format!("{}/{}", folder(position, items_per_folder), name.trim_start_matches('_'))
+    format!(
+        "{}/{}",
+        folder(position, items_per_folder),
+        name.trim_start_matches('_')
+    )
 }
 
 #[cfg(test)]
@@ -65,5 +78,10 @@ mod tests {
         assert!(long.starts_with("00002/"));
         let unicode = media_key("猫", 0, 10);
         assert!(unicode.len() > "00000/".len(), "{unicode}");
+        // Ids that differ only in case stay apart where the file system ignores case.
+        let (upper, lower) = (media_key("Fox", 0, 10), media_key("fox", 0, 10));
+        assert_eq!(lower, "00000/fox");
+        assert!(upper.starts_with("00000/Fox_"), "{upper}");
+        assert_ne!(upper.to_lowercase(), lower.to_lowercase());
     }
 }

@@ -21,7 +21,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{BatchIdentity, BatchState, ClaimedItem, Counts, ItemKey, NewItem, StateLocation, WorkerId, open_state};
+use crate::state::{
+    BatchIdentity, BatchState, ClaimedItem, Counts, ItemKey, NewItem, StateLocation, WorkerId, open_state,
+};
 use crate::{BatchError, Format, LineError, ReadOptions, read_file};
 
 pub use layout::{MAX_FILES_PER_FOLDER, folder, items_per_folder, media_key};
@@ -118,7 +120,12 @@ pub fn default_state(output: &BatchOutput) -> StateLocation {
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                 .take(60)
                 .collect();
-            StateLocation::Sqlite(cache.join("hf-media").join("batches").join(format!("{readable}-{hash}.sqlite")))
+            StateLocation::Sqlite(
+                cache
+                    .join("hf-media")
+                    .join("batches")
+                    .join(format!("{readable}-{hash}.sqlite")),
+            )
         }
     }
 }
@@ -267,7 +274,11 @@ pub struct Progress {
 impl Progress {
     fn of(counts: &Counts, finished_this_run: u64, elapsed: Duration) -> Progress {
         let secs = elapsed.as_secs_f64();
-        let rate = if secs > 0.0 { finished_this_run as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            finished_this_run as f64 / secs
+        } else {
+            0.0
+        };
         let left = counts.pending + counts.running;
         Progress {
             total: counts.pending + counts.running + counts.done + counts.failed,
@@ -335,7 +346,9 @@ struct Loaded {
 /// Reads the input once to check every line (strict mode refuses a bad file here, before anything is
 /// sent) and to learn its fingerprint and its largest `n`.
 fn check_input(job: &BatchJob, events: &mpsc::UnboundedSender<BatchEvent>) -> Result<Loaded, BatchError> {
-    let mut items = read_file(&job.input, job.format, &job.defaults, &job.read)?;
+    // Every line is read even in strict mode, so that a refusal names all the bad lines.
+    let lenient = job.read.clone().strict(false);
+    let mut items = read_file(&job.input, job.format, &job.defaults, &lenient)?;
     let (mut total, mut invalid, mut max_n) = (0u64, 0u64, 1u64);
     let mut bad: Vec<LineError> = Vec::new();
     for item in &mut items {
@@ -388,14 +401,18 @@ async fn load(job: &BatchJob, state: &dyn BatchState) -> Result<(), BatchError> 
             Err(error) if error.is_fatal() => return Err(BatchError::Unreadable(Box::new(error))),
             Err(error) => NewItem {
                 position,
-                id: match &error.custom_id {
-                    Some(id) => id.clone(),
-                    None => format!("line-{:06}-invalid", error.line),
-                },
+                // A bad line's own id: its custom_id may be a duplicate (or another line's), and ids are
+                // unique in the state. The custom_id it gave is kept with its error.
+                id: format!("line-{:06}-invalid", error.line),
                 line: error.line as u64,
                 n: 0,
                 spec: json!({}),
-                invalid: Some(json!({ "code": error.error.code(), "message": error.error.to_string() })),
+                invalid: Some(json!({
+                    "code": error.error.code(),
+                    "message": error.error.to_string(),
+                    // A duplicate's custom_id is the other item's: the results keep ids unique.
+                    "custom_id": error.custom_id.as_ref().filter(|_| !matches!(error.error, BatchError::DuplicateId { .. })),
+                })),
             },
         };
         chunk.push(new);
@@ -727,7 +744,9 @@ fn remove_media_leftovers(output: &BatchOutput) -> usize {
     let mut removed = 0;
     let mut folders = vec![dir.to_owned()];
     while let Some(folder) = folders.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let Ok(kind) = entry.file_type() else { continue };
             if kind.is_dir() {

@@ -40,9 +40,20 @@ pub enum BatchOutput {
 
 /// Whether `output` names object storage rather than a folder.
 pub fn is_object_url(output: &str) -> bool {
-    ["s3://", "s3a://", "gs://", "az://", "abfs://", "abfss://", "adl://", "azure://", "file://", "memory://"]
-        .iter()
-        .any(|scheme| output.starts_with(scheme))
+    [
+        "s3://",
+        "s3a://",
+        "gs://",
+        "az://",
+        "abfs://",
+        "abfss://",
+        "adl://",
+        "azure://",
+        "file://",
+        "memory://",
+    ]
+    .iter()
+    .any(|scheme| output.starts_with(scheme))
 }
 
 impl BatchOutput {
@@ -134,7 +145,9 @@ impl BatchOutput {
         match self {
             BatchOutput::Dir(dir) => {
                 let target = dir.join(name);
-                from.as_file().sync_all().map_err(|e| fail(format!("cannot write {name}: {e}")))?;
+                from.as_file()
+                    .sync_all()
+                    .map_err(|e| fail(format!("cannot write {name}: {e}")))?;
                 from.persist(&target)
                     .map_err(|e| fail(format!("cannot replace {}: {}", target.display(), e.error)))?;
                 Ok(())
@@ -145,7 +158,9 @@ impl BatchOutput {
                 let size = from.as_file().metadata().map(|m| m.len()).unwrap_or(0);
                 let path = from.path().to_owned();
                 if size <= 8 * 1024 * 1024 {
-                    let bytes = tokio::fs::read(&path).await.map_err(|e| fail(format!("cannot read {name}: {e}")))?;
+                    let bytes = tokio::fs::read(&path)
+                        .await
+                        .map_err(|e| fail(format!("cannot read {name}: {e}")))?;
                     store
                         .put(&key, PutPayload::from(bytes))
                         .await
@@ -227,7 +242,12 @@ struct Lines {
 
 fn lines_of(output: &BatchOutput, batch_key: &str, row: &ItemRow) -> Lines {
     let prompt = prompt_of(&row.spec);
-    let model = row.spec.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let model = row
+        .spec
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let parameters = row.spec.get("params").cloned().unwrap_or(Value::Object(Map::new()));
     let mut data = Vec::new();
     let mut media = Vec::new();
@@ -298,7 +318,12 @@ fn lines_of(output: &BatchOutput, batch_key: &str, row: &ItemRow) -> Lines {
             if !data.is_empty() {
                 error_object["data"] = Value::Array(data);
             }
-            Some(json!({ "id": id, "custom_id": row.id, "response": null, "error": error_object }))
+            // A bad line is stored under its own id; the custom_id it gave, if any, is the one shown.
+            let custom_id = error
+                .get("custom_id")
+                .and_then(Value::as_str)
+                .map_or_else(|| row.id.clone(), str::to_owned);
+            Some(json!({ "id": id, "custom_id": custom_id, "response": null, "error": error_object }))
         }
         ItemState::Pending | ItemState::Running => None,
     };
@@ -318,7 +343,10 @@ pub async fn write_outputs(
 ) -> Result<Written, BatchError> {
     let local = |what: &str| -> Result<tempfile::NamedTempFile, BatchError> {
         let made = match output.dir() {
-            Some(dir) => tempfile::Builder::new().prefix(".hf-media-").suffix(".jsonl.part").tempfile_in(dir),
+            Some(dir) => tempfile::Builder::new()
+                .prefix(".hf-media-")
+                .suffix(".jsonl.part")
+                .tempfile_in(dir),
             None => tempfile::Builder::new().prefix("hf-media-").suffix(".jsonl").tempfile(),
         };
         made.map_err(|e| BatchError::Output {
@@ -382,7 +410,9 @@ pub fn remove_leftovers(output: &BatchOutput, older_than: std::time::Duration) -
     let mut removed = 0;
     let mut folders = vec![dir.to_owned()];
     while let Some(folder) = folders.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let Ok(kind) = entry.file_type() else { continue };
             let path = entry.path();

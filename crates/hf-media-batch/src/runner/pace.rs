@@ -48,19 +48,34 @@ impl FromStr for ProviderRate {
     type Err = BatchError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| BatchError::Usage(format!("--rate `{text}`: {why}; write it like `fal-ai=10/s` or `replicate=600/min`"));
+        let bad = |why: &str| {
+            BatchError::Usage(format!(
+                "--rate `{text}`: {why}; write it like `fal-ai=10/s` or `replicate=600/min`"
+            ))
+        };
         let (provider, rate) = text.split_once('=').ok_or_else(|| bad("no `=`"))?;
         let provider = provider.trim();
-        if provider.is_empty() || !provider.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if provider.is_empty()
+            || !provider
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(bad("the part before `=` must be a provider name"));
         }
         let (calls, per) = rate.trim().split_once('/').ok_or_else(|| bad("no `/`"))?;
-        let calls: u32 = calls.trim().parse().map_err(|_| bad("the number of calls is not a whole number"))?;
+        let calls: u32 = calls
+            .trim()
+            .parse()
+            .map_err(|_| bad("the number of calls is not a whole number"))?;
         let calls = NonZeroU32::new(calls).ok_or_else(|| bad("the number of calls must be at least 1"))?;
         let per = per.trim();
         let digits = per.chars().take_while(char::is_ascii_digit).count();
         let (count, unit) = per.split_at(digits);
-        let count: u64 = if count.is_empty() { 1 } else { count.parse().map_err(|_| bad("bad period"))? };
+        let count: u64 = if count.is_empty() {
+            1
+        } else {
+            count.parse().map_err(|_| bad("bad period"))?
+        };
         let unit_secs = match unit {
             "ms" => None,
             "s" | "sec" | "second" => Some(1),
@@ -338,7 +353,8 @@ impl Pace {
                     let limit = lane.limit.floor() as usize;
                     publish = Some(ProviderPause {
                         provider: provider.to_owned(),
-                        until_unix_ms: now_unix_ms().saturating_add(i64::try_from(pause.as_millis()).unwrap_or(i64::MAX)),
+                        until_unix_ms: now_unix_ms()
+                            .saturating_add(i64::try_from(pause.as_millis()).unwrap_or(i64::MAX)),
                         reason: RATE_LIMITED.to_owned(),
                         concurrency_hint: u32::try_from(limit).ok(),
                     });
@@ -348,19 +364,18 @@ impl Pace {
                         limit,
                     });
                 }
-                CallOutcome::OutOfCredits => {
-                    if !lane.out_of_credits {
-                        lane.out_of_credits = true;
-                        publish = Some(ProviderPause {
-                            provider: provider.to_owned(),
-                            until_unix_ms: i64::MAX,
-                            reason: OUT_OF_CREDITS.to_owned(),
-                            concurrency_hint: None,
-                        });
-                        notice = Some(PaceNotice::OutOfCredits {
-                            provider: provider.to_owned(),
-                        });
-                    }
+                // A second 402 (a call in flight at the first) says nothing new.
+                CallOutcome::OutOfCredits if !lane.out_of_credits => {
+                    lane.out_of_credits = true;
+                    publish = Some(ProviderPause {
+                        provider: provider.to_owned(),
+                        until_unix_ms: i64::MAX,
+                        reason: OUT_OF_CREDITS.to_owned(),
+                        concurrency_hint: None,
+                    });
+                    notice = Some(PaceNotice::OutOfCredits {
+                        provider: provider.to_owned(),
+                    });
                 }
                 _ => {}
             }
@@ -600,7 +615,11 @@ mod tests {
         assert_eq!(pace.admit("together").await.unwrap_err().status, Some(402));
         let started = Instant::now();
         pace.admit(P).await.unwrap().finish(CallOutcome::Succeeded);
-        assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -642,7 +661,10 @@ mod tests {
         assert!(took < Duration::from_secs(1), "{took:?}");
         let started = Instant::now();
         pace.admit("replicate").await.unwrap().finish(CallOutcome::Succeeded);
-        assert!(started.elapsed() < Duration::from_millis(50), "a rate of fal-ai slowed replicate");
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "a rate of fal-ai slowed replicate"
+        );
     }
 
     #[test]
@@ -653,10 +675,22 @@ mod tests {
             calls: NonZeroU32::new(calls).unwrap(),
             period,
         };
-        assert_eq!(parse("fal-ai=10/s").unwrap(), rate("fal-ai", 10, Duration::from_secs(1)));
-        assert_eq!(parse("replicate=600/min").unwrap(), rate("replicate", 600, Duration::from_secs(60)));
-        assert_eq!(parse(" together = 2/1s ").unwrap(), rate("together", 2, Duration::from_secs(1)));
-        assert_eq!(parse("zai_org=5/250ms").unwrap(), rate("zai_org", 5, Duration::from_millis(250)));
+        assert_eq!(
+            parse("fal-ai=10/s").unwrap(),
+            rate("fal-ai", 10, Duration::from_secs(1))
+        );
+        assert_eq!(
+            parse("replicate=600/min").unwrap(),
+            rate("replicate", 600, Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse(" together = 2/1s ").unwrap(),
+            rate("together", 2, Duration::from_secs(1))
+        );
+        assert_eq!(
+            parse("zai_org=5/250ms").unwrap(),
+            rate("zai_org", 5, Duration::from_millis(250))
+        );
         assert_eq!(parse("x=1/2h").unwrap(), rate("x", 1, Duration::from_secs(7_200)));
         assert_eq!(parse("x=3/10minute").unwrap(), rate("x", 3, Duration::from_secs(600)));
         for (bad, why) in [
