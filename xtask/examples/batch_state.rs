@@ -78,7 +78,9 @@ async fn make(input: &Path, dir: &Path, png: &Path) -> Result<u64, String> {
     state.mark_loaded(total).await.map_err(|e| e.to_string())?;
     drop(new_items);
 
-    let bytes = std::fs::metadata(png).map_err(|e| format!("{}: {e}", png.display()))?.len();
+    let bytes = std::fs::metadata(png)
+        .map_err(|e| format!("{}: {e}", png.display()))?
+        .len();
     let worker = WorkerId::current();
     let lease = Duration::from_secs(600);
     loop {

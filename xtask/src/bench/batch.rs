@@ -116,7 +116,9 @@ fn curl_config(route: &str, out: &Path, n: u64) -> String {
             config.push_str("next\n");
         }
         let body = json!({ "inputs": format!("bench item {i}"), "parameters": { "seed": i } }).to_string();
-        let file = out.join(format!("{:05}", i / 10_000)).join(format!("line-{:06}-0.png", i + 1));
+        let file = out
+            .join(format!("{:05}", i / 10_000))
+            .join(format!("line-{:06}-0.png", i + 1));
         let _ = writeln!(
             config,
             "url = {}\noutput = {}\nheader = {}\nheader = {}\ndata = {}\ncreate-dirs\nfail",
@@ -140,7 +142,9 @@ fn files_under(dir: &Path) -> (u64, u64) {
     let (mut count, mut bytes) = (0, 0);
     let mut folders = vec![dir.to_owned()];
     while let Some(folder) = folders.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
         for entry in entries.flatten() {
             match entry.file_type() {
                 Ok(kind) if kind.is_dir() => folders.push(entry.path()),
@@ -211,7 +215,14 @@ pub(super) fn scenarios(ctx: &Context, sizes: Sizes, smoke: bool, maker: &Path) 
     write_prompts(&warm, 64)?;
     fresh_dir(&out)?;
     run_batch(
-        batch(ctx, &emulator.url, &router, &warm, &out, &["--concurrency", &concurrency]),
+        batch(
+            ctx,
+            &emulator.url,
+            &router,
+            &warm,
+            &out,
+            &["--concurrency", &concurrency],
+        ),
         ctx,
         64,
         "warm-up batch",
@@ -221,7 +232,14 @@ pub(super) fn scenarios(ctx: &Context, sizes: Sizes, smoke: bool, maker: &Path) 
     eprintln!("  batch: {n} items, concurrency {concurrency}");
     fresh_dir(&out)?;
     let ours = run_batch(
-        batch(ctx, &emulator.url, &router, &prompts, &out, &["--concurrency", &concurrency]),
+        batch(
+            ctx,
+            &emulator.url,
+            &router,
+            &prompts,
+            &out,
+            &["--concurrency", &concurrency],
+        ),
         ctx,
         n,
         "the batch",
@@ -244,13 +262,23 @@ pub(super) fn scenarios(ctx: &Context, sizes: Sizes, smoke: bool, maker: &Path) 
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
     let (curl, _) = measure(
         Command::new("curl")
-            .args(["--silent", "--show-error", "--parallel", "--parallel-max", &concurrency, "--config"])
+            .args([
+                "--silent",
+                "--show-error",
+                "--parallel",
+                "--parallel-max",
+                &concurrency,
+                "--config",
+            ])
             .arg(&config),
         &ctx.log,
     )?;
     let (curl_files, curl_bytes) = files_under(&curl_out);
     if !curl.success || curl_files != n {
-        return Err(format!("curl saved {curl_files} files instead of {n} (see {})", ctx.log.display()));
+        return Err(format!(
+            "curl saved {curl_files} files instead of {n} (see {})",
+            ctx.log.display()
+        ));
     }
     let _ = std::fs::remove_dir_all(&curl_out);
 
@@ -296,7 +324,14 @@ pub(super) fn scenarios(ctx: &Context, sizes: Sizes, smoke: bool, maker: &Path) 
         eprintln!("  batch: {big} items, concurrency {concurrency} (memory)");
         fresh_dir(&out)?;
         let run = run_batch(
-            batch(ctx, &emulator.url, &router, &big_prompts, &out, &["--concurrency", &concurrency]),
+            batch(
+                ctx,
+                &emulator.url,
+                &router,
+                &big_prompts,
+                &out,
+                &["--concurrency", &concurrency],
+            ),
             ctx,
             big,
             "the big batch",
@@ -312,7 +347,16 @@ pub(super) fn scenarios(ctx: &Context, sizes: Sizes, smoke: bool, maker: &Path) 
     fresh_dir(&out)?;
     let png = dir.join("media.png");
     let fetched = Command::new("curl")
-        .args(["-sf", "-X", "POST", "-H", &format!("Authorization: Bearer {TOKEN}"), "-d", "{}", "-o"])
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            "-d",
+            "{}",
+            "-o",
+        ])
         .arg(&png)
         .arg(&route)
         .status()
@@ -324,10 +368,18 @@ pub(super) fn scenarios(ctx: &Context, sizes: Sizes, smoke: bool, maker: &Path) 
     if !made.success {
         return Err(format!("the state maker failed (see {})", ctx.log.display()));
     }
-    eprintln!("  batch: resume scan of {big} done items (state made in {})", secs(made.wall));
+    eprintln!(
+        "  batch: resume scan of {big} done items (state made in {})",
+        secs(made.wall)
+    );
     let mut resumes = Vec::new();
     for _ in 0..sizes.resume_reps {
-        let run = run_batch(batch(ctx, &emulator.url, &router, &big_prompts, &out, &[]), ctx, big, "the resume")?;
+        let run = run_batch(
+            batch(ctx, &emulator.url, &router, &big_prompts, &out, &[]),
+            ctx,
+            big,
+            "the resume",
+        )?;
         if run.started["resumed"] != true || run.started["finished"].as_u64() != Some(big) || run.items_done != 0 {
             return Err(format!("the resume did not find {big} finished items: {}", run.started));
         }
@@ -350,7 +402,10 @@ pub(super) fn scenarios(ctx: &Context, sizes: Sizes, smoke: bool, maker: &Path) 
     let _ = std::fs::remove_dir_all(&dir);
 
     // The rows.
-    let label = format!("batch of {n} items, {} PNG, concurrency {concurrency}", super::size_label(sizes.batch_image_bytes));
+    let label = format!(
+        "batch of {n} items, {} PNG, concurrency {concurrency}",
+        super::size_label(sizes.batch_image_bytes)
+    );
     let items_per_s = rate(n, ours.usage.wall);
     let cpu_item = per_item_ms(ours.usage.cpu, n);
     let curl_item = per_item_ms(curl.cpu, n);
@@ -410,12 +465,23 @@ pub(super) fn scenarios(ctx: &Context, sizes: Sizes, smoke: bool, maker: &Path) 
         )),
     }
     rows.push(Row::new(
-        format!("resume scan: {big} items all done, same command again (median of {})", sizes.resume_reps),
+        format!(
+            "resume scan: {big} items all done, same command again (median of {})",
+            sizes.resume_reps
+        ),
         secs(resume_wall),
-        format!("in-process `finished.elapsed_ms`: {}; CPU {}", secs(resume_in_process), secs(resume_cpu)),
+        format!(
+            "in-process `finished.elapsed_ms`: {}; CPU {}",
+            secs(resume_in_process),
+            secs(resume_cpu)
+        ),
         format!("target < 2 s: {}", verdict(resume_wall < Duration::from_secs(2))),
     ));
-    let mut memory = format!("{n}-item run: {}; {big}-line resume: {}", mib(ours.usage.max_rss), mib(resume_rss));
+    let mut memory = format!(
+        "{n}-item run: {}; {big}-line resume: {}",
+        mib(ours.usage.max_rss),
+        mib(resume_rss)
+    );
     let mut peak = ours.usage.max_rss.max(resume_rss);
     if let Some(run) = &big_run {
         let _ = write!(
@@ -434,7 +500,11 @@ pub(super) fn scenarios(ctx: &Context, sizes: Sizes, smoke: bool, maker: &Path) 
         format!("`curl --parallel` ({n} files): {}", mib(curl.max_rss)),
         format!(
             "largest / {n}-item run: {flat:.2}× ({})",
-            if flat <= 1.5 && peak < 256 * MIB { "flat" } else { "**grows**" }
+            if flat <= 1.5 && peak < 256 * MIB {
+                "flat"
+            } else {
+                "**grows**"
+            }
         ),
     ));
     Ok(rows)
@@ -449,7 +519,9 @@ mod tests {
         let config = curl_config("http://h/r", Path::new("/o"), 2);
         assert_eq!(config.matches("\nnext\n").count(), 1);
         assert!(config.starts_with("url = \"http://h/r\"\noutput = \"/o/00000/line-000001-0.png\"\n"));
-        assert!(config.contains("data = \"{\\\"inputs\\\":\\\"bench item 1\\\",\\\"parameters\\\":{\\\"seed\\\":1}}\""));
+        assert!(
+            config.contains("data = \"{\\\"inputs\\\":\\\"bench item 1\\\",\\\"parameters\\\":{\\\"seed\\\":1}}\"")
+        );
         assert_eq!(quote("a\\b\"c"), "\"a\\\\b\\\"c\"");
     }
 }

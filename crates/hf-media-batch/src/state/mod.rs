@@ -842,6 +842,34 @@ mod tests {
     }
 
     #[test]
+    fn bad_lines_as_items() {
+        let error = |custom_id: Option<&str>, error| LineError {
+            line: 7,
+            custom_id: custom_id.map(str::to_owned),
+            error,
+        };
+        let item = NewItem::from_line_error(3, &error(Some("cat"), BatchError::NoPrompt));
+        assert_eq!((item.position, item.id.as_str(), item.line, item.n), (3, "cat", 7, 0));
+        assert_eq!(
+            item.invalid.as_ref().and_then(|e| e.get("code")),
+            Some(&Value::from("missing_prompt"))
+        );
+        // A duplicate's id belongs to the first line that used it.
+        let duplicate = BatchError::DuplicateId {
+            id: "cat".into(),
+            first: 1,
+        };
+        assert_eq!(
+            NewItem::from_line_error(4, &error(Some("cat"), duplicate)).id,
+            "line-000007"
+        );
+        assert_eq!(
+            NewItem::from_line_error(5, &error(None, BatchError::NoPrompt)).id,
+            "line-000007"
+        );
+    }
+
+    #[test]
     fn schema_version_is_the_last_migration() {
         assert_eq!(sqlite::MIGRATOR.iter().map(|m| m.version).max(), Some(SCHEMA_VERSION));
         assert_eq!(
