@@ -5,7 +5,7 @@ way a huggingface_hub user would script it: no state, no resume, no result files
 
 The JSONL input is read (one JSON object a line: `prompt`, optional `custom_id`, `model`, `seed`), and
 every line is one `InferenceClient.text_to_image(prompt, model=MODEL, seed=…)` call with provider
-"hf-inference", run by a ThreadPoolExecutor of `concurrency` threads; each image is saved to its own file
+"hf-inference" (a line's `model:provider` is taken as `model`), run by a ThreadPoolExecutor of `concurrency` threads; each image is saved to its own file
 (`Image.save`, which is how a huggingface_hub user saves what `text_to_image` returns), in sub-folders of
 at most 10,000 files like the batch's.
 
@@ -69,7 +69,9 @@ def main() -> int:
         try:
             name = row.get("custom_id") or f"line-{position + 1:06}"
             folder = os.path.join(args.out, f"{position // PER_FOLDER:05}")
-            image = client.text_to_image(row["prompt"], model=row.get("model") or args.model, seed=row.get("seed"))
+            # A line's `model:provider` is the model on the client's provider (hf-inference) for huggingface_hub.
+            model = (row.get("model") or args.model).split(":")[0]
+            image = client.text_to_image(row["prompt"], model=model, seed=row.get("seed"))
             image.save(os.path.join(folder, f"{name}-0.png"))
             return True
         except Exception as e:  # noqa: BLE001 - a failure is counted, and the first ones are shown

@@ -176,7 +176,9 @@ pub enum BatchError {
     #[error("{0}")]
     Generator(String),
     /// `batch status` found no state for the output.
-    #[error("no batch state for {output} at {state}: run `hf-media batch INPUT -o {output}` first, or give the state with --state")]
+    #[error(
+        "no batch state for {output} at {state}: run `hf-media batch INPUT -o {output}` first, or give the state with --state"
+    )]
     NoState {
         /// The output.
         output: String,
@@ -271,7 +273,10 @@ impl BatchError {
     pub fn is_usage(&self) -> bool {
         !matches!(
             self,
-            BatchError::State { .. } | BatchError::StateMigrate { .. } | BatchError::StateData { .. } | BatchError::Read(_)
+            BatchError::State { .. }
+                | BatchError::StateMigrate { .. }
+                | BatchError::StateData { .. }
+                | BatchError::Read(_)
         )
     }
 

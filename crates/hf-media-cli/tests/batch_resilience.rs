@@ -974,7 +974,9 @@ async fn ctrl_c_releases_running_items_and_the_next_run_resumes_their_jobs() {
     assert_eq!(
         submits as usize,
         batch.generations(),
-        "a stored job was submitted again"
+        "a job was submitted again or started while stopping (answered: {}, paid twice: {:?})",
+        served.recorder.accepted().len(),
+        served.recorder.paid_twice()
     );
     assert!(served.recorder.paid_twice().is_empty());
     assert_eq!(resumed_jobs.len(), submitted_before);

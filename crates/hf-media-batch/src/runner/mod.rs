@@ -536,6 +536,7 @@ pub async fn run_batch(
         tokio::select! {
             biased;
             () = control.now.cancelled(), if !owned.is_empty() => {
+                pace.close();
                 for cancel in owned.values() {
                     cancel.cancel();
                 }
@@ -548,6 +549,7 @@ pub async fn run_batch(
                 let _ = events.send(BatchEvent::Stopping { running: owned.len(), grace_ms: millis(job.grace) });
             }
             () = sleep_until(grace_ends), if grace_ends.is_some() && !owned.is_empty() => {
+                pace.close();
                 for cancel in owned.values() {
                     cancel.cancel();
                 }
@@ -612,7 +614,9 @@ pub async fn run_batch(
             () = tokio::time::sleep_until(next_claim), if claiming && owned.len() < job.concurrency => {}
         }
     };
-    // Whatever ended the run, items still held go back for the next one (their tickets stay stored).
+    // Whatever ended the run, items still held go back for the next one (their tickets stay stored); no
+    // new call starts as their cancelled calls give their slots back.
+    pace.close();
     for cancel in owned.values() {
         cancel.cancel();
     }

@@ -146,6 +146,8 @@ pub struct Pace {
     lanes: Mutex<HashMap<String, Lane>>,
     state: Option<Arc<dyn BatchState>>,
     notices: Option<mpsc::UnboundedSender<PaceNotice>>,
+    /// No call is admitted any more ([`Pace::close`]).
+    closed: std::sync::atomic::AtomicBool,
     me: Weak<Pace>,
 }
 
@@ -180,8 +182,19 @@ impl Pace {
             lanes: Mutex::new(HashMap::new()),
             state,
             notices,
+            closed: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
         })
+    }
+
+    /// Admits no call any more: every waiting and later call is held back. The runner closes the pace
+    /// before it leaves its running items (a stop, the end of the grace): the slots their cancelled calls
+    /// give back must not let a waiting generation submit a new, paid job that is abandoned at once.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        for lane in self.lanes().values() {
+            lane.changed.notify_waiters();
+        }
     }
 
     fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
@@ -285,6 +298,12 @@ impl Pace {
             let notified = changed.notified();
             tokio::pin!(notified);
             let wait = self.with_lane(provider, |lane| {
+                if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(Held {
+                        status: None,
+                        reason: "the batch is stopping: no new call is made".to_owned(),
+                    });
+                }
                 if lane.out_of_credits {
                     return Err(Held {
                         status: Some(402),
@@ -415,6 +434,12 @@ impl ProviderGate for Pace {
         let limiter = self.with_lane(provider, |lane| lane.limiter.clone());
         if let Some(limiter) = limiter {
             limiter.until_ready().await;
+        }
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Held {
+                status: None,
+                reason: "the batch is stopping: no new call is made".to_owned(),
+            });
         }
         // The call goes out now: a 429 to it is a new event if the limit was cut before this.
         *admitted.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
@@ -645,6 +670,28 @@ mod tests {
             let (a, b) = (pace.admit(P).await.unwrap(), pace.admit(P).await.unwrap());
             drop((a, b));
         }
+    }
+
+    #[tokio::test]
+    async fn a_closed_pace_admits_nothing_not_even_a_waiting_call_given_a_freed_slot() {
+        let (pace, _rx) = pace(1);
+        let running = pace.admit(P).await.unwrap();
+        let waiting = {
+            let pace = pace.clone();
+            tokio::spawn(async move { pace.admit(P).await.map(drop) })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        pace.close();
+        // The running call is cancelled (the stop): its slot must not start the waiting one.
+        drop(running);
+        let held = tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .expect("the waiting call was not woken")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(held.status, None);
+        assert!(held.reason.contains("stopping"), "{}", held.reason);
+        assert!(pace.admit("replicate").await.is_err());
     }
 
     #[tokio::test]
