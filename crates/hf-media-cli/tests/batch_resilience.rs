@@ -609,12 +609,10 @@ async fn a_batch_killed_again_and_again_finishes_every_item_once_and_resumes_its
 }
 
 /// The contract's bound: one kill pays at most one job twice (the one between its submit's answer and
-/// its ticket's write). Not met yet: with the SQLite state's `synchronous = FULL`, each ticket write is a
-/// commit with an fsync (8 ms here, 20–260 ms with the claims, renewals and media records of 48 items in
-/// flight on 4 pooled connections), so the tickets of a burst of submits are written one after the other
-/// and a kill during the burst finds many unwritten.
+/// its ticket's write). It holds because a ticket write is a WAL commit without an fsync
+/// (`synchronous = NORMAL`: durable against a kill); with FULL, the fsyncs of a burst of submits kept
+/// many tickets unwritten for up to 260 ms and a kill found them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: a kill during a burst of submits finds many tickets unwritten (SQLite FULL-sync ticket writes)"]
 async fn a_kill_pays_at_most_one_job_twice() {
     let crash = crash_and_resume().await;
     assert!(
