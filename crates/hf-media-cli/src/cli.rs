@@ -33,6 +33,75 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Run a resumable batch: every line of a JSONL or CSV file, into a dataset folder or bucket.
     Batch(Box<BatchArgs>),
+    /// Serve an OpenAI-compatible images and videos API, and a gallery page (offline with --emulator).
+    Serve(Box<ServeArgs>),
+}
+
+/// `hf-media serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen. Without an API key only a loopback address is allowed (see --allow-open).
+    #[arg(long, default_value = hf_media_server::DEFAULT_ADDR)]
+    pub addr: std::net::SocketAddr,
+    /// Where media are stored and served from (with their JSON records).
+    #[arg(short, long, default_value = "generated_media")]
+    pub output: PathBuf,
+    /// A key clients must send as `Authorization: Bearer KEY` (repeat it for several; also
+    /// HF_MEDIA_API_KEYS, comma-separated).
+    #[arg(
+        long = "api-key",
+        value_name = "KEY",
+        env = "HF_MEDIA_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// Serve on a non-loopback address without any API key.
+    #[arg(long)]
+    pub allow_open: bool,
+    /// The URL clients reach this server at (behind a reverse proxy): media URLs are built on it.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// An origin allowed to call the API from a browser (repeatable; `*` for any).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+    /// Media links are signed and expire after SECS seconds (default: plain unguessable names).
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "3600")]
+    pub signed_media: Option<u64>,
+    /// The key media links are signed with (replicas behind one address must share it; default: random).
+    #[arg(long, value_name = "KEY", env = "HF_MEDIA_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+    /// The largest request body, in bytes (an edit's images included).
+    #[arg(long, value_name = "BYTES", default_value_t = hf_media_server::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// The most generations in flight across every client (beyond: 429 with Retry-After).
+    #[arg(long, value_name = "N", default_value_t = hf_media_server::DEFAULT_MAX_CONCURRENT)]
+    pub max_concurrent: usize,
+    /// Requests a minute one API key (or one address, on an open server) may make.
+    #[arg(long, value_name = "N")]
+    pub rate_per_minute: Option<u32>,
+    /// How long a client may take to send a request's headers.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// How long in-flight work may go on after SIGTERM or Ctrl-C before it is cancelled.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub grace: f64,
+    /// Where video jobs are kept: sqlite:PATH or postgres://… (shared by replicas; default: a file in
+    /// the output folder).
+    #[arg(long, value_name = "URL", env = "HF_MEDIA_SERVE_STATE", hide_env_values = true)]
+    pub state: Option<String>,
+    /// The model of an images request that names none.
+    #[arg(long, value_name = "MODEL", default_value = hf_media_server::DEFAULT_IMAGE_MODEL)]
+    pub default_model: String,
+    /// The model of a video request that names none.
+    #[arg(long, value_name = "MODEL", default_value = hf_media_server::DEFAULT_VIDEO_MODEL)]
+    pub default_video_model: String,
+    /// How many video jobs this process runs at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub video_concurrency: usize,
+    /// Where and how providers are reached.
+    #[command(flatten)]
+    pub connect: ConnectFlags,
 }
 
 /// `hf-media emulator`.

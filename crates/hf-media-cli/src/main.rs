@@ -5,6 +5,7 @@ mod cli;
 mod emulator;
 mod models;
 mod output;
+mod serve;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ const EXIT_TERMINATED: u8 = 143;
 
 /// Resolves on SIGTERM or SIGHUP (a `kill`, a closed terminal, a stopped container): the CLI then cleans
 /// up like on Ctrl-C. Never resolves where those signals do not exist.
-async fn terminated() {
+pub(crate) async fn terminated() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         Command::Models(args) => runtime.block_on(models::run(args)),
         Command::Emulator(args) => runtime.block_on(emulator::serve(args)),
         Command::Batch(args) => runtime.block_on(batch::run(*args)),
+        Command::Serve(args) => runtime.block_on(serve::run(*args)),
     }
 }
 

@@ -1,0 +1,116 @@
+//! OpenAI's `ImagesResponse` for made media: `{created, data: [{url | b64_json, revised_prompt}]}`, plus
+//! `model`, `provider`, `size`, `output_format`, and the seeds, so that a caller can make a media again.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hf_media::GeneratedMedia;
+use serde_json::{Value, json};
+
+use crate::fields::{Ask, ResponseFormat};
+use crate::{App, ServerError};
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The name media is served under (`/media/{name}`): its path in the output folder, `/`-separated.
+pub(crate) fn media_name(output: &Path, media: &GeneratedMedia) -> Result<String, ServerError> {
+    let path = media
+        .location
+        .as_path()
+        .ok_or_else(|| ServerError::Internal("a media was not stored in the output folder".into()))?;
+    let relative = path.strip_prefix(output).map_err(|_| {
+        ServerError::Internal(format!(
+            "a media was stored outside the output folder: {}",
+            path.display()
+        ))
+    })?;
+    let parts: Vec<&str> = relative.iter().filter_map(|part| part.to_str()).collect();
+    if parts.is_empty() || parts.len() != relative.iter().count() {
+        return Err(ServerError::Internal("a media's name is not UTF-8".into()));
+    }
+    Ok(parts.join("/"))
+}
+
+/// The media's bytes in base64.
+pub(crate) async fn base64_of(media: &GeneratedMedia) -> Result<String, ServerError> {
+    let path = media
+        .location
+        .as_path()
+        .ok_or_else(|| ServerError::Internal("a media was not stored in the output folder".into()))?;
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| ServerError::Internal(format!("a stored media could not be read back: {e}")))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// `png`, `jpeg`, `webp`, … from the media's MIME type.
+pub(crate) fn output_format(media: &GeneratedMedia) -> &str {
+    media.mime.split_once('/').map_or("png", |(_, subtype)| subtype)
+}
+
+/// The pixel size a media was asked at, `WxH`, when known.
+fn asked_size(ask: &Ask) -> Option<String> {
+    ask.size
+        .clone()
+        .or_else(|| ask.params.size().map(|(w, h)| format!("{w}x{h}")))
+}
+
+/// One `data` entry.
+pub(crate) async fn image_entry(
+    app: &Arc<App>,
+    ask: &Ask,
+    base: &str,
+    media: &GeneratedMedia,
+    format: ResponseFormat,
+) -> Result<Value, ServerError> {
+    let name = media_name(&app.config.output, media)?;
+    let url = app.links.url(base, &name);
+    let mut entry = json!({ "revised_prompt": ask.prompt });
+    match format {
+        ResponseFormat::Url => entry["url"] = json!(url),
+        ResponseFormat::B64Json => entry["b64_json"] = json!(base64_of(media).await?),
+    }
+    entry["index"] = json!(media.task);
+    entry["seed"] = json!(media.seed);
+    entry["provider"] = json!(media.provider);
+    Ok(entry)
+}
+
+/// The whole answer.
+pub(crate) async fn images_response(
+    app: &Arc<App>,
+    ask: &Ask,
+    base: &str,
+    made: &[GeneratedMedia],
+    failed: &[Value],
+    notes: &[String],
+) -> Result<Value, ServerError> {
+    let mut data = Vec::with_capacity(made.len());
+    for media in made {
+        data.push(image_entry(app, ask, base, media, ask.response_format).await?);
+    }
+    let first = &made[0];
+    let mut answer = json!({
+        "created": unix_now(),
+        "data": data,
+        "model": first.model,
+        "provider": first.provider,
+        "output_format": output_format(first),
+    });
+    if let Some(size) = asked_size(ask) {
+        answer["size"] = json!(size);
+    }
+    if !failed.is_empty() {
+        // Some of the n failed: the made ones are answered, and the others say why.
+        answer["errors"] = Value::Array(failed.to_vec());
+    }
+    if !notes.is_empty() {
+        answer["warnings"] = json!(notes);
+    }
+    Ok(answer)
+}
