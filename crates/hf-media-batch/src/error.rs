@@ -161,6 +161,21 @@ pub enum BatchError {
         asked: String,
     },
 
+    /// [`BatchState::append_item`](crate::state::BatchState::append_item) was given an id the batch
+    /// already holds: nothing was stored.
+    #[error("the batch already holds an item `{id}`: nothing was stored")]
+    DuplicateItem {
+        /// The id.
+        id: String,
+    },
+    /// The batch holds no item of this id (the `after` of
+    /// [`BatchState::items_page`](crate::state::BatchState::items_page)).
+    #[error("the batch holds no item `{id}`")]
+    UnknownItem {
+        /// The id.
+        id: String,
+    },
+
     /// A batch setting (flag) that cannot work.
     #[error("{0}")]
     Usage(String),
@@ -261,6 +276,8 @@ impl BatchError {
             BatchError::State { .. } | BatchError::StateMigrate { .. } | BatchError::StateData { .. } => "state",
             BatchError::DifferentBatch(_) => "different_batch",
             BatchError::NoBatch | BatchError::OtherBatch { .. } => "state_use",
+            BatchError::DuplicateItem { .. } => "duplicate_item",
+            BatchError::UnknownItem { .. } => "unknown_item",
             BatchError::Usage(_) => "usage",
             BatchError::Output { .. } => "output",
             BatchError::Generator(_) => "generator",

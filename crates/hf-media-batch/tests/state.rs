@@ -32,6 +32,13 @@ on_both!(
     counts,
     scan_in_order,
     migrations,
+    appends_from_many_tasks_and_processes,
+    append_after_add_items,
+    append_refuses_a_duplicate_id,
+    item_by_id,
+    pages,
+    delete_item,
+    claims_follow_appends,
 );
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -745,4 +752,365 @@ async fn a_newer_schema_is_refused() {
     let error = open_state(&location).await.unwrap_err();
     assert!(matches!(error, BatchError::StateMigrate { .. }), "{error:?}");
     assert!(error.to_string().contains("newer hf-media"), "{error}");
+}
+
+/// An item to append: its position is left for the state to choose.
+fn video(id: &str) -> NewItem {
+    NewItem {
+        position: u64::MAX,
+        id: id.into(),
+        line: 0,
+        n: 1,
+        spec: json!({"model": "Wan-AI/Wan2.2-T2V-A14B", "prompt": format!("video {id}"), "n": 1}),
+        invalid: None,
+    }
+}
+
+fn ids(rows: &[ItemRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.id.as_str()).collect()
+}
+
+async fn appends_from_many_tasks_and_processes(env: Env) {
+    const PER_HANDLE: usize = 40;
+    // Two handles: two processes (two pools), each appending from many tasks at once.
+    let handles = [env.batch("/serve").await, env.batch("/serve").await];
+    let mut tasks = Vec::new();
+    for (h, state) in handles.iter().enumerate() {
+        for i in 0..PER_HANDLE {
+            let state = state.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("video_{h}_{i:02}");
+                let key = state.append_item(video(&id)).await.unwrap();
+                (id, key)
+            }));
+        }
+    }
+    let mut appended: Vec<(String, ItemKey)> = Vec::new();
+    for task in tasks {
+        appended.push(task.await.unwrap());
+    }
+    let total = 2 * PER_HANDLE as u64;
+    // Distinct positions, with no gap: 0 .. total.
+    let mut positions: Vec<u64> = appended.iter().map(|(_, key)| key.0).collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (0..total).collect::<Vec<_>>());
+    // Every item is there, at the position it was told.
+    let rows = scan(&*handles[0]).await;
+    assert_eq!(rows.len() as u64, total);
+    let by_id: HashMap<&str, &ItemRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    for (id, key) in &appended {
+        let row = by_id[id.as_str()];
+        assert_eq!((row.key, row.position, row.state), (*key, key.0, ItemState::Pending));
+        assert_eq!(row.spec["prompt"], json!(format!("video {id}")));
+        assert_eq!((row.n, row.attempts, row.line), (1, 0, 0));
+    }
+    assert_eq!(handles[1].counts().await.unwrap().pending, total);
+    // Another batch of the same database numbers its own items from 0.
+    let other = env.open().await;
+    other
+        .open_batch(&identity("/serve-2", "videos"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(other.append_item(video("video_x")).await.unwrap(), ItemKey(0));
+    assert_eq!(handles[0].counts().await.unwrap().total(), total);
+}
+
+async fn append_after_add_items(env: Env) {
+    let state = env.batch("/out").await;
+    state.add_items(&items(0..3)).await.unwrap();
+    state.mark_loaded(3).await.unwrap();
+    // The next position, whatever the position given; a bad line appended is stored failed, as add_items
+    // stores it.
+    let mut bad = video("bad");
+    bad.position = 0;
+    bad.invalid = Some(json!({"code": "invalid_json", "message": "not JSON"}));
+    assert_eq!(state.append_item(video("a")).await.unwrap(), ItemKey(3));
+    assert_eq!(state.append_item(bad).await.unwrap(), ItemKey(4));
+    let rows = scan(&*state).await;
+    assert_eq!(ids(&rows), ["item-000000", "item-000001", "item-000002", "a", "bad"]);
+    assert_eq!(rows[4].state, ItemState::Failed);
+    assert_eq!(rows[4].error_kind.as_deref(), Some(INVALID_LINE));
+    // A loaded batch's total follows appends and deletes.
+    let info = env
+        .open()
+        .await
+        .open_batch(&identity("/out", "fp-1"), &json!({}))
+        .await
+        .unwrap();
+    assert!(info.loaded);
+    assert_eq!(info.total, 5);
+    assert_eq!(state.delete_item("item-000001").await.unwrap().unwrap().position, 1);
+    let info = env
+        .open()
+        .await
+        .open_batch(&identity("/out", "fp-1"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(info.total, 4);
+    assert_eq!(state.counts().await.unwrap().total(), 4);
+    // Items added by add_items after appends: the next append comes after them too.
+    state.add_items(&items(5..6)).await.unwrap();
+    assert_eq!(state.append_item(video("b")).await.unwrap(), ItemKey(6));
+}
+
+async fn append_refuses_a_duplicate_id(env: Env) {
+    let state = env.batch("/serve").await;
+    state.add_items(&items(0..1)).await.unwrap();
+    assert_eq!(state.append_item(video("video_a")).await.unwrap(), ItemKey(1));
+    let mut again = video("video_a");
+    again.spec = json!({"prompt": "another"});
+    let error = state.append_item(again).await.unwrap_err();
+    assert!(
+        matches!(&error, BatchError::DuplicateItem { id } if id == "video_a"),
+        "{error:?}"
+    );
+    assert_eq!(error.code(), "duplicate_item");
+    assert!(error.to_string().contains("`video_a`"), "{error}");
+    // An id that came from add_items too.
+    let error = state.append_item(video("item-000000")).await.unwrap_err();
+    assert!(
+        matches!(&error, BatchError::DuplicateItem { id } if id == "item-000000"),
+        "{error:?}"
+    );
+    // Nothing was stored or changed, and the refused appends used no position.
+    let rows = scan(&*state).await;
+    assert_eq!(ids(&rows), ["item-000000", "video_a"]);
+    assert_eq!(rows[1].spec["prompt"], json!("video video_a"));
+    assert_eq!(state.append_item(video("video_b")).await.unwrap(), ItemKey(2));
+    // Two handles appending the same id at once: exactly one succeeds.
+    let other = env.batch("/serve").await;
+    let (a, b) = tokio::join!(state.append_item(video("video_c")), other.append_item(video("video_c")));
+    assert_eq!([&a, &b].iter().filter(|r| r.is_ok()).count(), 1, "{a:?} {b:?}");
+    assert!(
+        [a, b]
+            .into_iter()
+            .any(|r| matches!(r, Err(BatchError::DuplicateItem { id }) if id == "video_c"))
+    );
+    assert_eq!(state.counts().await.unwrap().total(), 4);
+}
+
+async fn item_by_id(env: Env) {
+    let state = env.batch("/serve").await;
+    assert!(state.item("video_a").await.unwrap().is_none());
+    let key = state.append_item(video("video_a")).await.unwrap();
+    state.append_item(video("video_b")).await.unwrap();
+    let row = state.item("video_a").await.unwrap().unwrap();
+    assert_eq!(
+        (row.key, row.id.as_str(), row.state),
+        (key, "video_a", ItemState::Pending)
+    );
+    assert_eq!(row.spec, video("video_a").spec);
+    assert_eq!(row.lease_owner, None);
+    let worker = WorkerId::current();
+    let claimed = state.claim(&worker, 1, LONG).await.unwrap();
+    assert_eq!(claimed[0].key, key);
+    assert!(
+        state
+            .record_job(&worker, key, 0, &json!({"job_id": "j1"}))
+            .await
+            .unwrap()
+    );
+    let row = state.item("video_a").await.unwrap().unwrap();
+    assert_eq!(row.state, ItemState::Running);
+    assert_eq!(row.lease_owner.as_deref(), Some(worker.id.as_str()));
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.jobs, BTreeMap::from([(0, json!({"job_id": "j1"}))]));
+    assert!(
+        state
+            .finish(
+                &worker,
+                key,
+                Outcome::Done {
+                    provider: "fal-ai".into()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    let row = state.item("video_a").await.unwrap().unwrap();
+    assert_eq!((row.state, row.provider.as_deref()), (ItemState::Done, Some("fal-ai")));
+    assert!(row.finished_at.is_some());
+    // Ids are exact (no case folding, no patterns), and of this batch only.
+    assert!(state.item("VIDEO_A").await.unwrap().is_none());
+    assert!(state.item("video_%").await.unwrap().is_none());
+    let other = env.open().await;
+    other.open_batch(&identity("/other", "fp-1"), &json!({})).await.unwrap();
+    assert!(other.item("video_a").await.unwrap().is_none());
+}
+
+async fn pages(env: Env) {
+    let state = env.batch("/serve").await;
+    // An empty batch: empty pages.
+    assert!(state.items_page(None, 10, false).await.unwrap().is_empty());
+    assert!(state.items_page(None, 10, true).await.unwrap().is_empty());
+    for i in 0..7 {
+        let mut item = video(&format!("v{i}"));
+        if i == 3 {
+            item.invalid = Some(json!({"code": "invalid_json", "message": "not JSON"}));
+        }
+        state.append_item(item).await.unwrap();
+    }
+    let page = |after: Option<&'static str>, limit: usize, descending: bool| {
+        let state = state.clone();
+        async move {
+            let rows = state.items_page(after, limit, descending).await.unwrap();
+            rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+        }
+    };
+    // Ascending, three at a time, to the end.
+    assert_eq!(page(None, 3, false).await, ["v0", "v1", "v2"]);
+    assert_eq!(page(Some("v2"), 3, false).await, ["v3", "v4", "v5"]);
+    assert_eq!(page(Some("v5"), 3, false).await, ["v6"]);
+    assert!(page(Some("v6"), 3, false).await.is_empty());
+    // Descending: newest first.
+    assert_eq!(page(None, 3, true).await, ["v6", "v5", "v4"]);
+    assert_eq!(page(Some("v4"), 3, true).await, ["v3", "v2", "v1"]);
+    assert_eq!(page(Some("v1"), 3, true).await, ["v0"]);
+    assert!(page(Some("v0"), 3, true).await.is_empty());
+    // A limit beyond the end, and a limit of 0.
+    assert_eq!(page(None, 100, false).await.len(), 7);
+    assert_eq!(page(Some("v4"), 100, true).await, ["v3", "v2", "v1", "v0"]);
+    assert!(page(None, 0, false).await.is_empty());
+    // The bad line is a row like the others, whole.
+    let rows = state.items_page(Some("v2"), 1, false).await.unwrap();
+    assert_eq!(rows[0].state, ItemState::Failed);
+    assert_eq!(rows[0].error_kind.as_deref(), Some(INVALID_LINE));
+    assert_eq!(rows[0].position, 3);
+    // An unknown `after`, even with a limit of 0.
+    for limit in [0, 3] {
+        let error = state.items_page(Some("nope"), limit, false).await.unwrap_err();
+        assert!(
+            matches!(&error, BatchError::UnknownItem { id } if id == "nope"),
+            "{error:?}"
+        );
+        assert_eq!(error.code(), "unknown_item");
+        assert!(error.to_string().contains("`nope`"), "{error}");
+    }
+    // A deleted item is skipped, and is an unknown `after` from then on.
+    state.delete_item("v1").await.unwrap().unwrap();
+    assert_eq!(page(None, 3, false).await, ["v0", "v2", "v3"]);
+    assert_eq!(page(Some("v2"), 3, true).await, ["v0"]);
+    assert!(matches!(
+        state.items_page(Some("v1"), 3, true).await,
+        Err(BatchError::UnknownItem { .. })
+    ));
+    // Items appended while a listing goes on come at the end.
+    state.append_item(video("v7")).await.unwrap();
+    assert_eq!(page(Some("v5"), 3, false).await, ["v6", "v7"]);
+    assert_eq!(page(None, 2, true).await, ["v7", "v6"]);
+}
+
+async fn delete_item(env: Env) {
+    let state = env.batch("/serve").await;
+    assert!(state.delete_item("video_a").await.unwrap().is_none());
+    for id in ["video_a", "video_b", "video_c"] {
+        state.append_item(video(id)).await.unwrap();
+    }
+    let holder = WorkerId::current();
+    let claimed = state.claim(&holder, 2, LONG).await.unwrap();
+    let (a, b) = (claimed[0].key, claimed[1].key);
+    assert_eq!(claimed[1].id, "video_b");
+    let ticket = json!({"provider": "fal-ai", "job_id": "req-1"});
+    assert!(state.record_job(&holder, b, 0, &ticket).await.unwrap());
+    assert!(
+        state
+            .record_media(&holder, a, 0, &json!({"file": "video_a-0.mp4"}))
+            .await
+            .unwrap()
+    );
+    // The running item, deleted by another process: what it was comes back, tickets and lease included.
+    let other = env.batch("/serve").await;
+    let deleted = other.delete_item("video_b").await.unwrap().unwrap();
+    assert_eq!((deleted.key, deleted.id.as_str()), (b, "video_b"));
+    assert_eq!(deleted.state, ItemState::Running);
+    assert_eq!(deleted.lease_owner.as_deref(), Some(holder.id.as_str()));
+    assert_eq!(deleted.jobs, BTreeMap::from([(0, ticket.clone())]));
+    assert_eq!(deleted.spec, video("video_b").spec);
+    assert!(state.item("video_b").await.unwrap().is_none());
+    assert!(other.delete_item("video_b").await.unwrap().is_none());
+    assert_eq!(ids(&scan(&*state).await), ["video_a", "video_c"]);
+    // The holder learns it lost it, and none of its writes lands anywhere.
+    assert_eq!(state.renew(&holder, &[a, b], LONG).await.unwrap(), [b]);
+    assert!(!state.record_job(&holder, b, 0, &ticket).await.unwrap());
+    assert!(
+        !state
+            .record_media(&holder, b, 0, &json!({"file": "video_b-0.mp4"}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !state
+            .finish(
+                &holder,
+                b,
+                Outcome::Done {
+                    provider: "fal-ai".into()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    state.release(&holder, &[b]).await.unwrap();
+    let counts = state.counts().await.unwrap();
+    assert_eq!((counts.running, counts.pending, counts.done), (1, 1, 0));
+    assert!(
+        scan(&*state)
+            .await
+            .iter()
+            .all(|r| r.id != "video_b" && r.jobs.is_empty())
+    );
+    // A done item with its media: the records come back for the caller to remove the files.
+    assert!(
+        state
+            .finish(
+                &holder,
+                a,
+                Outcome::Done {
+                    provider: "fal-ai".into()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    let deleted = state.delete_item("video_a").await.unwrap().unwrap();
+    assert_eq!(deleted.state, ItemState::Done);
+    assert_eq!(deleted.media, BTreeMap::from([(0, json!({"file": "video_a-0.mp4"}))]));
+    // The last item deleted: its position is not handed out again.
+    let c = state.item("video_c").await.unwrap().unwrap().key;
+    assert_eq!(c, ItemKey(2));
+    assert_eq!(state.delete_item("video_c").await.unwrap().unwrap().key, c);
+    assert_eq!(state.counts().await.unwrap().total(), 0);
+    let d = state.append_item(video("video_d")).await.unwrap();
+    assert_eq!(d, ItemKey(3));
+    // A deleted id may be used again, as a new item.
+    let b_again = state.append_item(video("video_b")).await.unwrap();
+    assert_eq!(b_again, ItemKey(4));
+    let claimed = state.claim(&holder, 10, LONG).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.key).collect::<Vec<_>>(), [d, b_again]);
+    assert!(
+        claimed
+            .iter()
+            .all(|c| c.attempts == 1 && c.jobs.is_empty() && c.media.is_empty())
+    );
+}
+
+async fn claims_follow_appends(env: Env) {
+    let state = env.batch("/serve").await;
+    let replica = env.batch("/serve").await;
+    let (w1, w2) = (WorkerId::current(), WorkerId::current());
+    for id in ["v0", "v1", "v2"] {
+        state.append_item(video(id)).await.unwrap();
+    }
+    let first = state.claim(&w1, 1, LONG).await.unwrap();
+    assert_eq!(first.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["v0"]);
+    replica.append_item(video("v3")).await.unwrap();
+    state.append_item(video("v4")).await.unwrap();
+    let next = replica.claim(&w2, 3, LONG).await.unwrap();
+    assert_eq!(
+        next.iter().map(|c| (c.id.as_str(), c.position)).collect::<Vec<_>>(),
+        [("v1", 1), ("v2", 2), ("v3", 3)]
+    );
+    let last = state.claim(&w1, 10, LONG).await.unwrap();
+    assert_eq!(last.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["v4"]);
+    assert!(replica.claim(&w2, 10, LONG).await.unwrap().is_empty());
 }

@@ -4,7 +4,7 @@
 //! `ETag` with `If-None-Match`, `Last-Modified`, and immutable caching; with `--signed-media`, a valid,
 //! unexpired signature is required.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -54,7 +54,7 @@ pub(crate) async fn serve(State(app): State<Arc<App>>, request: Request) -> Resp
     }
 }
 
-fn not_found() -> ServerError {
+pub(crate) fn not_found() -> ServerError {
     ServerError::not_found("no such media: use a URL from an answer of this server")
 }
 
@@ -80,7 +80,13 @@ async fn respond(app: &App, request: Request) -> Result<Response, ServerError> {
     let file: PathBuf = name
         .split('/')
         .fold(app.config.output.clone(), |path, part| path.join(part));
-    let metadata = match tokio::fs::symlink_metadata(&file).await {
+    send_file(app, request, &file, &name).await
+}
+
+/// Answers `request` with the media file at `file` (served as `name`): range requests, `ETag` and
+/// `If-None-Match`, `Last-Modified`, caching. A missing file answers 404.
+pub(crate) async fn send_file(app: &App, request: Request, file: &Path, name: &str) -> Result<Response, ServerError> {
+    let metadata = match tokio::fs::symlink_metadata(file).await {
         Ok(metadata) if metadata.is_file() => metadata,
         _ => return Err(not_found()),
     };
@@ -108,7 +114,7 @@ async fn respond(app: &App, request: Request) -> Result<Response, ServerError> {
     let mut response = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        match ServeFile::new(&file).oneshot(request).await {
+        match ServeFile::new(file).oneshot(request).await {
             Ok(response) => response.map(axum::body::Body::new),
             Err(error) => return Err(ServerError::Internal(format!("the media could not be read: {error}"))),
         }

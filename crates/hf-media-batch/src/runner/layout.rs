@@ -24,6 +24,11 @@ pub fn folder(position: u64, items_per_folder: u64) -> String {
 /// does an id with capital letters, so that `Fox` and `fox` stay two files on a file system that ignores
 /// case (macOS, Windows).
 pub fn media_key(item_id: &str, position: u64, items_per_folder: u64) -> String {
+    format!("{}/{}", folder(position, items_per_folder), safe_name(item_id))
+}
+
+/// An item's id made safe for every file system and object store, as [`media_key`] names it.
+pub(crate) fn safe_name(item_id: &str) -> String {
     let safe: String = item_id
         .chars()
         .map(|c| {
@@ -44,11 +49,7 @@ pub fn media_key(item_id: &str, position: u64, items_per_folder: u64) -> String 
     } else {
         safe
     };
-    format!(
-        "{}/{}",
-        folder(position, items_per_folder),
-        name.trim_start_matches('_')
-    )
+    name.trim_start_matches('_').to_owned()
 }
 
 #[cfg(test)]
@@ -83,5 +84,14 @@ mod tests {
         assert_eq!(lower, "00000/fox");
         assert!(upper.starts_with("00000/Fox_"), "{upper}");
         assert_ne!(upper.to_lowercase(), lower.to_lowercase());
+    }
+
+    #[test]
+    fn flat_names_are_the_folder_names() {
+        assert_eq!(safe_name("video_0123abcdef"), "video_0123abcdef");
+        for id in ["a/b", "Fox", ".secret", "猫", "../up"] {
+            assert_eq!(format!("00000/{}", safe_name(id)), media_key(id, 0, 10), "{id}");
+            assert!(!safe_name(id).contains('/') && !safe_name(id).starts_with('.'), "{id}");
+        }
     }
 }

@@ -32,7 +32,7 @@ pub use output::{
 };
 pub use pace::{FIRST_PAUSE, MAX_PAUSE, OUT_OF_CREDITS, Pace, PaceNotice, ProviderRate, RATE_LIMITED};
 
-use item::{ItemEnd, ItemRun};
+pub use item::{ItemEnd, ItemObserver, ItemRunner, MediaLayout};
 
 /// The default number of items in flight.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -485,13 +485,17 @@ pub async fn run_batch(
         .build()
         .map_err(|e| BatchError::Generator(e.to_string()))?;
     let worker = WorkerId::current();
-    let run = Arc::new(ItemRun {
-        generator,
-        state: state.clone(),
-        worker: worker.clone(),
-        items_per_folder: per_folder,
-        max_attempts: job.max_attempts,
-    });
+    let run = Arc::new(
+        ItemRunner::new(
+            generator,
+            state.clone(),
+            worker.clone(),
+            MediaLayout::Folders {
+                items_per_folder: per_folder,
+            },
+        )
+        .max_attempts(job.max_attempts),
+    );
 
     let mut tasks: JoinSet<(ItemKey, String, Result<ItemEnd, BatchError>)> = JoinSet::new();
     let mut owned: HashMap<ItemKey, CancellationToken> = HashMap::new();
@@ -529,7 +533,7 @@ pub async fn run_batch(
                 let cancel = CancellationToken::new();
                 owned.insert(item.key, cancel.clone());
                 let (run, id, key) = (run.clone(), item.id.clone(), item.key);
-                tasks.spawn(async move { (key, id, item::run_item(&run, item_of(item), cancel).await) });
+                tasks.spawn(async move { (key, id, run.run(item_of(item), cancel).await) });
             }
             continue;
         }

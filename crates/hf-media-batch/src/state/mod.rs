@@ -35,7 +35,7 @@ pub use process::WorkerId;
 pub const INVALID_LINE: &str = "invalid_line";
 
 /// The schema version the embedded migrations bring a database to (the same for both backends).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Where the state lives: the `--state` value.
 ///
@@ -186,7 +186,8 @@ impl fmt::Display for ItemKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewItem {
     /// Its 0-based order in the input, bad lines included: the order of [`BatchState::scan`] and of
-    /// [`BatchState::claim`]. Becomes its [`ItemKey`].
+    /// [`BatchState::claim`]. Becomes its [`ItemKey`]. Ignored by [`BatchState::append_item`], which
+    /// allocates the position itself.
     pub position: u64,
     /// Its id (the `custom_id` or the stable id), unique in the batch.
     pub id: String,
@@ -437,6 +438,53 @@ pub trait BatchState: Send + Sync + fmt::Debug {
 
     /// Marks the batch loaded: all `total` items were added. Fails when the number stored is not `total`.
     async fn mark_loaded(&self, total: u64) -> Result<(), BatchError>;
+
+    /// Stores one item at the batch's next position and returns its key: for items that come one at a
+    /// time (a server's jobs) rather than from an input file.
+    ///
+    /// The position is allocated atomically: one more than the largest the batch ever held (stored, or
+    /// held by an item since [deleted](BatchState::delete_item): a position is never handed out twice, so
+    /// a deleted item's late writes can never land on another item). Appends from any number of handles,
+    /// processes and machines at once all succeed, each with its own position, and
+    /// [`claim`](BatchState::claim) hands them out in that order. On SQLite the append runs inside
+    /// `BEGIN IMMEDIATE`; on PostgreSQL it locks the batch's row for the transaction.
+    ///
+    /// The given [`NewItem::position`] is ignored; everything else is stored as
+    /// [`add_items`](BatchState::add_items) stores it: pending, or failed with kind [`INVALID_LINE`] when
+    /// it has an `invalid` error. An id the batch already holds is refused with
+    /// [`BatchError::DuplicateItem`] and nothing is stored (unlike `add_items`, which leaves such an item
+    /// out silently). When the batch was [marked loaded](BatchState::mark_loaded) its total grows by one.
+    async fn append_item(&self, item: NewItem) -> Result<ItemKey, BatchError>;
+
+    /// The item of id `id`, whatever its state (bad input lines included); `None` when the batch holds
+    /// none.
+    async fn item(&self, id: &str) -> Result<Option<ItemRow>, BatchError>;
+
+    /// A page of items, for listing them a page at a time: up to `limit` items in position order,
+    /// ascending (oldest first) or, with `descending`, newest first. Without `after` the page starts at
+    /// the first item (the last one when descending); with it, right after the item of id `after` in that
+    /// order (that item excluded). An `after` the batch does not hold (never did, or deleted since) is
+    /// [`BatchError::UnknownItem`].
+    ///
+    /// Every item counts, bad input lines included. A page shorter than `limit` (possibly empty) is the
+    /// end of the list; `limit` 0 gives an empty page (once `after` is checked). Each page is read on its
+    /// own: an item appended while a listing goes on comes at the end of an ascending listing and is not
+    /// seen by a descending one that is past it; a deleted item is not seen by the pages read after.
+    async fn items_page(&self, after: Option<&str>, limit: usize, descending: bool)
+    -> Result<Vec<ItemRow>, BatchError>;
+
+    /// Removes the item of id `id` and returns it as it was, its media records included (so that the
+    /// caller can remove their files); `None` when the batch holds none. Its job tickets and media records
+    /// go with it; its position is never handed out again (see [`append_item`](BatchState::append_item)).
+    /// When the batch was [marked loaded](BatchState::mark_loaded) its total shrinks by one.
+    ///
+    /// Any item may be deleted, a running one too: its holder is not told at once but at its next write,
+    /// which writes nothing — [`renew`](BatchState::renew) lists the item as lost, and
+    /// [`record_job`](BatchState::record_job), [`record_media`](BatchState::record_media) and
+    /// [`finish`](BatchState::finish) return `false` ([`release`](BatchState::release) does nothing). The
+    /// holder's provider job is not cancelled by this, and a media it stores before it notices is in the
+    /// sink but in no record: stop the holder's run, and remove what it stored once it ended.
+    async fn delete_item(&self, id: &str) -> Result<Option<ItemRow>, BatchError>;
 
     /// Claims up to `limit` items for `worker`, for `lease`, exactly once across every worker of every
     /// process: pending items in input order, and running items of another worker whose lease has

@@ -30,6 +30,18 @@ pub(crate) fn migrator() -> Migrator {
     migrator
 }
 
+/// The columns of an item row ([`RawRow`]), JSON as text, for `SELECT` and `RETURNING`.
+macro_rules! row_columns {
+    () => {
+        "pos, item_id, line, n, spec::text AS spec, state, attempts, jobs::text AS jobs, media::text AS media, \
+         error::text AS error, error_kind, provider, lease_owner, lease_until, started_at, finished_at"
+    };
+}
+
+/// How many times an append looks for a free position again when an insert of another kind (a concurrent
+/// [`BatchState::add_items`]) took the one it had chosen.
+const APPEND_TRIES: usize = 5;
+
 /// Rows per insert statement (one array a column, so any size works; this bounds the statement).
 const INSERT_ROWS: usize = 5_000;
 
@@ -256,6 +268,188 @@ impl BatchState for PostgresState {
             .await
             .map_err(self.failed("marking the batch loaded"))?;
         Ok(())
+    }
+
+    async fn append_item(&self, item: NewItem) -> Result<ItemKey, BatchError> {
+        let batch = self.batch.id()?;
+        let failed = || self.failed("appending an item");
+        let (state, kind) = match item.invalid {
+            Some(_) => ("failed", Some(INVALID_LINE)),
+            None => ("pending", None),
+        };
+        for _ in 0..APPEND_TRIES {
+            let mut tx = self.pool.begin().await.map_err(failed())?;
+            // The batch's row, locked until the commit: appends and deletes of the batch run one at a time,
+            // and each statement below sees what the previous holder committed. (NO KEY: the foreign-key
+            // checks of other inserts do not wait for it.)
+            let next: Option<i64> =
+                sqlx::query_scalar("SELECT next_pos FROM hf_media_batch.batches WHERE id = $1 FOR NO KEY UPDATE")
+                    .bind(batch)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT pos FROM hf_media_batch.items WHERE batch_id = $1 AND item_id = $2")
+                    .bind(batch)
+                    .bind(&item.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+            if exists.is_some() {
+                return Err(BatchError::DuplicateItem { id: item.id });
+            }
+            let stored: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(pos) + 1 FROM hf_media_batch.items WHERE batch_id = $1")
+                    .bind(batch)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+            let position = next.unwrap_or(0).max(stored.unwrap_or(0));
+            // A conflict here is an insert that does not take the lock (add_items) and got there first:
+            // the id (found by the check of the next try) or the position (the next try takes another).
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO hf_media_batch.items (batch_id, pos, item_id, line, n, spec, state, error, error_kind) \
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9) ON CONFLICT DO NOTHING RETURNING pos",
+            )
+            .bind(batch)
+            .bind(position)
+            .bind(&item.id)
+            .bind(db_int(item.line))
+            .bind(i64::from(item.n))
+            .bind(json_text(&item.spec))
+            .bind(state)
+            .bind(item.invalid.as_ref().map(json_text))
+            .bind(kind)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed())?;
+            if inserted.is_none() {
+                continue;
+            }
+            sqlx::query("UPDATE hf_media_batch.batches SET next_pos = $1 + 1, total = total + 1 WHERE id = $2")
+                .bind(position)
+                .bind(batch)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed())?;
+            tx.commit().await.map_err(failed())?;
+            return Ok(ItemKey(self.decoder().unsigned(position, "the position", position)?));
+        }
+        Err(BatchError::StateData {
+            location: self.location.clone(),
+            reason: format!(
+                "no free position for item `{}` after {APPEND_TRIES} tries: are items added to the batch by \
+                 add_items at the same time?",
+                item.id
+            ),
+        })
+    }
+
+    async fn item(&self, id: &str) -> Result<Option<ItemRow>, BatchError> {
+        let batch = self.batch.id()?;
+        let raw: Option<RawRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            row_columns!(),
+            " FROM hf_media_batch.items WHERE batch_id = $1 AND item_id = $2"
+        ))
+        .bind(batch)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.failed("reading an item"))?;
+        raw.map(|raw| self.decoder().row(raw)).transpose()
+    }
+
+    async fn items_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        descending: bool,
+    ) -> Result<Vec<ItemRow>, BatchError> {
+        let batch = self.batch.id()?;
+        let from = match after {
+            None => None,
+            Some(id) => Some(
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT pos FROM hf_media_batch.items WHERE batch_id = $1 AND item_id = $2",
+                )
+                .bind(batch)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.failed("listing items"))?
+                .ok_or_else(|| BatchError::UnknownItem { id: id.to_owned() })?,
+            ),
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A range of the primary key (batch_id, pos), read from either end.
+        let (query, bound) = if descending {
+            (
+                concat!(
+                    "SELECT ",
+                    row_columns!(),
+                    " FROM hf_media_batch.items WHERE batch_id = $1 AND pos < $2 ORDER BY pos DESC LIMIT $3"
+                ),
+                from.unwrap_or(i64::MAX),
+            )
+        } else {
+            (
+                concat!(
+                    "SELECT ",
+                    row_columns!(),
+                    " FROM hf_media_batch.items WHERE batch_id = $1 AND pos > $2 ORDER BY pos LIMIT $3"
+                ),
+                from.unwrap_or(-1),
+            )
+        };
+        let rows: Vec<RawRow> = sqlx::query_as(query)
+            .bind(batch)
+            .bind(bound)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.failed("listing items"))?;
+        let decoder = self.decoder();
+        rows.into_iter().map(|raw| decoder.row(raw)).collect()
+    }
+
+    async fn delete_item(&self, id: &str) -> Result<Option<ItemRow>, BatchError> {
+        let batch = self.batch.id()?;
+        let failed = || self.failed("deleting an item");
+        let mut tx = self.pool.begin().await.map_err(failed())?;
+        // The batch's row first, as an append takes it: an append of the same id waiting on this delete's
+        // row while this delete waited on the append's lock would deadlock.
+        sqlx::query("SELECT id FROM hf_media_batch.batches WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(batch)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed())?;
+        let raw: Option<RawRow> = sqlx::query_as(concat!(
+            "DELETE FROM hf_media_batch.items WHERE batch_id = $1 AND item_id = $2 RETURNING ",
+            row_columns!()
+        ))
+        .bind(batch)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed())?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        // Its position stays taken: the next append comes after it even when it was the last.
+        sqlx::query(
+            "UPDATE hf_media_batch.batches SET next_pos = GREATEST(COALESCE(next_pos, 0), $1 + 1), \
+                 total = total - 1 WHERE id = $2",
+        )
+        .bind(raw.pos)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed())?;
+        tx.commit().await.map_err(failed())?;
+        self.decoder().row(raw).map(Some)
     }
 
     async fn claim(&self, worker: &WorkerId, limit: usize, lease: Duration) -> Result<Vec<ClaimedItem>, BatchError> {
@@ -498,12 +692,11 @@ impl BatchState for PostgresState {
             Ok(batch) => batch,
             Err(error) => return futures::stream::once(async { Err(error) }).boxed(),
         };
-        sqlx::query_as::<_, RawRow>(
-            "SELECT pos, item_id, line, n, spec::text AS spec, state, attempts, jobs::text AS jobs, \
-                 media::text AS media, error::text AS error, error_kind, provider, lease_owner, lease_until, \
-                 started_at, finished_at \
-             FROM hf_media_batch.items WHERE batch_id = $1 ORDER BY pos",
-        )
+        sqlx::query_as::<_, RawRow>(concat!(
+            "SELECT ",
+            row_columns!(),
+            " FROM hf_media_batch.items WHERE batch_id = $1 ORDER BY pos"
+        ))
         .bind(batch)
         .fetch(&self.pool)
         .map(move |row| {

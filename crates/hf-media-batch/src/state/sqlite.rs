@@ -45,6 +45,14 @@ impl fmt::Debug for SqliteState {
     }
 }
 
+/// The columns of an item row ([`RawRow`]), for `SELECT` and `RETURNING`.
+macro_rules! row_columns {
+    () => {
+        "pos, item_id, line, n, spec, state, attempts, jobs, media, error, error_kind, provider, \
+         lease_owner, lease_until, started_at, finished_at"
+    };
+}
+
 /// The JSON path of a media index in a jobs or media object.
 fn index_path(index: u32) -> String {
     format!("$.\"{index}\"")
@@ -291,6 +299,155 @@ impl BatchState for SqliteState {
             .await
             .map_err(self.failed("marking the batch loaded"))?;
         tx.commit().await.map_err(self.failed("marking the batch loaded"))
+    }
+
+    async fn append_item(&self, item: NewItem) -> Result<ItemKey, BatchError> {
+        let batch = self.batch.id()?;
+        let failed = || self.failed("appending an item");
+        // One writer at a time: the position read here is still the next one when the insert runs.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed())?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT pos FROM items WHERE batch_id = ?1 AND item_id = ?2")
+            .bind(batch)
+            .bind(&item.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed())?;
+        if exists.is_some() {
+            return Err(BatchError::DuplicateItem { id: item.id });
+        }
+        let position: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT next_pos FROM batches WHERE id = ?1), 0), \
+                 COALESCE((SELECT MAX(pos) + 1 FROM items WHERE batch_id = ?1), 0))",
+        )
+        .bind(batch)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(failed())?;
+        let (state, kind) = match item.invalid {
+            Some(_) => ("failed", Some(INVALID_LINE)),
+            None => ("pending", None),
+        };
+        sqlx::query(
+            "INSERT INTO items (batch_id, pos, item_id, line, n, spec, state, error, error_kind) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(batch)
+        .bind(position)
+        .bind(&item.id)
+        .bind(db_int(item.line))
+        .bind(i64::from(item.n))
+        .bind(json_text(&item.spec))
+        .bind(state)
+        .bind(item.invalid.as_ref().map(json_text))
+        .bind(kind)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed())?;
+        sqlx::query("UPDATE batches SET next_pos = ?1 + 1, total = total + 1 WHERE id = ?2")
+            .bind(position)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed())?;
+        tx.commit().await.map_err(failed())?;
+        Ok(ItemKey(self.decoder().unsigned(position, "the position", position)?))
+    }
+
+    async fn item(&self, id: &str) -> Result<Option<ItemRow>, BatchError> {
+        let batch = self.batch.id()?;
+        let raw: Option<RawRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            row_columns!(),
+            " FROM items WHERE batch_id = ?1 AND item_id = ?2"
+        ))
+        .bind(batch)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.failed("reading an item"))?;
+        raw.map(|raw| self.decoder().row(raw)).transpose()
+    }
+
+    async fn items_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        descending: bool,
+    ) -> Result<Vec<ItemRow>, BatchError> {
+        let batch = self.batch.id()?;
+        let from = match after {
+            None => None,
+            Some(id) => Some(
+                sqlx::query_scalar::<_, i64>("SELECT pos FROM items WHERE batch_id = ?1 AND item_id = ?2")
+                    .bind(batch)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(self.failed("listing items"))?
+                    .ok_or_else(|| BatchError::UnknownItem { id: id.to_owned() })?,
+            ),
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A range of the primary key (batch_id, pos), read from either end.
+        let (query, bound) = if descending {
+            (
+                concat!(
+                    "SELECT ",
+                    row_columns!(),
+                    " FROM items WHERE batch_id = ?1 AND pos < ?2 ORDER BY pos DESC LIMIT ?3"
+                ),
+                from.unwrap_or(i64::MAX),
+            )
+        } else {
+            (
+                concat!(
+                    "SELECT ",
+                    row_columns!(),
+                    " FROM items WHERE batch_id = ?1 AND pos > ?2 ORDER BY pos LIMIT ?3"
+                ),
+                from.unwrap_or(-1),
+            )
+        };
+        let rows: Vec<RawRow> = sqlx::query_as(query)
+            .bind(batch)
+            .bind(bound)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.failed("listing items"))?;
+        let decoder = self.decoder();
+        rows.into_iter().map(|raw| decoder.row(raw)).collect()
+    }
+
+    async fn delete_item(&self, id: &str) -> Result<Option<ItemRow>, BatchError> {
+        let batch = self.batch.id()?;
+        let failed = || self.failed("deleting an item");
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed())?;
+        let raw: Option<RawRow> = sqlx::query_as(concat!(
+            "DELETE FROM items WHERE batch_id = ?1 AND item_id = ?2 RETURNING ",
+            row_columns!()
+        ))
+        .bind(batch)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed())?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        // Its position stays taken: the next append comes after it even when it was the last.
+        sqlx::query(
+            "UPDATE batches SET next_pos = MAX(COALESCE(next_pos, 0), ?1 + 1), total = total - 1 WHERE id = ?2",
+        )
+        .bind(raw.pos)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed())?;
+        tx.commit().await.map_err(failed())?;
+        self.decoder().row(raw).map(Some)
     }
 
     async fn claim(&self, worker: &WorkerId, limit: usize, lease: Duration) -> Result<Vec<ClaimedItem>, BatchError> {
@@ -546,11 +703,11 @@ impl BatchState for SqliteState {
             Ok(batch) => batch,
             Err(error) => return futures::stream::once(async { Err(error) }).boxed(),
         };
-        sqlx::query_as::<_, RawRow>(
-            "SELECT pos, item_id, line, n, spec, state, attempts, jobs, media, error, error_kind, provider, \
-                 lease_owner, lease_until, started_at, finished_at \
-             FROM items WHERE batch_id = ?1 ORDER BY pos",
-        )
+        sqlx::query_as::<_, RawRow>(concat!(
+            "SELECT ",
+            row_columns!(),
+            " FROM items WHERE batch_id = ?1 ORDER BY pos"
+        ))
         .bind(batch)
         .fetch(&self.pool)
         .map(move |row| {
