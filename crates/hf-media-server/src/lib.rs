@@ -5,6 +5,7 @@ mod auth;
 mod config;
 mod error;
 mod fields;
+mod form;
 mod gallery;
 mod images;
 mod limits;

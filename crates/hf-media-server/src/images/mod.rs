@@ -3,7 +3,7 @@
 //! (URLs or base64) or, with `stream: true`, as server-sent events.
 
 mod answer;
-mod form;
+
 mod stream;
 
 use std::sync::Arc;
@@ -119,7 +119,7 @@ pub(crate) async fn edits(
             "image",
         )
     })?;
-    let form = form::read(multipart, app.config.max_body_bytes).await?;
+    let form = crate::form::read(multipart, app.config.max_body_bytes).await?;
     if form.images.is_empty() {
         return Err(ServerError::bad_request(
             "an edit needs at least one `image` (or `image[]`) file",
