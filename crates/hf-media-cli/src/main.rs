@@ -53,7 +53,7 @@ pub(crate) async fn terminated() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    init_tracing(cli.verbose, matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -71,11 +71,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: bool) {
-    let default = if verbose {
-        "hf_media=debug,hf_media_provider=debug,hf_media_mapping=debug"
-    } else {
-        "off"
+/// Logs to stderr: nothing by default (the CLI prints its own lines), a server's requests and failures
+/// for `serve`, everything on the wire with `-v`; `RUST_LOG` wins.
+fn init_tracing(verbose: bool, serving: bool) {
+    let default = match (verbose, serving) {
+        (true, _) => {
+            "hf_media=debug,hf_media_provider=debug,hf_media_mapping=debug,hf_media_batch=debug,hf_media_server=debug"
+        }
+        (false, true) => "hf_media_server=info,hf_media=warn,hf_media_provider=warn,hf_media_batch=warn",
+        (false, false) => "off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -126,7 +126,7 @@ impl ServerError {
         match self {
             ServerError::Unauthorized(_) => "authentication_error",
             ServerError::Forbidden(_) => "permission_error",
-            ServerError::NotFound { .. } => "not_found_error",
+            _ if self.status() == StatusCode::NOT_FOUND => "not_found_error",
             ServerError::RateLimited { .. } | ServerError::Busy { .. } => "rate_limit_error",
             _ if self.status().is_client_error() => "invalid_request_error",
             _ => "server_error",

@@ -35,7 +35,11 @@ async fn post_json(server: &TestServer, path: &str, body: Value) -> (u16, Value)
 }
 
 async fn get_json(server: &TestServer, path: &str) -> (u16, Value) {
-    let response = client().get(format!("{}{path}", server.url())).send().await.expect("an answer");
+    let response = client()
+        .get(format!("{}{path}", server.url()))
+        .send()
+        .await
+        .expect("an answer");
     let status = response.status().as_u16();
     (status, response.json().await.expect("a JSON body"))
 }
@@ -69,7 +73,10 @@ async fn generations_answer_urls_that_serve_the_media_at_the_asked_size() {
     });
     for (i, entry) in answer["data"].as_array().unwrap().iter().enumerate() {
         let url = entry["url"].as_str().unwrap();
-        assert!(url.starts_with(&format!("{}/media/", server.url())), "absolute, on the server: {url}");
+        assert!(
+            url.starts_with(&format!("{}/media/", server.url())),
+            "absolute, on the server: {url}"
+        );
         let name = url.rsplit('/').next().unwrap();
         let (stem, _) = name.rsplit_once('.').unwrap();
         let random = stem.rsplit('_').next().unwrap().split('-').next().unwrap();
@@ -136,7 +143,10 @@ async fn streaming_sends_real_events_and_each_image_once() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert!(
-        response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"),
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"),
         "a stream request never gets plain JSON"
     );
     let body = response.text().await.unwrap();
@@ -152,7 +162,14 @@ async fn streaming_sends_real_events_and_each_image_once() {
             "image_generation.partial_image" => {
                 partials += 1;
                 assert!(data["progress"].as_u64().unwrap() < 100);
-                assert!(data.get("b64_json").is_none(), "no fake partial image bytes");
+                assert_eq!(
+                    data["partial_image_index"], 0,
+                    "one partial image per image was asked for"
+                );
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data["b64_json"].as_str().unwrap())
+                    .unwrap();
+                assert_eq!(decode(&bytes), (128, 128), "a placeholder picture of the image's shape");
             }
             "image_generation.completed" => {
                 let bytes = base64::engine::general_purpose::STANDARD
@@ -165,8 +182,15 @@ async fn streaming_sends_real_events_and_each_image_once() {
         }
     }
     completed.sort();
-    assert_eq!(completed, vec![0, 1], "one completed event per image, told apart by index");
-    assert!(partials >= 2, "fal-ai reports queued and in progress for each image: {partials}");
+    assert_eq!(
+        completed,
+        vec![0, 1],
+        "one completed event per image, told apart by index"
+    );
+    assert!(
+        partials >= 2,
+        "fal-ai reports queued and in progress for each image: {partials}"
+    );
 }
 
 #[tokio::test]
@@ -224,7 +248,9 @@ async fn edits_take_one_image_or_a_list() {
             .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
             .collect();
         assert!(
-            sidecars.iter().any(|s| s["inputs"].as_array().is_some_and(|i| i.len() == count)),
+            sidecars
+                .iter()
+                .any(|s| s["inputs"].as_array().is_some_and(|i| i.len() == count)),
             "{name}: the record lists {count} input image(s)"
         );
     }
@@ -238,9 +264,10 @@ async fn edits_take_one_image_or_a_list() {
     assert_eq!(response.status(), 400);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["error"]["param"], "image");
-    let text = reqwest::multipart::Form::new()
-        .text("prompt", "x")
-        .part("image", reqwest::multipart::Part::bytes(b"not an image".to_vec()).file_name("x.png"));
+    let text = reqwest::multipart::Form::new().text("prompt", "x").part(
+        "image",
+        reqwest::multipart::Part::bytes(b"not an image".to_vec()).file_name("x.png"),
+    );
     let response = client()
         .post(format!("{}/v1/images/edits", server.url()))
         .multipart(text)
@@ -257,7 +284,12 @@ async fn models_list_the_catalogue_and_take_an_encoded_id() {
     let (status, list) = get_json(&server, "/v1/models").await;
     assert_eq!(status, 200);
     assert_eq!(list["object"], "list");
-    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&"black-forest-labs/FLUX.1-schnell"), "{ids:?}");
     assert!(ids.contains(&"Wan-AI/Wan2.2-T2V-A14B"), "{ids:?}");
     assert!(ids.contains(&KONTEXT), "{ids:?}");
@@ -271,8 +303,15 @@ async fn models_list_the_catalogue_and_take_an_encoded_id() {
 
 async fn wait_for_video(server: &TestServer, id: &str) -> Value {
     for _ in 0..200 {
-        let response = client().get(format!("{}/v1/videos/{id}", server.url())).send().await.unwrap();
-        let poll_after = response.headers().get("openai-poll-after-ms").map(|v| v.to_str().unwrap().to_owned());
+        let response = client()
+            .get(format!("{}/v1/videos/{id}", server.url()))
+            .send()
+            .await
+            .unwrap();
+        let poll_after = response
+            .headers()
+            .get("openai-poll-after-ms")
+            .map(|v| v.to_str().unwrap().to_owned());
         let video: Value = response.json().await.unwrap();
         match video["status"].as_str().unwrap() {
             "completed" | "failed" => {
@@ -319,7 +358,12 @@ async fn a_video_job_runs_and_its_content_seeks() {
     assert_eq!(whole.headers()["content-type"], "video/mp4");
     let bytes = whole.bytes().await.unwrap();
     assert_eq!(&bytes[4..8], b"ftyp", "an ISO-BMFF file");
-    let part = client().get(&content).header("range", "bytes=10-19").send().await.unwrap();
+    let part = client()
+        .get(&content)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(part.status(), 206, "a <video> element seeks with ranges");
     assert_eq!(part.bytes().await.unwrap(), bytes.slice(10..20));
     let (status, list) = get_json(&server, "/v1/videos?limit=1").await;
@@ -361,7 +405,12 @@ async fn videos_page_and_animate_an_image() {
         ids.push(video["id"].as_str().unwrap().to_owned());
     }
     let (_, first) = get_json(&server, "/v1/videos?limit=2&order=asc").await;
-    let page: Vec<&str> = first["data"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap()).collect();
+    let page: Vec<&str> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
     assert_eq!(page, vec![ids[0].as_str(), ids[1].as_str()]);
     assert_eq!(first["has_more"], true);
     let (_, second) = get_json(&server, &format!("/v1/videos?limit=2&order=asc&after={}", ids[1])).await;
@@ -377,7 +426,10 @@ async fn videos_page_and_animate_an_image() {
         .text("seconds", "1")
         .part(
             "input_reference",
-            reqwest::multipart::Part::bytes(png(128, 72)).file_name("cat.png").mime_str("image/png").unwrap(),
+            reqwest::multipart::Part::bytes(png(128, 72))
+                .file_name("cat.png")
+                .mime_str("image/png")
+                .unwrap(),
         );
     let created: Value = client()
         .post(format!("{}/v1/videos", server.url()))
@@ -421,7 +473,12 @@ async fn the_gallery_lists_media_newest_first_with_their_records() {
     assert_eq!(second["data"][0]["prompt"], "first fox");
     let html = client().get(server.url()).send().await.unwrap();
     assert_eq!(html.status(), 200);
-    assert!(html.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        html.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 }
 
 #[tokio::test]

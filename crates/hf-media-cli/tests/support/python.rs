@@ -1,7 +1,9 @@
-//! A Python with Hugging Face `datasets` and Pillow, to load a batch's output the way its users do.
+//! The Python of the tests that check hf-media with the tools its users have: Hugging Face `datasets`
+//! (a batch's output loaded as a dataset), the official `openai` client (against `hf-media serve`),
+//! Playwright (the gallery in a browser), and Pillow.
 //!
 //! `$HF_MEDIA_PYTHON` (a path) when set, else `target/py-venv/bin/python`, made once with `python3 -m
-//! venv` and `pip install datasets pillow` when it is missing (`.ci/python.sh` does the same before the
+//! venv` and `pip install` of [`PACKAGES`] when it is missing (`.ci/python.sh` does the same before the
 //! tests). A lock file keeps parallel tests, and parallel test processes, from installing it twice at
 //! once. When none can be had, the test fails with instructions: it never passes silently.
 
@@ -12,14 +14,19 @@ use std::time::{Duration, Instant, SystemTime};
 /// The variable naming the Python to use.
 pub const PYTHON_VAR: &str = "HF_MEDIA_PYTHON";
 
-const HOW_TO_GET_IT: &str = "the batch dataset test needs a Python with the `datasets` and `pillow` packages. \
-    Run `source .ci/python.sh` (it makes target/py-venv and exports HF_MEDIA_PYTHON), or set HF_MEDIA_PYTHON \
-    to a python that has them (python3 -m venv v && v/bin/pip install datasets pillow)";
+/// What the tests install (pip requirements), and what they import.
+pub const PACKAGES: [&str; 4] = ["datasets>=3", "pillow", "openai>=2.8", "playwright>=1.40"];
+const IMPORTS: &str = "import datasets, PIL, openai, playwright";
+
+const HOW_TO_GET_IT: &str = "these tests need a Python with the `datasets`, `pillow`, `openai` and `playwright` \
+    packages. Run `source .ci/python.sh` (it makes target/py-venv and exports HF_MEDIA_PYTHON), or set \
+    HF_MEDIA_PYTHON to a python that has them (python3 -m venv v && v/bin/pip install datasets pillow openai \
+    playwright)";
 
 /// How long a lock holder may take to install before its lock is taken as stale.
 const STALE_LOCK: Duration = Duration::from_secs(20 * 60);
 
-/// The Python to run, with `datasets` and Pillow importable. Panics, saying how to get one, when there is
+/// The Python to run, with every one of [`PACKAGES`] importable. Panics, saying how to get one, when there is
 /// none and it cannot be installed.
 pub fn python() -> PathBuf {
     static FOUND: std::sync::Mutex<Option<Result<PathBuf, String>>> = std::sync::Mutex::new(None);
@@ -38,7 +45,7 @@ fn find() -> Result<PathBuf, String> {
             Err(why) => Err(format!("{PYTHON_VAR}={}: {why}; {HOW_TO_GET_IT}", path.display())),
         };
     }
-    let venv = super::target_dir().join("py-venv");
+    let venv = target_dir().join("py-venv");
     let python = venv.join("bin").join("python");
     if importable(&python).is_ok() {
         return Ok(python);
@@ -48,7 +55,7 @@ fn find() -> Result<PathBuf, String> {
     if importable(&python).is_ok() {
         return Ok(python);
     }
-    eprintln!("installing datasets and pillow into {} (once)", venv.display());
+    eprintln!("installing {} into {} (once)", PACKAGES.join(" "), venv.display());
     if !python.is_file() {
         run(
             Command::new("python3").arg("-m").arg("venv").arg(&venv),
@@ -56,39 +63,43 @@ fn find() -> Result<PathBuf, String> {
         )?;
     }
     run(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "datasets>=3",
-            "pillow",
-        ]),
-        "pip install datasets pillow",
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(PACKAGES),
+        "pip install",
     )?;
     importable(&python)
         .map(|()| python.clone())
         .map_err(|why| format!("{} after installing: {why}; {HOW_TO_GET_IT}", python.display()))
 }
 
-/// Whether `python` runs and imports `datasets` and `PIL`.
+/// Whether `python` runs and imports every package.
 fn importable(python: &Path) -> Result<(), String> {
     if !python.is_file() {
         return Err("no such file".into());
     }
     let output = Command::new(python)
-        .args(["-c", "import datasets, PIL"])
+        .args(["-c", IMPORTS])
         .output()
         .map_err(|e| format!("cannot run it ({e})"))?;
     if output.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "`import datasets, PIL` failed: {}",
+            "`{IMPORTS}` failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ))
     }
+}
+
+/// The cargo target folder the test binary runs from.
+fn target_dir() -> PathBuf {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_hf-media"));
+    binary
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_owned)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
 }
 
 fn run(command: &mut Command, what: &str) -> Result<(), String> {

@@ -158,7 +158,7 @@ async fn run(
     ask: Ask,
     request: GenerateRequest,
     operation: Operation,
-    notes: Vec<String>,
+    mut notes: Vec<String>,
 ) -> Result<Response, ServerError> {
     if app.stop.is_cancelled() {
         return Err(ServerError::ShuttingDown);
@@ -197,6 +197,15 @@ async fn run(
                 app.metrics
                     .generation(failed_provider(&error), error.kind(), started.elapsed().as_secs_f64());
                 failed.push(error);
+            }
+            Some(GenerationEvent::Warning { task, message }) => {
+                let note = match task {
+                    Some(task) => format!("image {task}: {message}"),
+                    None => message,
+                };
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
             }
             Some(GenerationEvent::Done { .. }) | None => break,
             Some(_) => {}

@@ -1,16 +1,19 @@
 //! The streaming answer of an images request (`stream: true`): real server-sent events as the OpenAI SDK
 //! reads them (`event:` then `data:` with the event's `type`; no `id:` lines), `:` keep-alive comments
 //! while nothing happens, `*.partial_image` events carrying the provider's progress when the client asked
-//! for partial images, one `*.completed` event per image (`b64_json`, plus its `index` and `url`), an
+//! for partial images (at most `partial_images` per image; providers send no previews, so each carries a
+//! small placeholder picture of the image's shape with a progress bar drawn on it, which decodes like any
+//! partial image), one `*.completed` event per image (`b64_json`, plus its `index` and `url`), an
 //! `error` event per failed generation, and `data: [DONE]` at the end. The generations run while the
 //! client reads: a client that goes away cancels them.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
+use base64::Engine;
 use futures::{Stream, StreamExt};
 use hf_media::{GenerationEvent, GenerationStream};
 use serde_json::{Value, json};
@@ -31,7 +34,8 @@ struct Streaming {
     _slots: Held,
     started: Instant,
     queue: VecDeque<Event>,
-    partials: usize,
+    /// Partial events sent so far, by image.
+    partials: HashMap<usize, u8>,
     done: bool,
 }
 
@@ -59,7 +63,7 @@ pub(crate) fn respond(
         _slots: slots,
         started,
         queue: VecDeque::new(),
-        partials: 0,
+        partials: HashMap::new(),
         done: false,
     };
     let stream = futures::stream::unfold(state, |mut state| async move {
@@ -115,23 +119,30 @@ impl Streaming {
 
     async fn on(&mut self, event: GenerationEvent) {
         match event {
-            GenerationEvent::ProviderStatus { task, provider, status } if self.ask.partial_images > 0 => {
+            GenerationEvent::ProviderStatus { task, provider, status } => {
+                let sent = self.partials.entry(task).or_insert(0);
+                if *sent >= self.ask.partial_images {
+                    return;
+                }
+                let index = *sent;
+                *sent += 1;
+                let progress = progress_of(&status.state);
                 let kind = self.kind("partial_image");
                 let data = json!({
                     "type": kind,
-                    "partial_image_index": self.partials,
+                    "b64_json": placeholder(&self.ask, progress),
+                    "partial_image_index": index,
                     "index": task,
                     "provider": provider,
                     "status": status.state,
                     "queue_position": status.queue_position,
-                    "progress": progress_of(&status.state),
+                    "progress": progress,
                     "created_at": unix_now(),
                     "output_format": "png",
                     "size": self.ask.size.clone().unwrap_or_else(|| "auto".into()),
                     "quality": "auto",
                     "background": "auto",
                 });
-                self.partials += 1;
                 self.queue.push_back(sse(&kind, &data));
             }
             GenerationEvent::Media(media) => {
@@ -179,5 +190,57 @@ impl Streaming {
             }
             _ => {}
         }
+    }
+}
+
+/// The longest side of a placeholder picture.
+const PLACEHOLDER_SIDE: u32 = 128;
+
+/// A placeholder picture of the asked image's shape (its long side [`PLACEHOLDER_SIDE`]) with a
+/// progress bar at `progress` percent, as base64 PNG.
+fn placeholder(ask: &Ask, progress: u8) -> String {
+    let (width, height) = ask.params.size().unwrap_or((1, 1));
+    let scale = f64::from(PLACEHOLDER_SIDE) / f64::from(width.max(height).max(1));
+    let (w, h) = (
+        ((f64::from(width) * scale).round() as u32).clamp(8, PLACEHOLDER_SIDE),
+        ((f64::from(height) * scale).round() as u32).clamp(8, PLACEHOLDER_SIDE),
+    );
+    let filled = w * u32::from(progress.min(100)) / 100;
+    let (top, bottom) = (h / 2 - h / 16 - 1, h / 2 + h / 16 + 1);
+    let picture = image::RgbImage::from_fn(w, h, |x, y| {
+        if (top..bottom).contains(&y) && x < filled {
+            image::Rgb([74, 144, 226])
+        } else if (top..bottom).contains(&y) {
+            image::Rgb([70, 70, 70])
+        } else {
+            image::Rgb([34, 34, 34])
+        }
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    if picture.write_to(&mut png, image::ImageFormat::Png).is_err() {
+        return String::new();
+    }
+    base64::engine::general_purpose::STANDARD.encode(png.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use serde_json::Map;
+
+    #[test]
+    fn placeholders_are_pictures_of_the_asked_shape() {
+        let mut fields = Map::new();
+        fields.insert("prompt".into(), json!("x"));
+        fields.insert("size".into(), json!("1024x512"));
+        let ask = Ask::read(fields, crate::fields::Endpoint::Generations, "m/x").unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(placeholder(&ask, 50))
+            .unwrap();
+        let picture = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!((picture.width(), picture.height()), (128, 64));
+        assert_eq!(picture.get_pixel(10, 32).0, [74, 144, 226], "half the bar is filled");
+        assert_eq!(picture.get_pixel(100, 32).0, [70, 70, 70]);
     }
 }
