@@ -2,6 +2,8 @@
 //! insta, volatile values redacted), the media behind the URLs, streaming, edits, video jobs, models,
 //! the gallery listing, health and metrics.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use base64::Engine;
