@@ -87,6 +87,21 @@ fn text(key: &str, value: &Value) -> Result<Option<String>, ServerError> {
     }
 }
 
+/// A field that must be a JSON string (the prompt: a number there is a client's mistake, not a text).
+fn string(key: &str, value: &Value) -> Result<Option<String>, ServerError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        other => Err(ServerError::BadRequest {
+            message: format!(
+                "`{key}` must be a string, not {}: send the text, such as \"{key}\": \"a red fox\"",
+                kind(other)
+            ),
+            param: Some(key.to_owned()),
+        }),
+    }
+}
+
 fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -217,7 +232,7 @@ impl Ask {
         for (key, value) in fields {
             let k = key.as_str();
             match k {
-                "prompt" => prompt = text(k, &value)?,
+                "prompt" => prompt = string(k, &value)?,
                 "model" => model = text(k, &value)?.filter(|m| !m.trim().is_empty()),
                 "provider" => provider = text(k, &value)?.filter(|p| !p.trim().is_empty()),
                 "n" => n = whole(k, &value, 1, MAX_IMAGES_PER_REQUEST as u64)?,

@@ -135,6 +135,18 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
         self.app.videos.start_workers();
+        // When the shutdown came: the video jobs get the same grace as the requests, even when no
+        // connection is left to wait for (a video's client polls; it holds no connection open).
+        let signalled = Arc::new(std::sync::OnceLock::new());
+        let shutdown = {
+            let signalled = signalled.clone();
+            let app = self.app.clone();
+            async move {
+                shutdown.await;
+                let _ = signalled.set(tokio::time::Instant::now());
+                app.videos.drain();
+            }
+        };
         let result = listen::serve(
             self.router(),
             listener,
@@ -143,6 +155,10 @@ impl Server {
             self.app.stop.clone(),
         )
         .await;
+        if !self.app.stop.is_cancelled() {
+            let since = signalled.get().copied().unwrap_or_else(tokio::time::Instant::now);
+            self.app.videos.idle(since + self.app.config.grace).await;
+        }
         self.app.stop.cancel();
         self.app.videos.stop().await;
         result

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -20,6 +20,27 @@ use crate::{ServerConfig, ServerError};
 
 /// How long cancelled requests get to answer after the grace period.
 const AFTER_GRACE: Duration = Duration::from_secs(5);
+/// What an HTTP/2 (prior knowledge) connection starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits, for at most `timeout`, until the client has sent enough to tell its protocol: a byte that
+/// departs from the HTTP/2 preface, or the whole preface. hyper's header timeout only starts once the
+/// protocol is known, so without this a client that connects and stays silent (or sends half the
+/// preface) would hold its connection, and a file descriptor, forever. `false`: it did not (or closed).
+async fn protocol_known(stream: &TcpStream, timeout: Duration) -> bool {
+    let known = async {
+        let mut buffer = [0u8; H2_PREFACE.len()];
+        loop {
+            match stream.peek(&mut buffer).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n == H2_PREFACE.len() || buffer[..n] != H2_PREFACE[..n] => return true,
+                // A part of the preface: the rest is on its way (peeking again at once would spin).
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    };
+    tokio::time::timeout(timeout, known).await.unwrap_or(false)
+}
 
 pub(crate) async fn serve(
     router: Router,
@@ -63,7 +84,12 @@ pub(crate) async fn serve(
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let header_timeout = config.header_timeout;
         tokio::spawn(async move {
+            if !protocol_known(&stream, header_timeout).await {
+                tracing::debug!(client = %address, "a connection sent no request within the header timeout; closed");
+                return;
+            }
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(client = %address, %error, "a connection ended with an error");

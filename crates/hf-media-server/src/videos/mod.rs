@@ -58,6 +58,8 @@ pub(crate) struct VideoJobs {
     /// The cancel tokens of the jobs this process runs, by item.
     running: Arc<Mutex<HashMap<ItemKey, CancellationToken>>>,
     wake: Arc<Notify>,
+    /// Fired when a shutdown begins: the worker claims no more jobs; the running ones go on.
+    drain: CancellationToken,
     stop: CancellationToken,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -99,6 +101,7 @@ impl VideoJobs {
             progress,
             running: Arc::default(),
             wake: Arc::new(Notify::new()),
+            drain: CancellationToken::new(),
             stop,
             worker: Mutex::new(None),
         })
@@ -116,9 +119,24 @@ impl VideoJobs {
                 progress: self.progress.clone(),
                 running: self.running.clone(),
                 wake: self.wake.clone(),
+                drain: self.drain.clone(),
                 stop: self.stop.clone(),
                 metrics: self.metrics.clone(),
             })));
+        }
+    }
+
+    /// A shutdown began: the worker claims no more jobs (the running ones go on until [`stop`]).
+    ///
+    /// [`stop`]: VideoJobs::stop
+    pub fn drain(&self) {
+        self.drain.cancel();
+    }
+
+    /// Waits until this process runs no job, or until `deadline`.
+    pub async fn idle(&self, deadline: tokio::time::Instant) {
+        while tokio::time::Instant::now() < deadline && self.running.lock().is_ok_and(|r| !r.is_empty()) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
@@ -226,26 +244,58 @@ async fn create(State(app): State<Arc<App>>, request: Request) -> Result<Respons
         invalid: None,
     };
     app.videos.state.append_item(item).await?;
-    app.videos.wake.notify_one();
-    let row = app
+    let mut row = app
         .videos
         .state
         .item(&id)
         .await?
         .ok_or_else(|| ServerError::Internal("a stored video job could not be read back".into()))?;
+    app.videos.wake.notify_one();
+    // The answer is the job as created (queued), even when a worker (this one looks every half second,
+    // or another replica) claimed it before it was read back.
+    row.state = hf_media_batch::state::ItemState::Pending;
+    row.attempts = 0;
+    row.jobs.clear();
+    row.media.clear();
+    row.error = None;
+    row.provider = None;
+    row.finished_at = None;
     Ok(with_poll_after(video_object(&row, None, ask.seconds.as_deref())))
 }
 
-/// Fails at once for a model the Hub does not know (rather than queueing a job that can only fail).
+/// Fails at once for a model the Hub does not know, or one it lists with no provider that makes videos
+/// (an image model), rather than queueing a job that can only fail.
 async fn check_model(app: &App, model: &str) -> Result<(), ServerError> {
     let spec = ModelSpec::parse(model)?;
     match app.generator.mapping_client().mapping(&spec.model).await {
         Err(error @ hf_media::MappingError::ModelNotFound { .. }) => Err(ServerError::Generation(
             hf_media::Error::Mapping(error).scrubbed(app.generator.secrets()),
         )),
-        // Other Hub failures are the job's to meet (and retry); a named provider may serve a model the
-        // Hub does not list.
-        _ => Ok(()),
+        Ok(mapping) => {
+            // The entries the job could run on: the named provider's (whatever their status), else the
+            // live ones. A named provider the Hub does not list is the job's to try.
+            let entries: Vec<_> = match &spec.provider {
+                Some(provider) => mapping.entries.iter().filter(|e| &e.provider == provider).collect(),
+                None => mapping.live().collect(),
+            };
+            if (spec.provider.is_none() || !entries.is_empty()) && !entries.iter().any(|e| e.task.makes_video()) {
+                let tasks: Vec<String> = entries.iter().map(|e| format!("{} ({})", e.provider, e.task)).collect();
+                let listed = if tasks.is_empty() {
+                    "the Hub lists no live provider for it".to_owned()
+                } else {
+                    format!("the Hub lists {}", tasks.join(", "))
+                };
+                return Err(ServerError::Generation(hf_media::Error::NoProvider {
+                    model: spec.model,
+                    reason: format!(
+                        "no provider makes videos with it ({listed}); name a video model (GET /v1/models lists them)"
+                    ),
+                }));
+            }
+            Ok(())
+        }
+        // Other Hub failures are the job's to meet (and retry).
+        Err(_) => Ok(()),
     }
 }
 

@@ -27,6 +27,8 @@ pub(crate) struct Worker {
     pub progress: Arc<Mutex<HashMap<ItemKey, u8>>>,
     pub running: Arc<Mutex<HashMap<ItemKey, CancellationToken>>>,
     pub wake: Arc<Notify>,
+    /// Fired when a shutdown begins: no more claims.
+    pub drain: CancellationToken,
     pub stop: CancellationToken,
     pub metrics: Metrics,
 }
@@ -65,7 +67,7 @@ pub(crate) async fn run(worker: Worker) {
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let free = worker.concurrency.saturating_sub(jobs.len());
-        if free > 0 {
+        if free > 0 && !worker.drain.is_cancelled() {
             match worker.state.claim(worker.runner.worker(), free, worker.lease).await {
                 Ok(claimed) => {
                     for item in claimed {
