@@ -43,7 +43,9 @@ pub struct ServeArgs {
     /// Where to listen. Without an API key only a loopback address is allowed (see --allow-open).
     #[arg(long, default_value = hf_media_server::DEFAULT_ADDR)]
     pub addr: std::net::SocketAddr,
-    /// Where media are stored and served from (with their JSON records).
+    /// Where media are stored and served from (with their JSON records): a folder, or object storage
+    /// (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///abs/path`; credentials and endpoint from AWS_*,
+    /// GOOGLE_*, AZURE_* variables).
     #[arg(short, long, default_value = "generated_media")]
     pub output: PathBuf,
     /// A key clients must send as `Authorization: Bearer KEY` (repeat it for several; also

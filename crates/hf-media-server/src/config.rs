@@ -27,7 +27,9 @@ pub const DEFAULT_VIDEO_MODEL: &str = "Wan-AI/Wan2.2-T2V-A14B";
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Where media are stored and served from (with their JSON sidecars).
+    /// Where media are stored and served from (with their JSON sidecars): a folder, or an object-store
+    /// URL (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///…`; credentials and endpoint from the
+    /// usual `AWS_*`, `GOOGLE_*`, `AZURE_*` variables).
     pub output: PathBuf,
     /// The URL clients reach the server at (`https://media.example.com`, a path prefix allowed): media
     /// URLs in answers are built on it. Without it: `X-Forwarded-Proto`/`X-Forwarded-Host`, else `Host`.
@@ -100,11 +102,16 @@ impl ServerConfig {
         }
     }
 
-    /// Where video jobs are kept: [`ServerConfig::state`], else the SQLite file in the output folder.
+    /// Where video jobs are kept: [`ServerConfig::state`], else the SQLite file
+    /// `{output}/.hf-media/serve-state.sqlite` (for object storage: one in the user's cache folder, named
+    /// after the prefix, as for batches).
     pub fn state_location(&self) -> StateLocation {
         self.state
             .clone()
-            .unwrap_or_else(|| StateLocation::Sqlite(self.output.join(".hf-media").join("serve-state.sqlite")))
+            .unwrap_or_else(|| match crate::store::MediaStore::open(&self.output) {
+                Ok(store) => store.default_state(),
+                Err(_) => StateLocation::Sqlite(self.output.join(".hf-media").join("serve-state.sqlite")),
+            })
     }
 
     /// Says what is wrong with the configuration, if anything.

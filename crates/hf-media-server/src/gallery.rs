@@ -3,8 +3,6 @@
 //! sidecars, newest first, with their prompt, model, provider and seed.
 
 use std::collections::HashSet;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::media::valid_name;
+use crate::store::Stored;
 use crate::{App, ServerError};
 
 /// The page's markup, with its style and script put in where their comments stand.
@@ -66,50 +65,34 @@ pub(crate) struct ListingQuery {
     per_page: Option<usize>,
 }
 
-/// A media of the output folder with its sidecar (`{stem}.{ext}` next to `{stem}.json`).
+/// A media of the output with its sidecar (`{stem}.{ext}` next to `{stem}.json`).
 #[derive(Debug)]
 struct Found {
-    media: PathBuf,
-    sidecar: PathBuf,
+    media: String,
+    sidecar: String,
     modified: SystemTime,
 }
 
-/// The media of `dir` that have a sidecar, and those of its sub-folders down to `depth` levels (hidden
-/// files and folders skipped). A `.json` without a media beside it is not a sidecar.
-fn sidecars(dir: &Path, depth: usize, found: &mut Vec<Found>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut files = HashSet::new();
-    let mut jsons = Vec::new();
-    for entry in entries.flatten() {
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        let Ok(kind) = entry.file_type() else { continue };
-        if name.starts_with('.') {
-            continue;
-        }
-        if kind.is_dir() && depth > 1 {
-            sidecars(&entry.path(), depth - 1, found);
-        } else if kind.is_file() {
-            if let Some(stem) = name.strip_suffix(".json") {
-                let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(UNIX_EPOCH);
-                jsons.push((stem.to_owned(), modified));
-            }
-            files.insert(name);
-        }
-    }
-    for (stem, modified) in jsons {
-        let media = hf_media::sink::media_extensions()
-            .map(|ext| format!("{stem}.{ext}"))
-            .find(|name| files.contains(name));
-        if let Some(media) = media {
-            found.push(Found {
-                media: dir.join(media),
-                sidecar: dir.join(format!("{stem}.json")),
-                modified,
-            });
-        }
-    }
+/// The media among `stored` that have a sidecar (a `.json` without a media beside it is not one), and
+/// that `/media/` serves.
+fn with_sidecars(stored: Vec<Stored>) -> Vec<Found> {
+    let names: HashSet<&str> = stored.iter().map(|s| s.name.as_str()).collect();
+    let mut found: Vec<Found> = stored
+        .iter()
+        .filter_map(|s| {
+            let stem = s.name.strip_suffix(".json")?;
+            let media = hf_media::sink::media_extensions()
+                .map(|ext| format!("{stem}.{ext}"))
+                .find(|name| names.contains(name.as_str()) && valid_name(name))?;
+            Some(Found {
+                media,
+                sidecar: s.name.clone(),
+                modified: s.modified,
+            })
+        })
+        .collect();
+    newest_first(&mut found);
+    found
 }
 
 /// Newest first; equal times by name, the later name first (names start with their Unix time), so that
@@ -118,25 +101,9 @@ fn newest_first(found: &mut [Found]) {
     found.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.media.cmp(&a.media)));
 }
 
-/// `path`'s name under `output`, `/`-separated, when it is one that `/media/` serves.
-fn media_name(output: &Path, path: &Path) -> Option<String> {
-    let relative = path.strip_prefix(output).ok()?;
-    let name = relative
-        .iter()
-        .map(|p| p.to_str())
-        .collect::<Option<Vec<_>>>()?
-        .join("/");
-    valid_name(&name).then_some(name)
-}
-
 /// `image` or `video`, from the media's first bytes (else its record's task).
-fn kind_of(media: &Path, record: &Value) -> &'static str {
-    let mut head = Vec::with_capacity(64);
-    let sniffed = std::fs::File::open(media)
-        .and_then(|file| file.take(64).read_to_end(&mut head))
-        .ok()
-        .and_then(|_| hf_media::sink::sniff(&head));
-    let video = match sniffed {
+fn kind_of(head: Option<&[u8]>, record: &Value) -> &'static str {
+    let video = match head.and_then(hf_media::sink::sniff) {
         Some(format) => format.kind == hf_media::MediaKind::Video,
         None => record["task"].as_str().is_some_and(|task| task.ends_with("-to-video")),
     };
@@ -144,20 +111,20 @@ fn kind_of(media: &Path, record: &Value) -> &'static str {
 }
 
 /// The listing entry of a media and its sidecar; `None` when the sidecar is not a JSON record.
-fn entry(app: &App, base: &str, found: &Found) -> Option<Value> {
-    let record: Value = serde_json::from_slice(&std::fs::read(&found.sidecar).ok()?).ok()?;
+async fn entry(app: &App, base: &str, found: &Found) -> Option<Value> {
+    let record: Value = serde_json::from_slice(&app.store.read(&found.sidecar).await.ok()?).ok()?;
     if !record.is_object() {
         return None;
     }
-    let name = media_name(&app.config.output, &found.media)?;
+    let head = app.store.head(&found.media, 64).await;
     let created = record["created_at_unix_ms"]
         .as_u64()
         .map(|ms| ms / 1000)
         .unwrap_or_else(|| found.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
     Some(json!({
-        "name": name,
-        "url": app.links.url(base, &name),
-        "kind": kind_of(&found.media, &record),
+        "name": found.media,
+        "url": app.links.url(base, &found.media),
+        "kind": kind_of(head.as_deref(), &record),
         "prompt": record["prompt"],
         "model": record["model"],
         "provider": record["provider"],
@@ -176,28 +143,23 @@ pub(crate) async fn listing(
     let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE).clamp(1, MAX_PER_PAGE);
     let page = query.page.unwrap_or(1).clamp(1, usize::MAX / MAX_PER_PAGE);
     let base = app.links.base(&headers);
-    let answer = tokio::task::spawn_blocking(move || {
-        let mut found = Vec::new();
-        sidecars(&app.config.output, MAX_DEPTH, &mut found);
-        newest_first(&mut found);
-        let total = found.len();
-        let items: Vec<Value> = found
-            .iter()
-            .skip((page - 1) * per_page)
-            .take(per_page)
-            .filter_map(|f| entry(&app, &base, f))
-            .collect();
-        json!({ "object": "list", "page": page, "per_page": per_page, "total": total,
-                "has_more": page * per_page < total, "data": items })
-    })
-    .await
-    .map_err(|e| ServerError::Internal(format!("the gallery listing failed: {e}")))?;
+    let found = with_sidecars(app.store.list(MAX_DEPTH, None).await?);
+    let total = found.len();
+    let mut items = Vec::with_capacity(per_page);
+    for found in found.iter().skip((page - 1) * per_page).take(per_page) {
+        if let Some(item) = entry(&app, &base, found).await {
+            items.push(item);
+        }
+    }
+    let answer = json!({ "object": "list", "page": page, "per_page": per_page, "total": total,
+                         "has_more": page * per_page < total, "data": items });
     Ok(axum::Json(answer).into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use std::time::Duration;
 
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
@@ -210,8 +172,8 @@ mod tests {
         file.set_modified(UNIX_EPOCH + Duration::from_secs(modified)).unwrap();
     }
 
-    #[test]
-    fn only_media_with_sidecars_are_found_newest_first() {
+    #[tokio::test]
+    async fn only_media_with_sidecars_are_found_newest_first() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         write(&root.join("100_a-0.png"), PNG, 100);
@@ -226,15 +188,20 @@ mod tests {
         write(&root.join(".hf-media/hidden.json"), b"{}", 500);
         write(&root.join("a/b/deep.png"), PNG, 500);
         write(&root.join("a/b/deep.json"), b"{}", 500);
-        let mut found = Vec::new();
-        sidecars(root, MAX_DEPTH, &mut found);
-        newest_first(&mut found);
-        let names: Vec<String> = found.iter().map(|f| media_name(root, &f.media).unwrap()).collect();
+        let store = crate::store::MediaStore::open(root).unwrap();
+        let found = with_sidecars(store.list(MAX_DEPTH, None).await.unwrap());
+        let names: Vec<&str> = found.iter().map(|f| f.media.as_str()).collect();
         assert_eq!(names, ["00001/item-0.mp4", "100_b-0.png", "100_a-0.png"]);
-        assert_eq!(kind_of(&found[0].media, &Value::Null), "video");
-        assert_eq!(kind_of(&found[1].media, &Value::Null), "image");
         assert_eq!(
-            kind_of(Path::new("/nonexistent.bin"), &json!({"task": "text-to-video"})),
+            kind_of(store.head(&found[0].media, 64).await.as_deref(), &Value::Null),
+            "video"
+        );
+        assert_eq!(
+            kind_of(store.head(&found[1].media, 64).await.as_deref(), &Value::Null),
+            "image"
+        );
+        assert_eq!(
+            kind_of(None, &json!({"task": "text-to-video"})),
             "video",
             "a media that cannot be read takes its kind from the record"
         );

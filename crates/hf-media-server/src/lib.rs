@@ -16,6 +16,7 @@ mod metrics;
 mod models;
 mod progress;
 mod routes;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod videos;
@@ -24,7 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use hf_media::{FileSink, MediaGenerator, MediaGeneratorBuilder};
+use hf_media::{MediaGenerator, MediaGeneratorBuilder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,7 @@ pub(crate) struct App {
     pub links: links::MediaLinks,
     pub metrics: metrics::Metrics,
     pub models: models::ModelCatalogue,
+    pub store: store::MediaStore,
     pub videos: videos::VideoJobs,
     /// Fired when the grace period after a shutdown signal is over: in-flight work stops.
     pub stop: CancellationToken,
@@ -77,29 +79,22 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Builds the server: the generator from `builder` with the server's own settings (media stored in
-    /// [`ServerConfig::output`], local file inputs refused, the API keys scrubbed like every other secret),
+    /// [`ServerConfig::output`], a folder or an object-store prefix, with their sidecars; local file
+    /// inputs refused, the API keys scrubbed like every other secret),
     /// and the video job store opened (its schema brought up to date).
     pub async fn new(builder: MediaGeneratorBuilder, config: ServerConfig) -> Result<Server, ServerError> {
         config.check()?;
-        std::fs::create_dir_all(&config.output).map_err(|source| ServerError::Io {
-            context: format!("cannot create the output folder {}", config.output.display()),
-            source,
-        })?;
-        let sink_config = builder.config().sink.clone();
-        let sink = FileSink::new(&config.output)
-            .with_max_bytes(sink_config.max_media_bytes)
-            .with_sidecar(true);
-        if let Err(error) = sink.cleanup_temporaries() {
-            tracing::warn!(%error, "could not remove temporary files left in the output folder");
-        }
-        let mut builder = builder.sink(Arc::new(sink)).allow_local_inputs(false);
+        let store = store::MediaStore::open(&config.output)?;
+        store.prepare().await?;
+        let sink = store.sink(builder.config().sink.max_media_bytes);
+        let mut builder = builder.sink(sink).allow_local_inputs(false);
         for key in &config.api_keys {
             builder = builder.redact(key.expose());
         }
         let generator = builder.build()?;
         let stop = CancellationToken::new();
         let metrics = metrics::Metrics::new();
-        let videos = videos::VideoJobs::open(&config, generator.clone(), metrics.clone(), stop.clone()).await?;
+        let videos = videos::VideoJobs::open(&config, &store, generator.clone(), metrics.clone(), stop.clone()).await?;
         let app = App {
             keys: auth::ApiKeys::new(&config),
             slots: limits::Slots::new(config.max_concurrent),
@@ -107,6 +102,7 @@ impl Server {
             models: models::ModelCatalogue::new(config.models_ttl),
             metrics,
             videos,
+            store,
             generator,
             config,
             stop,

@@ -4,14 +4,13 @@
 //! `ETag` with `If-None-Match`, `Last-Modified`, and immutable caching; with `--signed-media`, a valid,
 //! unexpired signature is required.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
@@ -77,15 +76,35 @@ async fn respond(app: &App, request: Request) -> Result<Response, ServerError> {
             "this media link has expired or is not signed: ask the API for the media again".into(),
         ));
     }
-    let file: PathBuf = name
-        .split('/')
-        .fold(app.config.output.clone(), |path, part| path.join(part));
-    send_file(app, request, &file, &name).await
+    serve_stored(app, request, &name).await
 }
 
-/// Answers `request` with the media file at `file` (served as `name`): range requests, `ETag` and
-/// `If-None-Match`, `Last-Modified`, caching. A missing file answers 404.
-pub(crate) async fn send_file(app: &App, request: Request, file: &Path, name: &str) -> Result<Response, ServerError> {
+/// Answers `request` with the stored media `name` (ranges, `ETag`, `Last-Modified`), with the caching
+/// headers of media: immutable for plain names, private for signed links.
+pub(crate) async fn serve_stored(app: &App, request: Request, name: &str) -> Result<Response, ServerError> {
+    let result = app.store.respond(request, name).await;
+    app.metrics.media_served(
+        result
+            .as_ref()
+            .map_or_else(|e| e.status().as_u16(), |r| r.status().as_u16()),
+    );
+    let mut response = result?;
+    let cache = if app.config.signed_media.is_some() {
+        "private, max-age=3600"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    Ok(response)
+}
+
+/// Answers `request` with the file at `file` (served as `name`): range requests (`tower-http`'s
+/// `ServeFile`), `ETag` and `If-None-Match`, `Last-Modified`. A missing file, or anything but a plain
+/// file, answers 404.
+pub(crate) async fn send_file(request: Request, file: &Path, name: &str) -> Result<Response, ServerError> {
     let metadata = match tokio::fs::symlink_metadata(file).await {
         Ok(metadata) if metadata.is_file() => metadata,
         _ => return Err(not_found()),
@@ -95,23 +114,8 @@ pub(crate) async fn send_file(app: &App, request: Request, file: &Path, name: &s
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    let digest = Sha256::digest(name.as_bytes());
-    let etag = format!(
-        "\"{:x}-{modified:x}-{}\"",
-        metadata.len(),
-        digest.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    let cache = if app.config.signed_media.is_some() {
-        "private, max-age=3600"
-    } else {
-        "public, max-age=31536000, immutable"
-    };
-    let matches = request
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
-    let mut response = if matches {
+    let tag = crate::store::etag(name, metadata.len(), modified);
+    let mut response = if crate::store::none_match(&request, &tag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         match ServeFile::new(file).oneshot(request).await {
@@ -119,14 +123,9 @@ pub(crate) async fn send_file(app: &App, request: Request, file: &Path, name: &s
             Err(error) => return Err(ServerError::Internal(format!("the media could not be read: {error}"))),
         }
     };
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, value);
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, value);
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    app.metrics.media_served(response.status().as_u16());
     Ok(response)
 }
 

@@ -298,6 +298,11 @@ impl Serve {
         &self.output
     }
 
+    /// Its `HOME` (a temporary folder, removed with the server).
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
     /// A folder of its own for the test's files (removed with the server).
     pub fn scratch(&self) -> PathBuf {
         let scratch = self.home.path().join("scratch");

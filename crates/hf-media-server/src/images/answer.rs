@@ -1,7 +1,6 @@
 //! OpenAI's `ImagesResponse` for made media: `{created, data: [{url | b64_json, revised_prompt}]}`, plus
 //! `model`, `provider`, `size`, `output_format`, and the seeds, so that a caller can make a media again.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,34 +16,14 @@ pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The name media is served under (`/media/{name}`): its path in the output folder, `/`-separated.
-pub(crate) fn media_name(output: &Path, media: &GeneratedMedia) -> Result<String, ServerError> {
-    let path = media
-        .location
-        .as_path()
-        .ok_or_else(|| ServerError::Internal("a media was not stored in the output folder".into()))?;
-    let relative = path.strip_prefix(output).map_err(|_| {
-        ServerError::Internal(format!(
-            "a media was stored outside the output folder: {}",
-            path.display()
-        ))
-    })?;
-    let parts: Vec<&str> = relative.iter().filter_map(|part| part.to_str()).collect();
-    if parts.is_empty() || parts.len() != relative.iter().count() {
-        return Err(ServerError::Internal("a media's name is not UTF-8".into()));
-    }
-    Ok(parts.join("/"))
+/// The name media is served under (`/media/{name}`): its name in the output.
+pub(crate) fn media_name(app: &App, media: &GeneratedMedia) -> Result<String, ServerError> {
+    app.store.name_of(&media.location)
 }
 
 /// The media's bytes in base64.
-pub(crate) async fn base64_of(media: &GeneratedMedia) -> Result<String, ServerError> {
-    let path = media
-        .location
-        .as_path()
-        .ok_or_else(|| ServerError::Internal("a media was not stored in the output folder".into()))?;
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| ServerError::Internal(format!("a stored media could not be read back: {e}")))?;
+pub(crate) async fn base64_of(app: &App, media: &GeneratedMedia) -> Result<String, ServerError> {
+    let bytes = app.store.read(&media_name(app, media)?).await?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
@@ -68,12 +47,12 @@ pub(crate) async fn image_entry(
     media: &GeneratedMedia,
     format: ResponseFormat,
 ) -> Result<Value, ServerError> {
-    let name = media_name(&app.config.output, media)?;
+    let name = media_name(app, media)?;
     let url = app.links.url(base, &name);
     let mut entry = json!({ "revised_prompt": ask.prompt });
     match format {
         ResponseFormat::Url => entry["url"] = json!(url),
-        ResponseFormat::B64Json => entry["b64_json"] = json!(base64_of(media).await?),
+        ResponseFormat::B64Json => entry["b64_json"] = json!(base64_of(app, media).await?),
     }
     entry["index"] = json!(media.task);
     entry["seed"] = json!(media.seed);

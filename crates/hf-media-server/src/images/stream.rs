@@ -150,7 +150,7 @@ impl Streaming {
                     .metrics
                     .generation(&media.provider, "succeeded", media.elapsed.as_secs_f64());
                 let entry = image_entry(&self.app, &self.ask, &self.base, &media, ResponseFormat::B64Json).await;
-                let url = super::media_name(&self.app.config.output, &media)
+                let url = super::media_name(&self.app, &media)
                     .map(|name| self.app.links.url(&self.base, &name))
                     .ok();
                 match entry {

@@ -35,6 +35,7 @@ use crate::fields::{Ask, Endpoint};
 use crate::form;
 use crate::images::json_object;
 use crate::metrics::Metrics;
+use crate::store::MediaStore;
 use crate::{App, ServerConfig, ServerError};
 
 pub(crate) use object::video_object;
@@ -68,15 +69,15 @@ impl VideoJobs {
     /// Opens the state (its schema brought up to date) and the server's batch in it.
     pub async fn open(
         config: &ServerConfig,
+        store: &MediaStore,
         generator: MediaGenerator,
         metrics: Metrics,
         stop: CancellationToken,
     ) -> Result<VideoJobs, ServerError> {
-        let location = config.state_location();
+        let location = config.state.clone().unwrap_or_else(|| store.default_state());
         let state = open_state(&location).await?;
-        let output = std::fs::canonicalize(&config.output).unwrap_or_else(|_| config.output.clone());
         let identity = BatchIdentity {
-            key: format!("serve:{}", output.display()),
+            key: format!("serve:{}", store.key()),
             fingerprint: "videos".into(),
             input: "hf-media serve".into(),
         };
@@ -396,7 +397,7 @@ async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<R
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
-    object::remove_files(&app.config.output, &id).await;
+    object::remove_files(&app.store, &id).await;
     Ok(axum::Json(json!({ "id": id, "object": "video.deleted", "deleted": true })).into_response())
 }
 
@@ -426,7 +427,7 @@ async fn content(
         }
     }
     let row = app.videos.state.item(&id).await?.ok_or_else(|| no_video(&id))?;
-    let Some(file) = object::media_file(&app.config.output, &id) else {
+    let Some(name) = object::media_file(&app.store, &id).await? else {
         return Err(ServerError::NotFound {
             message: format!(
                 "video `{id}` has no content yet (status {}): poll GET /v1/videos/{id} until it is completed",
@@ -435,12 +436,7 @@ async fn content(
             param: None,
         });
     };
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("video.mp4")
-        .to_owned();
-    let mut response = crate::media::send_file(&app, request, &file, &name).await?;
+    let mut response = crate::media::serve_stored(&app, request, &name).await?;
     if let Ok(value) = HeaderValue::from_str(&format!("inline; filename=\"{id}.mp4\"")) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
     }

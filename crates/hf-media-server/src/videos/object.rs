@@ -1,14 +1,15 @@
 //! The Video object of a stored job, and the files a job leaves in the output folder.
 
-use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hf_media::{GenerateRequest, GenerationEvent};
 use hf_media_batch::state::{ItemRow, ItemState};
 use serde_json::{Value, json};
 
+use crate::ServerError;
 use crate::fields::VIDEO_FPS;
 use crate::progress::{ACCEPTED, COMPLETED, progress_of};
+use crate::store::MediaStore;
 
 /// Unix milliseconds now.
 pub(crate) fn unix_ms() -> u64 {
@@ -86,33 +87,37 @@ pub(crate) fn video_object(row: &ItemRow, live: Option<u8>, seconds: Option<&str
     })
 }
 
-/// The files of video `id` in `output`: `{id}-0.{ext}` and its sidecar.
-fn files(output: &Path, id: &str) -> Vec<PathBuf> {
+/// The stored files of video `id`: `{id}-0.{ext}` and its sidecar.
+async fn files(store: &MediaStore, id: &str) -> Result<Vec<String>, ServerError> {
     let prefix = format!("{id}-");
-    let Ok(entries) = std::fs::read_dir(output) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|entry| entry.file_name().to_str().is_some_and(|name| name.starts_with(&prefix)))
-        .map(|entry| entry.path())
-        .collect()
+    Ok(store
+        .list(1, Some(&prefix))
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect())
 }
 
-/// The video file of `id`, when it is stored.
-pub(crate) fn media_file(output: &Path, id: &str) -> Option<PathBuf> {
-    files(output, id).into_iter().find(|path| {
-        path.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|ext| hf_media::sink::media_extensions().any(|known| known.eq_ignore_ascii_case(ext)))
-    })
+/// The name of the video file of `id`, when it is stored.
+pub(crate) async fn media_file(store: &MediaStore, id: &str) -> Result<Option<String>, ServerError> {
+    Ok(files(store, id).await?.into_iter().find(|name| {
+        name.rsplit_once('.')
+            .is_some_and(|(_, ext)| hf_media::sink::media_extensions().any(|known| known.eq_ignore_ascii_case(ext)))
+    }))
 }
 
 /// Removes every file of video `id`.
-pub(crate) async fn remove_files(output: &Path, id: &str) {
-    for path in files(output, id) {
-        if let Err(error) = tokio::fs::remove_file(&path).await {
-            tracing::warn!(path = %path.display(), %error, "a deleted video's file could not be removed");
+pub(crate) async fn remove_files(store: &MediaStore, id: &str) {
+    let names = match files(store, id).await {
+        Ok(names) => names,
+        Err(error) => {
+            tracing::warn!(video = id, %error, "a deleted video's files could not be listed");
+            return;
+        }
+    };
+    for name in names {
+        if let Err(error) = store.remove(&name).await {
+            tracing::warn!(video = id, %error, "a deleted video's file could not be removed");
         }
     }
 }
