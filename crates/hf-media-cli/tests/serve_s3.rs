@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../hf-media-sink-object/tests/support/moto.rs"]
+#[allow(dead_code)]
 mod moto;
 #[path = "support/serve.rs"]
 mod serve;

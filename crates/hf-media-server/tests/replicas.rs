@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hf_media_batch::state::StateLocation;
@@ -22,9 +22,9 @@ fn stat(emulator: &Emulator, kind: &str) -> u64 {
 }
 
 /// A replica's configuration: the shared state and folder, a short lease, no grace.
-fn replica(state: &str, output: &PathBuf) -> impl FnOnce(&mut ServerConfig) {
+fn replica(state: &str, output: &Path) -> impl FnOnce(&mut ServerConfig) {
     let state = StateLocation::Postgres(state.to_owned());
-    let output = output.clone();
+    let output = output.to_path_buf();
     move |config| {
         config.state = Some(state);
         config.output = output;
