@@ -166,8 +166,9 @@ pub struct GeneratorConfig {
     /// The router's base URL (default `https://router.huggingface.co`).
     pub router_url: Option<String>,
     /// An emulator of the Hub and every provider (`hf-media emulator`): the Hub, the router and every
-    /// provider's own API are taken from it, a stand-in token is used when none is given, and no provider
-    /// key is read from the environment, so that nothing reaches a real service.
+    /// provider's own API are taken from it, its stand-in token replaces any token given (a real token is
+    /// never sent to it), and no provider key is read from the environment, so that nothing reaches a
+    /// real service.
     pub emulator_url: Option<String>,
     /// OpenAI-images-compatible servers to register as providers.
     pub openai_providers: Vec<OpenAiProviderConfig>,
