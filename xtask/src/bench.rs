@@ -13,6 +13,9 @@
 //! 4. **Batch** (issue 11, `bench/batch.rs`; alone with `cargo xtask bench batch`): `hf-media batch` over
 //!    10,000 items vs `curl --parallel` and a Python thread pool, the resume scan of a finished
 //!    100,000-item state, and peak RSS by batch size.
+//! 5. **Server** (issue 12, `bench/serve.rs`; alone with `cargo xtask bench serve`): `hf-media serve`'s
+//!    `POST /v1/images/generations` at concurrency 1, 64 and 512, provider latency 0 and 1 s, vs g4f's
+//!    API server (`bench/g4f_serve.py`): requests per second, added latency, memory per in-flight request.
 //!
 //! CPU time and peak memory (`ru_maxrss`) come from `wait4` on each child: the OS's own accounting.
 
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod batch;
+mod serve;
 
 const MIB: u64 = 1024 * 1024;
 /// The token given to the emulator (it only checks that one is there).
@@ -127,6 +131,8 @@ pub enum Selection {
     All,
     /// The batch scenarios only (`cargo xtask bench batch`).
     Batch,
+    /// The server scenario only (`cargo xtask bench serve`).
+    Serve,
 }
 
 /// One line of the table.
@@ -710,7 +716,18 @@ pub fn run(root: &Path, cargo: &str, smoke: bool, selection: Selection) -> Resul
     let dir = target.join("bench");
     fresh_dir(&dir)?;
     let bin = target.join("release").join("hf-media");
-    let maker = batch::build_state_maker(root, cargo, &target)?;
+    let runs_batch = matches!(selection, Selection::All | Selection::Batch);
+    let runs_serve = matches!(selection, Selection::All | Selection::Serve);
+    let maker = if runs_batch {
+        Some(batch::build_state_maker(root, cargo, &target)?)
+    } else {
+        None
+    };
+    let loadgen = if runs_serve {
+        Some(serve::build_load_generator(root, cargo, &target)?)
+    } else {
+        None
+    };
     let ctx = Context {
         key_vars: provider_key_vars(&bin)?,
         bin,
@@ -728,8 +745,19 @@ pub fn run(root: &Path, cargo: &str, smoke: bool, selection: Selection) -> Resul
         eprintln!("scenario 3: per-generation overhead");
         rows.extend(overhead(&ctx, sizes, smoke)?);
     }
-    eprintln!("scenario 4: batch");
-    rows.extend(batch::scenarios(&ctx, sizes, smoke, &maker)?);
+    if let Some(maker) = &maker {
+        eprintln!("scenario 4: batch");
+        rows.extend(batch::scenarios(&ctx, sizes, smoke, maker)?);
+    }
+    if let Some(loadgen) = &loadgen {
+        eprintln!("scenario 5: server");
+        let serve_sizes = if smoke {
+            serve::ServeSizes::SMOKE
+        } else {
+            serve::ServeSizes::FULL
+        };
+        rows.extend(serve::scenarios(&ctx, serve_sizes, loadgen)?);
+    }
     Ok(table(&rows))
 }
 

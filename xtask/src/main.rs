@@ -1,9 +1,9 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
 //! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, and every test.
-//! - `cargo xtask bench [batch] [--smoke]`: the performance scenarios (big video, parallel, per-generation
-//!   overhead, batch; `batch`: the batch ones only) side by side with reference clients; prints a Markdown
-//!   table (see `docs/PERFORMANCE.md`).
+//! - `cargo xtask bench [batch|serve] [--smoke]`: the performance scenarios (big video, parallel,
+//!   per-generation overhead, batch, server; `batch`/`serve`: those only) side by side with reference
+//!   clients; prints a Markdown table (see `docs/PERFORMANCE.md`).
 //! - `cargo xtask fuzz [--cases N]`: the property tests of every parser of untrusted input, with many cases.
 
 mod bench;
@@ -55,8 +55,9 @@ fn main() -> ExitCode {
             let selection = match args.iter().find(|a| !a.starts_with("--")).map(String::as_str) {
                 None => bench::Selection::All,
                 Some("batch") => bench::Selection::Batch,
+                Some("serve") => bench::Selection::Serve,
                 Some(other) => {
-                    eprintln!("unknown bench selection `{other}`: cargo xtask bench [batch] [--smoke]");
+                    eprintln!("unknown bench selection `{other}`: cargo xtask bench [batch|serve] [--smoke]");
                     return ExitCode::from(2);
                 }
             };
@@ -114,9 +115,9 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | bench [batch] [--smoke] | fuzz [--cases N] | soak [--generations=N]\n\n  \
+                "usage: cargo xtask ci | bench [batch|serve] [--smoke] | fuzz [--cases N] | soak [--generations=N]\n\n  \
                  ci      format check, clippy (-D warnings) and every test, as CI runs them\n  \
-                 bench   the performance scenarios against the emulator, with reference clients (--smoke: tiny sizes;\n          `bench batch`: the batch scenarios only)\n  \
+                 bench   the performance scenarios against the emulator, with reference clients (--smoke: tiny sizes;\n          `bench batch`, `bench serve`: those scenarios only)\n  \
                  fuzz    the property tests of every parser with many cases (default 20000)\n  \
                  soak    thousands of generations through the emulator with injected faults (default 5000)"
             );
