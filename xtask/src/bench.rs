@@ -574,11 +574,22 @@ fn parallel(ctx: &Context, sizes: Sizes) -> Result<Vec<Row>, String> {
 
 /// The venv's Python with huggingface_hub and Pillow, made if needed; None if it cannot be made.
 fn python_venv(ctx: &Context) -> Option<PathBuf> {
-    let venv = ctx.root.join("target").join("bench-venv");
+    venv(
+        ctx,
+        "bench-venv",
+        "import huggingface_hub, PIL",
+        &["huggingface_hub", "pillow"],
+    )
+}
+
+/// The Python of `target/{name}`, made with `python3 -m venv` and `pip install packages` unless it already
+/// runs `check`; None if it cannot be made.
+fn venv(ctx: &Context, name: &str, check: &str, packages: &[&str]) -> Option<PathBuf> {
+    let venv = ctx.root.join("target").join(name);
     let python = venv.join("bin").join("python");
     let ready = |python: &Path| {
         Command::new(python)
-            .args(["-c", "import huggingface_hub, PIL"])
+            .args(["-c", check])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -586,14 +597,15 @@ fn python_venv(ctx: &Context) -> Option<PathBuf> {
     if ready(&python) {
         return Some(python);
     }
-    eprintln!("  creating {} (huggingface_hub, pillow from PyPI)", venv.display());
+    eprintln!("  creating {} ({} from PyPI)", venv.display(), packages.join(", "));
     let made = Command::new("python3")
         .args(["-m", "venv"])
         .arg(&venv)
         .status()
         .is_ok_and(|s| s.success())
         && Command::new(venv.join("bin").join("pip"))
-            .args(["install", "-q", "huggingface_hub", "pillow"])
+            .args(["install", "-q"])
+            .args(packages)
             .status()
             .is_ok_and(|s| s.success());
     (made && ready(&python)).then_some(python)

@@ -81,7 +81,7 @@ fn text(key: &str, value: &Value) -> Result<Option<String>, ServerError> {
         Value::String(s) => Ok(Some(s.clone())),
         Value::Number(n) => Ok(Some(n.to_string())),
         other => Err(ServerError::BadRequest {
-            message: format!("`{key}` must be a string, not {}", kind(other)),
+            message: format!("`{key}` must be a string, not {}", json_kind(other)),
             param: Some(key.to_owned()),
         }),
     }
@@ -95,14 +95,15 @@ fn string(key: &str, value: &Value) -> Result<Option<String>, ServerError> {
         other => Err(ServerError::BadRequest {
             message: format!(
                 "`{key}` must be a string, not {}: send the text, such as \"{key}\": \"a red fox\"",
-                kind(other)
+                json_kind(other)
             ),
             param: Some(key.to_owned()),
         }),
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What a JSON value is, for messages (`a string`, `an array`, …).
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -137,7 +138,7 @@ fn number(key: &str, value: &Value) -> Result<Option<f64>, ServerError> {
 fn describe(value: &Value) -> String {
     match value {
         Value::String(s) => format!("\"{}\"", s.chars().take(40).collect::<String>()),
-        other => kind(other).to_owned(),
+        other => json_kind(other).to_owned(),
     }
 }
 

@@ -34,7 +34,8 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String, ServerError> {
     Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn unix_now() -> u64 {
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

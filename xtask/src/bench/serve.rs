@@ -353,37 +353,10 @@ fn start_serve(ctx: &Context, hub: &str, router: &str, out: &Path) -> Result<Ser
 
 /// The venv's Python with g4f and its API server's packages, made if needed.
 fn g4f_venv(ctx: &Context) -> Result<PathBuf, String> {
-    let venv = ctx.root.join("target").join("g4f-venv");
-    let python = venv.join("bin").join("python");
     let check = format!("import importlib.metadata as m, fastapi, uvicorn; assert m.version('g4f') == '{G4F_VERSION}'");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", &check])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ready(&python) {
-        return Ok(python);
-    }
-    eprintln!("  creating {} (g4f[api]=={G4F_VERSION} from PyPI)", venv.display());
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new(venv.join("bin").join("pip"))
-            .args(["install", "-q", &format!("g4f[api]=={G4F_VERSION}")])
-            .status()
-            .is_ok_and(|s| s.success());
-    if made && ready(&python) {
-        Ok(python)
-    } else {
-        Err(format!(
-            "`pip install g4f[api]=={G4F_VERSION}` into {} failed",
-            venv.display()
-        ))
-    }
+    let package = format!("g4f[api]=={G4F_VERSION}");
+    super::venv(ctx, "g4f-venv", &check, &[&package])
+        .ok_or_else(|| format!("`pip install {package}` into target/g4f-venv failed"))
 }
 
 /// g4f's API server (`bench/g4f_serve.py`), HuggingFaceMedia pointed at the emulator.

@@ -2,19 +2,14 @@
 //! `model`, `provider`, `size`, `output_format`, and the seeds, so that a caller can make a media again.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use hf_media::GeneratedMedia;
 use serde_json::{Value, json};
 
 use crate::fields::{Ask, ResponseFormat};
+use crate::links::unix_now;
 use crate::{App, ServerError};
-
-/// Unix seconds now.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 /// The name media is served under (`/media/{name}`): its name in the output.
 pub(crate) fn media_name(app: &App, media: &GeneratedMedia) -> Result<String, ServerError> {

@@ -7,7 +7,7 @@ mod answer;
 mod stream;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,7 +18,7 @@ use futures::StreamExt;
 use hf_media::{GenerateRequest, GenerationEvent, MediaInput, RunOptions, Task};
 use serde_json::{Map, Value};
 
-use crate::fields::{Ask, Endpoint};
+use crate::fields::{Ask, Endpoint, json_kind};
 use crate::{App, ServerError};
 
 pub(crate) use answer::media_name;
@@ -70,23 +70,12 @@ pub(crate) fn json_object(
     }
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Array(_) => "an array",
-        Value::String(_) => "a string",
-        Value::Number(_) => "a number",
-        Value::Bool(_) => "a boolean",
-        Value::Null => "null",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// The sink key prefix of a request's media: `{unix}_{prompt slug}_{128 random bits}`; generation `i`
 /// is stored at `{prefix}-{i}.{ext}`. The random part makes media URLs unguessable.
 pub(crate) fn media_prefix(prompt: &str) -> Result<String, ServerError> {
-    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Ok(format!(
-        "{unix}_{}_{}",
+        "{}_{}_{}",
+        crate::links::unix_now(),
         hf_media::sink::prompt_slug(prompt),
         crate::links::random_hex(16)?
     ))

@@ -19,9 +19,10 @@ use hf_media::{GenerationEvent, GenerationStream};
 use serde_json::{Value, json};
 
 use super::Operation;
-use super::answer::{image_entry, output_format, unix_now};
+use super::answer::{image_entry, output_format};
 use crate::fields::{Ask, ResponseFormat};
 use crate::limits::Held;
+use crate::links::unix_now;
 use crate::progress::progress_of;
 use crate::{App, ServerError};
 
