@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, PutMode, PutMultipartOptions, PutOptions, PutPayload};
+use object_store::{Attribute, Attributes, ObjectStoreExt as _, PutMode, PutMultipartOptions, PutOptions, PutPayload};
 
 use hf_media_sink::{
     ByteStream, MediaFormat, MediaIntake, MediaKey, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia,
@@ -92,6 +92,20 @@ fn content_type(mime: &'static str) -> Attributes {
     [(Attribute::ContentType, mime)].into_iter().collect()
 }
 
+/// How a put treats an object already at its key.
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    /// Never overwrites where the store can refuse to (`PutMode::Create`); where it cannot, the
+    /// unique name alone keeps objects apart.
+    Create,
+    /// Never overwrites: `PutMode::Create`, or where the store cannot, a `HEAD` first (a fresh
+    /// key's objects; racy there, but a fresh key is not shared).
+    CreateChecked,
+    /// Overwrites (`PutMode::Overwrite`, a keyed store); once it wrote, undoing the store deletes
+    /// these objects too.
+    Replace(&'a [Path]),
+}
+
 /// The objects of a keyed store.
 struct AtKey {
     /// `{prefix}/{key}.{ext}`.
@@ -99,11 +113,13 @@ struct AtKey {
     /// `{prefix}/{key}.json`.
     sidecar: Path,
     /// `{prefix}/{key}.{other}` for every other media extension: removed once the media is
-    /// published, so that a key never holds two media.
+    /// published, so that a key never holds two media. None for a fresh key.
     others: Vec<Path>,
     /// What undoing the store deletes too once the media may have replaced the key's previous one:
-    /// the other formats, and the sidecar when sidecars are written.
+    /// the other formats, and the sidecar when sidecars are written. None for a fresh key.
     cleared: Vec<Path>,
+    /// Whether the key is fresh: its objects are created, never replaced.
+    fresh: bool,
 }
 
 impl ObjectSink {
@@ -129,12 +145,13 @@ impl ObjectSink {
     /// The objects of a store at `key` of a `.{extension}` media.
     fn at_key(&self, key: &MediaKey, extension: &str) -> AtKey {
         let sidecar = self.key_path(key, "json");
+        let fresh = key.is_fresh();
         let others: Vec<Path> = media_extensions()
-            .filter(|other| *other != extension)
+            .filter(|other| !fresh && *other != extension)
             .map(|other| self.key_path(key, other))
             .collect();
         let mut cleared = others.clone();
-        if self.sidecar {
+        if self.sidecar && !fresh {
             cleared.push(sidecar.clone());
         }
         AtKey {
@@ -142,13 +159,20 @@ impl ObjectSink {
             sidecar,
             others,
             cleared,
+            fresh,
         }
     }
 
-    /// Puts `payload` at `key` without overwriting anything (`PutMode::Create`), falling back to a
-    /// plain put (and to no `Content-Type`) for stores that support neither. With `replacing`, a
-    /// keyed store's put: overwrites (`PutMode::Overwrite`), and once it wrote, undoing the store
-    /// deletes the objects of `replacing` too.
+    /// The error of a fresh `key` whose object `taken` is already there.
+    fn key_taken(&self, key: Option<&MediaKey>, taken: &Path) -> SinkError {
+        SinkError::KeyTaken {
+            key: key.map(ToString::to_string).unwrap_or_default(),
+            taken: self.uri_of(taken),
+        }
+    }
+
+    /// Puts `payload` at `key` as `mode` says, falling back to no `Content-Type` for stores that
+    /// take none.
     async fn put_object(
         &self,
         guard: &mut Guard,
@@ -156,10 +180,17 @@ impl ObjectSink {
         payload: PutPayload,
         mime: &'static str,
         doing: &str,
-        replacing: Option<&[Path]>,
+        mode: Mode<'_>,
     ) -> Result<Put, SinkError> {
+        let replacing = match mode {
+            Mode::Replace(also) => Some(also),
+            Mode::Create | Mode::CreateChecked => None,
+        };
         loop {
             let create = replacing.is_none() && self.create_supported();
+            if !create && matches!(mode, Mode::CreateChecked) && self.exists(key, doing).await? {
+                return Ok(Put::Taken);
+            }
             let with_type = self.attributes_supported();
             let opts = PutOptions {
                 mode: if create { PutMode::Create } else { PutMode::Overwrite },
@@ -192,45 +223,55 @@ impl ObjectSink {
         }
     }
 
-    /// Writes `record` as the sidecar at `key`: never overwriting, or (`replace`, a keyed store)
-    /// overwriting.
+    /// Whether an object is at `key` (a `HEAD`).
+    async fn exists(&self, key: &Path, doing: &str) -> Result<bool, SinkError> {
+        match self.store.head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(doing, key, &e)),
+        }
+    }
+
+    /// Writes `record` as the sidecar at `key`, as `mode` says.
     async fn put_sidecar(
         &self,
         guard: &mut Guard,
         key: &Path,
         record: &MediaRecord,
-        replace: bool,
+        mode: Mode<'_>,
     ) -> Result<Put, SinkError> {
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| SinkError::backend(format!("could not serialize the media record: {e}"), false))?;
-        let replacing = replace.then_some(&[][..]);
-        self.put_object(
-            guard,
-            key,
-            json.into(),
-            "application/json",
-            "writing the sidecar",
-            replacing,
-        )
-        .await
+        self.put_object(guard, key, json.into(), "application/json", "writing the sidecar", mode)
+            .await
     }
 
     /// The end of a keyed store, once its media is published: removes the key's media of other
-    /// formats, then writes the sidecar over the key's. Returns the sidecar's path, if written.
+    /// formats, then writes the sidecar over the key's (a fresh key: creates it, and has no other
+    /// format). Returns the sidecar's path, if written.
     async fn finish_at_key(
         &self,
         guard: &mut Guard,
         at: &AtKey,
         record: &MediaRecord,
     ) -> Result<Option<Path>, SinkError> {
-        delete_all(self.store.as_ref(), at.others.clone())
-            .await
-            .map_err(|e| self.error("removing the other formats of", &at.media, &e))?;
+        if !at.others.is_empty() {
+            delete_all(self.store.as_ref(), at.others.clone())
+                .await
+                .map_err(|e| self.error("removing the other formats of", &at.media, &e))?;
+        }
         if !self.sidecar {
             return Ok(None);
         }
-        self.put_sidecar(guard, &at.sidecar, record, true).await?;
-        Ok(Some(at.sidecar.clone()))
+        let mode = if at.fresh {
+            Mode::CreateChecked
+        } else {
+            Mode::Replace(&[])
+        };
+        match self.put_sidecar(guard, &at.sidecar, record, mode).await? {
+            Put::Done => Ok(Some(at.sidecar.clone())),
+            Put::Taken => Err(self.key_taken(record.key.as_ref(), &at.sidecar)),
+        }
     }
 
     /// Opens a multipart upload at `key`; the guard holds it afterwards.
@@ -274,8 +315,17 @@ impl ObjectSink {
     ) -> Result<(Path, Option<Path>), SinkError> {
         if let Some(key) = &record.key {
             let at = self.at_key(key, format.extension);
-            self.put_object(guard, &at.media, payload, format.mime, "storing", Some(&at.cleared))
-                .await?;
+            let mode = if at.fresh {
+                Mode::CreateChecked
+            } else {
+                Mode::Replace(&at.cleared)
+            };
+            if let Put::Taken = self
+                .put_object(guard, &at.media, payload, format.mime, "storing", mode)
+                .await?
+            {
+                return Err(self.key_taken(Some(key), &at.media));
+            }
             record.timings.store_ms = millis(started);
             let sidecar = self.finish_at_key(guard, &at, record).await?;
             return Ok((at.media, sidecar));
@@ -284,7 +334,7 @@ impl ObjectSink {
             let stem = Self::stem(record);
             let key = self.key(&stem, format.extension);
             if let Put::Taken = self
-                .put_object(guard, &key, payload.clone(), format.mime, "storing", None)
+                .put_object(guard, &key, payload.clone(), format.mime, "storing", Mode::Create)
                 .await?
             {
                 continue;
@@ -294,7 +344,7 @@ impl ObjectSink {
                 return Ok((key, None));
             }
             let sidecar = self.key(&stem, "json");
-            match self.put_sidecar(guard, &sidecar, record, false).await? {
+            match self.put_sidecar(guard, &sidecar, record, Mode::Create).await? {
                 Put::Done => return Ok((key, Some(sidecar))),
                 // Delete the media just stored, and take another name.
                 Put::Taken => guard.undo_now().await,
@@ -368,7 +418,7 @@ impl ObjectSink {
             self.finish_at_key(guard, at, record).await?
         } else if self.sidecar {
             let sidecar = self.key(&stem, "json");
-            match self.put_sidecar(guard, &sidecar, record, false).await? {
+            match self.put_sidecar(guard, &sidecar, record, Mode::Create).await? {
                 Put::Done => Some(sidecar),
                 Put::Taken => {
                     return Err(SinkError::backend(

@@ -562,6 +562,57 @@ pub async fn failed_keyed_store_keeps_the_key_as_it_was(
     stored
 }
 
+/// A PNG at a [fresh](MediaKey::fresh) key (a new random one at each call), then another at the
+/// same fresh key: the first lands at the key (`count` grows), the second fails with
+/// [`SinkError::KeyTaken`] and changes nothing (a file location still holds the first PNG and its
+/// sidecar). Returns the first store's answer.
+pub async fn fresh_key_is_created_never_replaced(sink: &dyn MediaSink, count: impl Fn() -> usize) -> StoredMedia {
+    let key = format!("conformance/fresh-{:016x}", fastrand::u64(..));
+    let fresh = |prompt: &str| {
+        let mut record = keyed_record(prompt, &key);
+        record.key = record.key.map(MediaKey::fresh);
+        record
+    };
+    let before = count();
+    let png = tiny_png();
+    let record = fresh("the only take");
+    let stored = sink
+        .store(stream_of(chunked(&png, 7)), record.clone())
+        .await
+        .unwrap_or_else(|e| panic!("storing a PNG at the fresh key {key} failed: {e}"));
+    check_stored(&stored, &png, &record, "png", MediaKind::Image);
+    check_at_key(&stored, &key, "png");
+    let after = count();
+    assert!(after > before, "a store at a fresh key adds a media");
+
+    let mut other = tiny_png();
+    other.extend_from_slice(b"another take");
+    let again = sink.store(stream_of(vec![other]), fresh("another take")).await;
+    match &again {
+        Err(SinkError::KeyTaken { key: taken_key, taken }) => {
+            assert_eq!(taken_key, &key, "KeyTaken names the key");
+            assert!(!taken.is_empty(), "KeyTaken says what holds the key");
+        }
+        other => panic!("a second store at the fresh key {key} must fail with KeyTaken, got {other:?}"),
+    }
+    assert_eq!(count(), after, "a refused fresh store adds nothing");
+    if let MediaLocation::File(path) = &stored.location {
+        let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
+        assert_eq!(on_disk, png, "{} must still hold the first PNG", path.display());
+    }
+    if let Some(MediaLocation::File(path)) = &stored.sidecar {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
+        let back: MediaRecord = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            back.prompt,
+            "the only take",
+            "{} must still be the first sidecar",
+            path.display()
+        );
+    }
+    stored
+}
+
 /// Runs every check above except [`rejects_oversized`] (which needs a
 /// configured limit).
 pub async fn run_all(sink: &dyn MediaSink, count: impl Fn() -> usize) {
@@ -576,4 +627,5 @@ pub async fn run_all(sink: &dyn MediaSink, count: impl Fn() -> usize) {
     keyed_store_lands_at_key_and_replaces(sink, &count).await;
     keyed_store_of_another_format_replaces(sink, &count).await;
     failed_keyed_store_keeps_the_key_as_it_was(sink, &count).await;
+    fresh_key_is_created_never_replaced(sink, &count).await;
 }

@@ -87,6 +87,22 @@ pub enum SinkError {
         /// Which rule it breaks.
         reason: String,
     },
+
+    /// A [fresh](crate::MediaKey::fresh) key already held a media or a sidecar: the caller promised
+    /// a new name and the sink found one taken. What was there is left untouched and nothing of this
+    /// store remains. Not retryable with the same key: make another fresh key (with new random
+    /// bits), or use a plain key to replace what is there.
+    #[error(
+        "the fresh media key {} is already taken ({taken}); nothing was replaced: store under a new key, \
+         or under a key that is not fresh to replace it",
+        crate::key::shown(key)
+    )]
+    KeyTaken {
+        /// The key.
+        key: String,
+        /// What holds the name: a path, an object URI or an entry.
+        taken: String,
+    },
 }
 
 impl SinkError {
@@ -116,7 +132,8 @@ impl SinkError {
             | Self::UnrecognizedMedia { .. }
             | Self::TooLarge { .. }
             | Self::Io { .. }
-            | Self::InvalidKey { .. } => false,
+            | Self::InvalidKey { .. }
+            | Self::KeyTaken { .. } => false,
         }
     }
 
@@ -175,6 +192,14 @@ mod tests {
         assert!(!SinkError::TooLarge { limit: 1 }.is_retryable());
         assert!(!SinkError::UnrecognizedMedia { head: String::new() }.is_retryable());
         assert!(!crate::MediaKey::new("../x").expect_err("invalid").is_retryable());
+        let taken = SinkError::KeyTaken {
+            key: "k".into(),
+            taken: "/out/k.png".into(),
+        };
+        assert!(!taken.is_retryable());
+        let message = taken.to_string();
+        assert!(message.contains("\"k\"") && message.contains("/out/k.png"), "{message}");
+        assert!(message.contains("new key"), "{message}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use tempfile::{Builder, TempPath};
 
+use crate::folder_sync::sync_folder;
 use crate::{
     ByteStream, MediaIntake, MediaKey, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_extensions,
     media_file_stem, millis,
@@ -48,16 +49,24 @@ const SPILL_BYTES: usize = 1024 * 1024;
 ///   temporary file is made in that folder and renamed *over* a media already there, so readers
 ///   see the old file or the new one, never a partial one; the sidecar likewise. A media of
 ///   another format at that key (`{key}.png` for JPEG bytes) is then removed: a key never holds
-///   two media. A store failing before the rename leaves the key as it was.
+///   two media. A store failing before the rename leaves the key as it was. A
+///   [fresh](MediaKey::fresh) key is created instead, never replacing: no other format is looked
+///   for, and a taken media or sidecar name is [`SinkError::KeyTaken`].
 /// - **Sidecar** (on by default): `{same stem}.json`, the pretty-printed
 ///   [`MediaRecord`] with the measured `timings.store_ms`, also written
-///   atomically (temporary file, sync, rename), right after the media is
-///   published (so a folder watcher may see the media a moment before its
-///   sidecar); [`StoredMedia::sidecar`] is its [`MediaLocation::File`]. If it
-///   cannot be written, the media is removed again and the store fails.
+///   atomically: to its own temporary file, synced while the media's is, and
+///   renamed into place right after the media (so a folder watcher may see the
+///   media a moment before its sidecar); [`StoredMedia::sidecar`] is its
+///   [`MediaLocation::File`]. If it cannot be put in place, the media is
+///   removed again and the store fails.
+/// - **Durable**: the media and the sidecar are synced before their renames,
+///   the folder after them. Concurrent stores into one folder share the folder's
+///   syncs (one sync covers every rename made before it began), so that under
+///   load a store costs two file syncs and a fraction of a folder sync.
 /// - **Timing**: `timings.store_ms` is the time from the call of `store` to
-///   the media being in place (receiving, writing, syncing, renaming), the
-///   same in the returned record and in the sidecar.
+///   the last byte received (a large media being written meanwhile); the syncs
+///   and renames that follow are not in it. The same in the returned record and
+///   in the sidecar.
 #[derive(Debug, Clone)]
 pub struct FileSink {
     dir: PathBuf,
@@ -240,22 +249,22 @@ fn temp_builder(suffix: &'static str) -> Builder<'static, 'static> {
     builder
 }
 
-/// Writes `json` to `path` atomically: never replacing an existing file, or (`replace`) renaming
-/// over it, so that readers see the old file or the new one.
-fn write_sidecar(dir: &Path, path: &Path, json: &[u8], replace: bool) -> io::Result<()> {
-    let mut tmp = temp_builder(".json.part").tempfile_in(dir)?;
-    tmp.write_all(json)?;
-    tmp.as_file().sync_all()?;
+/// Writes the sidecar's `json` to a temporary file in `dir` (created if missing, with the folders
+/// above it up to `root`) and syncs it: what the store renames to the sidecar's name once the media
+/// is published.
+fn prepare_sidecar(root: &Path, dir: &Path, json: &[u8]) -> Result<TempPath, SinkError> {
+    create_folder(root, dir).map_err(|e| SinkError::io(dir, e))?;
+    let mut tmp = temp_builder(".json.part")
+        .tempfile_in(dir)
+        .map_err(|e| SinkError::io(dir, e))?;
     // On failure the temporary file is dropped, hence deleted.
-    let persisted = if replace {
-        tmp.persist(path)
-    } else {
-        tmp.persist_noclobber(path)
-    };
-    persisted.map(drop).map_err(|e| e.error)
+    tmp.write_all(json)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| SinkError::io(tmp.path(), e))?;
+    Ok(tmp.into_temp_path())
 }
 
-/// Best effort: makes the renames durable.
+/// Syncs the folder `dir` itself now (best effort): makes the entries just made in it durable.
 fn sync_dir(dir: &Path) {
     #[cfg(unix)]
     if let Ok(d) = std::fs::File::open(dir) {
@@ -322,15 +331,14 @@ fn taken(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
-/// Names the media, renames it into place, measures `store_ms` into `record`, then writes the sidecar
-/// (when `sidecar` is set). A stem whose media or sidecar name is taken is skipped for a fresh one.
+/// Names the media, renames it into place, then renames the prepared `sidecar` next to it. A stem
+/// whose media or sidecar name is taken is skipped for a fresh one.
 fn place(
     dir: &Path,
     mut temp: TempPath,
+    mut sidecar: Option<TempPath>,
     extension: &str,
-    record: &mut MediaRecord,
-    sidecar: bool,
-    started: Instant,
+    prompt: &str,
 ) -> Result<Placed, SinkError> {
     let unix_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -338,18 +346,24 @@ fn place(
         .unwrap_or(0);
     let mut last_taken = None;
     for _ in 0..NAME_ATTEMPTS {
-        let stem = media_file_stem(&record.prompt, unix_secs);
+        let stem = media_file_stem(prompt, unix_secs);
         let media = dir.join(format!("{stem}.{extension}"));
-        let sidecar_path = sidecar.then(|| dir.join(format!("{stem}.json")));
+        let sidecar_path = dir.join(format!("{stem}.json"));
         // The media is published first, so its sidecar name must be free beforehand.
-        if let Some(path) = sidecar_path.as_ref().filter(|p| taken(p)) {
-            last_taken = Some(path.clone());
+        if sidecar.is_some() && taken(&sidecar_path) {
+            last_taken = Some(sidecar_path);
             continue;
         }
-        match publish(dir, temp, media, sidecar_path, record, started)? {
+        let with_sidecar = sidecar.take().map(|temp| (temp, sidecar_path));
+        match publish(dir, temp, media, with_sidecar)? {
             Published::Placed(placed) => return Ok(placed),
-            Published::Taken { temp: back, name } => {
+            Published::Taken {
+                temp: back,
+                sidecar: sidecar_back,
+                name,
+            } => {
                 temp = back;
+                sidecar = sidecar_back;
                 last_taken = Some(name);
             }
         }
@@ -369,30 +383,31 @@ fn place(
 enum Published {
     /// The media (and its sidecar) are in place.
     Placed(Placed),
-    /// `name` was taken: nothing was published, the temporary file is handed back.
+    /// `name` was taken: nothing was published, the temporary files are handed back.
     Taken {
         /// The media's temporary file, still hidden.
         temp: TempPath,
+        /// The sidecar's temporary file, still hidden.
+        sidecar: Option<TempPath>,
         /// The name that was taken.
         name: PathBuf,
     },
 }
 
-/// Renames `temp` to `media` (never replacing a file), which publishes the media; then sets
-/// `record.timings.store_ms` and writes the sidecar at `sidecar`. If the sidecar cannot be written,
-/// the media is removed again: on error nothing remains.
+/// Renames `temp` to `media` (never replacing a file), which publishes the media; then renames the
+/// prepared sidecar to its name (never replacing either) and makes both durable. If the sidecar
+/// cannot be renamed, the media is removed again: on error nothing remains.
 fn publish(
     dir: &Path,
     temp: TempPath,
     media: PathBuf,
-    sidecar: Option<PathBuf>,
-    record: &mut MediaRecord,
-    started: Instant,
+    sidecar: Option<(TempPath, PathBuf)>,
 ) -> Result<Published, SinkError> {
     if let Err(e) = temp.persist_noclobber(&media) {
         if e.error.kind() == io::ErrorKind::AlreadyExists {
             return Ok(Published::Taken {
                 temp: e.path,
+                sidecar: sidecar.map(|(temp, _)| temp),
                 name: media,
             });
         }
@@ -405,48 +420,74 @@ fn publish(
         also: Vec::new(),
         armed: true,
     };
-    sync_dir(dir);
-    record.timings.store_ms = millis(started.elapsed());
-    if let Some(path) = sidecar {
-        let json = serde_json::to_vec_pretty(record).map_err(|e| SinkError::io(&path, io::Error::other(e)))?;
-        write_sidecar(dir, &path, &json, false).map_err(|e| SinkError::io(&path, e))?;
+    if let Some((temp, path)) = sidecar {
+        // On failure the temporary file is dropped, hence deleted.
+        temp.persist_noclobber(&path)
+            .map_err(|e| SinkError::io(&path, e.error))?;
         placed.sidecar = Some(path);
-        sync_dir(dir);
     }
+    sync_folder(dir);
     Ok(Published::Placed(placed))
 }
 
-/// A keyed store: renames `temp` over `{dir}/{name}.{extension}` (readers see the old file or the
-/// new one), measures `store_ms` into `record`, removes the key's media of other formats
-/// (`{name}.png` when this one is a `.jpg`), then writes the sidecar over `{dir}/{name}.json`
-/// (when `sidecar` is set). On an error after the rename, or if the returned value is dropped
-/// before being handed over, everything at the key is removed: the previous media was replaced
-/// already.
+/// A keyed store: publishes `temp` at `{dir}/{name}.{extension}` and the prepared `sidecar` at
+/// `{dir}/{name}.json`, `name` being the key's name, and makes them durable.
+///
+/// A key that is not [fresh](MediaKey::fresh) is replaced: the media renamed over what is there
+/// (readers see the old file or the new one), the key's media of other formats removed (`{name}.png`
+/// when this one is a `.jpg`), the sidecar renamed over the key's. On an error after the media's
+/// rename, or if the returned value is dropped before being handed over, everything at the key is
+/// removed: the previous media was replaced already.
+///
+/// A fresh key is created: neither rename replaces anything (a taken name is
+/// [`SinkError::KeyTaken`], and what holds it is left alone), and no other format is looked for.
 fn place_at_key(
     dir: &Path,
     temp: TempPath,
-    name: &str,
+    sidecar: Option<TempPath>,
+    key: &MediaKey,
     extension: &str,
-    record: &mut MediaRecord,
-    sidecar: bool,
-    started: Instant,
 ) -> Result<Placed, SinkError> {
+    let name = key.name();
     let media = dir.join(format!("{name}.{extension}"));
-    let others: Vec<PathBuf> = media_extensions()
-        .filter(|other| *other != extension)
-        .map(|other| dir.join(format!("{name}.{other}")))
-        .collect();
-    let sidecar_path = sidecar.then(|| dir.join(format!("{name}.json")));
+    let sidecar_path = dir.join(format!("{name}.json"));
+    let fresh = key.is_fresh();
+    let failed = |path: &Path, error: io::Error| {
+        if fresh && error.kind() == io::ErrorKind::AlreadyExists {
+            SinkError::KeyTaken {
+                key: key.as_str().to_owned(),
+                taken: path.display().to_string(),
+            }
+        } else {
+            SinkError::io(path, error)
+        }
+    };
+    let others: Vec<PathBuf> = if fresh {
+        Vec::new()
+    } else {
+        media_extensions()
+            .filter(|other| *other != extension)
+            .map(|other| dir.join(format!("{name}.{other}")))
+            .collect()
+    };
     // On failure the temporary file is dropped, hence deleted, and the key is untouched.
-    temp.persist(&media).map_err(|e| SinkError::io(&media, e.error))?;
+    let renamed = if fresh {
+        temp.persist_noclobber(&media)
+    } else {
+        temp.persist(&media)
+    };
+    renamed.map_err(|e| failed(&media, e.error))?;
     let mut placed = Placed {
         media,
         sidecar: None,
-        also: others.iter().cloned().chain(sidecar_path.clone()).collect(),
+        also: others
+            .iter()
+            .cloned()
+            .chain(sidecar.is_some().then(|| sidecar_path.clone()))
+            .filter(|_| !fresh)
+            .collect(),
         armed: true,
     };
-    sync_dir(dir);
-    record.timings.store_ms = millis(started.elapsed());
     for other in &others {
         match std::fs::symlink_metadata(other) {
             Ok(meta) if !meta.is_dir() => match std::fs::remove_file(other) {
@@ -458,12 +499,16 @@ fn place_at_key(
             _ => {}
         }
     }
-    if let Some(path) = sidecar_path {
-        let json = serde_json::to_vec_pretty(record).map_err(|e| SinkError::io(&path, io::Error::other(e)))?;
-        write_sidecar(dir, &path, &json, true).map_err(|e| SinkError::io(&path, e))?;
-        placed.sidecar = Some(path);
+    if let Some(temp) = sidecar {
+        let renamed = if fresh {
+            temp.persist_noclobber(&sidecar_path)
+        } else {
+            temp.persist(&sidecar_path)
+        };
+        renamed.map_err(|e| failed(&sidecar_path, e.error))?;
+        placed.sidecar = Some(sidecar_path);
     }
-    sync_dir(dir);
+    sync_folder(dir);
     Ok(placed)
 }
 
@@ -516,28 +561,44 @@ impl MediaSink for FileSink {
             Some(write) => Some(finish_write(&dir, temp.as_ref(), write).await?),
             None => None,
         };
+        record.timings.store_ms = millis(started.elapsed());
 
+        // The media's last bytes are written and synced to its temporary file while the sidecar is
+        // written and synced to its own, in two blocking tasks; then one more renames both into place
+        // and syncs the folder. If this future is dropped meanwhile, the tasks still end, and their
+        // unclaimed outputs (temporary paths, the `Placed` guard) are dropped by the runtime, which
+        // removes the files.
+        let media_file = {
+            let (temp_root, temp_dir) = (root.clone(), dir.clone());
+            blocking(&dir, move || {
+                let (file, temp) = match (spilled, temp) {
+                    (Some(file), Some(temp)) => (file, temp),
+                    _ => create_temp(&temp_root, &temp_dir)?,
+                };
+                let write_err = |e| SinkError::io(temp.to_path_buf(), e);
+                let file = write_batch(file, &pending).map_err(write_err)?;
+                file.sync_all().map_err(write_err)?;
+                Ok(temp)
+            })
+        };
+        let sidecar_file = async {
+            if !self.sidecar {
+                return Ok(None);
+            }
+            let json = serde_json::to_vec_pretty(&record).map_err(|e| SinkError::io(&dir, io::Error::other(e)))?;
+            let (sidecar_root, sidecar_dir) = (root.clone(), dir.clone());
+            blocking(&dir, move || prepare_sidecar(&sidecar_root, &sidecar_dir, &json))
+                .await
+                .map(Some)
+        };
+        let (temp, sidecar_temp) = futures::future::try_join(media_file, sidecar_file).await?;
         let extension = format.extension;
-        let sidecar = self.sidecar;
+        let key = record.key.clone();
+        let prompt = record.prompt.clone();
         let place_dir = dir.clone();
-        let name = record.key.as_ref().map(|key| key.name().to_owned());
-        // Writing, syncing, renaming and the sidecar run in one blocking task. If this future is dropped
-        // meanwhile, the task still ends, and its unclaimed output (the `Placed` guard) is dropped by the
-        // runtime, which removes the media and its sidecar.
-        let (placed, record) = blocking(&dir, move || {
-            let (file, temp) = match (spilled, temp) {
-                (Some(file), Some(temp)) => (file, temp),
-                _ => create_temp(&root, &place_dir)?,
-            };
-            let write_err = |e| SinkError::io(temp.to_path_buf(), e);
-            let file = write_batch(file, &pending).map_err(write_err)?;
-            file.sync_all().map_err(write_err)?;
-            drop(file);
-            let placed = match &name {
-                Some(name) => place_at_key(&place_dir, temp, name, extension, &mut record, sidecar, started)?,
-                None => place(&place_dir, temp, extension, &mut record, sidecar, started)?,
-            };
-            Ok((placed, record))
+        let placed = blocking(&dir, move || match &key {
+            Some(key) => place_at_key(&place_dir, temp, sidecar_temp, key, extension),
+            None => place(&place_dir, temp, sidecar_temp, extension, &prompt),
         })
         .await?;
         let (path, sidecar) = placed.hand_over();
@@ -689,25 +750,27 @@ mod tests {
             .tempfile_in(tmp.path())
             .expect("temp")
             .into_temp_path();
-        let mut record = record("p");
+        let sidecar_temp = prepare_sidecar(tmp.path(), tmp.path(), b"{}").expect("sidecar temp");
         let sidecar = tmp.path().join("taken.json");
-        match publish(
-            tmp.path(),
-            temp,
-            taken.clone(),
-            Some(sidecar.clone()),
-            &mut record,
-            Instant::now(),
-        ) {
-            Ok(Published::Taken { temp, name }) => {
+        match publish(tmp.path(), temp, taken.clone(), Some((sidecar_temp, sidecar.clone()))) {
+            Ok(Published::Taken {
+                temp,
+                sidecar: Some(sidecar_temp),
+                name,
+            }) => {
                 assert_eq!(name, taken);
                 assert!(temp.exists(), "the temporary file is kept for the next name");
+                assert!(sidecar_temp.exists(), "and the sidecar's");
             }
             other => panic!("expected Taken, got {other:?}"),
         }
         assert_eq!(std::fs::read(&taken).expect("read"), b"someone else's");
         assert!(!sidecar.exists());
-        assert_eq!(listing(tmp.path()), vec!["taken.png".to_owned()]);
+        assert_eq!(
+            listing(tmp.path()),
+            vec!["taken.png".to_owned()],
+            "the temporary files went with their paths"
+        );
     }
 
     #[test]
@@ -720,14 +783,12 @@ mod tests {
         let mut temp = temp_builder(".part").tempfile_in(tmp.path()).expect("temp");
         temp.write_all(PNG).expect("write");
         let media = tmp.path().join("m.png");
-        let mut record = record("p");
+        let sidecar_temp = prepare_sidecar(tmp.path(), tmp.path(), b"{}").expect("sidecar temp");
         let err = publish(
             tmp.path(),
             temp.into_temp_path(),
             media.clone(),
-            Some(sidecar.clone()),
-            &mut record,
-            Instant::now(),
+            Some((sidecar_temp, sidecar.clone())),
         )
         .expect_err("the sidecar name is taken");
         match &err {
@@ -970,8 +1031,10 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let taken = tmp.path().join("taken.json");
         std::fs::write(&taken, b"original").expect("write");
-        let err = write_sidecar(tmp.path(), &taken, b"{}", false).expect_err("must not overwrite");
-        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        let sidecar_temp = prepare_sidecar(tmp.path(), tmp.path(), b"{}").expect("sidecar temp");
+        let err = sidecar_temp.persist_noclobber(&taken).expect_err("must not overwrite");
+        assert_eq!(err.error.kind(), io::ErrorKind::AlreadyExists);
+        drop(err);
         assert_eq!(std::fs::read(&taken).expect("read"), b"original");
         assert_eq!(listing(tmp.path()), vec!["taken.json".to_owned()]);
     }
@@ -1126,6 +1189,76 @@ mod tests {
         assert_eq!(listing(tmp.path()), ["blocked", "s"]);
     }
 
+    fn fresh(prompt: &str, key: &str) -> MediaRecord {
+        MediaRecord {
+            key: Some(MediaKey::new(key).expect("a valid key").fresh()),
+            ..record(prompt)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_key_is_created_and_never_replaces() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(tmp.path());
+        // A fresh key looks for no other format: what a lying caller left there stays.
+        std::fs::write(tmp.path().join("k.webp"), b"not looked for").expect("write");
+        let stored = sink
+            .store(chunks(vec![PNG.to_vec()]), fresh("made", "k"))
+            .await
+            .expect("stored");
+        assert_eq!(stored.location, MediaLocation::File(tmp.path().join("k.png")));
+        assert_eq!(listing(tmp.path()), ["k.json", "k.png", "k.webp"]);
+
+        // Taken media name: refused, nothing touched, no temporary left.
+        let err = sink
+            .store(chunks(vec![PNG.to_vec(), b"other".to_vec()]), fresh("again", "k"))
+            .await
+            .expect_err("k.png is taken");
+        match &err {
+            SinkError::KeyTaken { key, taken } => {
+                assert_eq!(key, "k");
+                assert_eq!(taken, &tmp.path().join("k.png").display().to_string());
+            }
+            other => panic!("expected KeyTaken, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(tmp.path().join("k.png")).expect("read"), PNG);
+        assert_eq!(listing(tmp.path()), ["k.json", "k.png", "k.webp"]);
+        // Another format is a free media name, but the key's sidecar name is taken: refused too.
+        let err = sink
+            .store(chunks(vec![JPEG.to_vec()]), fresh("as a JPEG", "k"))
+            .await
+            .expect_err("k.json is taken");
+        assert!(
+            matches!(&err, SinkError::KeyTaken { taken, .. } if taken.ends_with("k.json")),
+            "{err:?}"
+        );
+        assert_eq!(sidecar_prompt(&tmp.path().join("k.json")), "made");
+
+        // Taken sidecar name only: the media renamed into place goes again, the sidecar stays.
+        std::fs::write(tmp.path().join("j.json"), b"someone else's").expect("write");
+        let err = sink
+            .store(chunks(vec![PNG.to_vec()]), fresh("late", "j"))
+            .await
+            .expect_err("j.json is taken");
+        assert!(
+            matches!(&err, SinkError::KeyTaken { taken, .. } if taken.ends_with("j.json")),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("new key"), "{err}");
+        assert_eq!(
+            std::fs::read(tmp.path().join("j.json")).expect("read"),
+            b"someone else's"
+        );
+        assert_eq!(listing(tmp.path()), ["j.json", "k.json", "k.png", "k.webp"]);
+
+        // The same name, not fresh: replaced as usual.
+        sink.store(chunks(vec![PNG.to_vec()]), keyed("replaced", "k"))
+            .await
+            .expect("replaced");
+        assert_eq!(listing(tmp.path()), ["j.json", "k.json", "k.png"]);
+        assert_eq!(sidecar_prompt(&tmp.path().join("k.json")), "replaced");
+    }
+
     #[tokio::test]
     async fn a_large_keyed_media_is_written_in_its_final_folder() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -1230,8 +1363,8 @@ mod tests {
             .tempfile_in(tmp.path())
             .expect("temp")
             .into_temp_path();
-        let mut record = record("p");
-        let placed = place(tmp.path(), temp, "png", &mut record, true, Instant::now()).expect("placed");
+        let sidecar = prepare_sidecar(tmp.path(), tmp.path(), b"{}").expect("sidecar temp");
+        let placed = place(tmp.path(), temp, Some(sidecar), "png", "p").expect("placed");
         assert!(placed.media.exists());
         assert!(placed.sidecar.as_ref().is_some_and(|s| s.exists()));
         let (media, sidecar) = (placed.media.clone(), placed.sidecar.clone());

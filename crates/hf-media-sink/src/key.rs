@@ -35,6 +35,15 @@ pub const MAX_KEY_SEGMENT_LEN: usize = 128;
 ///
 /// Serialized as its string; deserializing checks it.
 ///
+/// **Fresh keys.** A key made [`fresh`](MediaKey::fresh) is one the caller knows holds nothing yet (it
+/// carries random bits, as a server's media names do): the store then *creates* `{key}.{ext}` and
+/// `{key}.json` instead of replacing what is there, and skips looking for the key's media of other
+/// formats, which cannot exist (a file sink saves a dozen file-system lookups, an object sink a
+/// dozen deletes). If something is there after all, the store fails with
+/// [`SinkError::KeyTaken`] and leaves it untouched. Freshness is how one store treats the key, not
+/// part of its name: two keys of the same name are equal (and hash alike) fresh or not, and a
+/// deserialized key is not fresh.
+///
 /// ```
 /// use hf_media_sink::MediaKey;
 ///
@@ -49,9 +58,12 @@ pub const MAX_KEY_SEGMENT_LEN: usize = 128;
 /// }
 /// # Ok::<(), hf_media_sink::SinkError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct MediaKey(String);
+pub struct MediaKey {
+    name: String,
+    fresh: bool,
+}
 
 impl MediaKey {
     /// Checks `key` and wraps it. Fails with [`SinkError::InvalidKey`], saying which rule it
@@ -59,19 +71,45 @@ impl MediaKey {
     pub fn new(key: impl Into<String>) -> Result<Self, SinkError> {
         let key = key.into();
         match check(&key) {
-            Ok(()) => Ok(Self(key)),
+            Ok(()) => Ok(Self {
+                name: key,
+                fresh: false,
+            }),
             Err(reason) => Err(SinkError::InvalidKey { key, reason }),
         }
     }
 
+    /// The same key, [fresh](MediaKey#fresh-keys): the caller knows nothing is stored at it, so the
+    /// store creates its media and sidecar, never replacing (a taken name fails the store with
+    /// [`SinkError::KeyTaken`]).
+    ///
+    /// ```
+    /// use hf_media_sink::MediaKey;
+    ///
+    /// let key = MediaKey::new("1764590000_a-fox_5f0c9e2ab4d1e8f7-0")?.fresh();
+    /// assert!(key.is_fresh());
+    /// assert_eq!(key, MediaKey::new("1764590000_a-fox_5f0c9e2ab4d1e8f7-0")?, "the same name");
+    /// # Ok::<(), hf_media_sink::SinkError>(())
+    /// ```
+    #[must_use]
+    pub fn fresh(mut self) -> Self {
+        self.fresh = true;
+        self
+    }
+
+    /// Whether the key is [fresh](MediaKey#fresh-keys) (see [`MediaKey::fresh`]).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
     /// The key as given, e.g. `shard-0001/item-000042`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
     }
 
     /// Its `/`-separated segments, folders first, the name last.
     pub fn segments(&self) -> impl DoubleEndedIterator<Item = &str> + Clone {
-        self.0.split('/')
+        self.name.split('/')
     }
 
     /// The folders the media goes into (every segment but the last); none for a key of one
@@ -84,12 +122,39 @@ impl MediaKey {
 
     /// The last segment: the media's file or object name without its extension.
     pub fn name(&self) -> &str {
-        self.0.rsplit('/').next().unwrap_or(&self.0)
+        self.name.rsplit('/').next().unwrap_or(&self.name)
     }
 
     /// The key as a `String`.
     pub fn into_string(self) -> String {
-        self.0
+        self.name
+    }
+}
+
+// Equality, hashing and order are the name's: freshness says how one store treats the key.
+impl PartialEq for MediaKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for MediaKey {}
+
+impl std::hash::Hash for MediaKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl PartialOrd for MediaKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MediaKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(&other.name)
     }
 }
 
@@ -149,13 +214,13 @@ pub(crate) fn shown(text: &str) -> String {
 impl fmt::Display for MediaKey {
     /// The key as given.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
 impl AsRef<str> for MediaKey {
     fn as_ref(&self) -> &str {
-        &self.0
+        &self.name
     }
 }
 
@@ -188,7 +253,7 @@ impl TryFrom<&str> for MediaKey {
 
 impl From<MediaKey> for String {
     fn from(key: MediaKey) -> Self {
-        key.0
+        key.name
     }
 }
 
@@ -312,5 +377,22 @@ mod tests {
             assert!(err.to_string().contains("invalid media key"), "{bad}: {err}");
         }
         assert!(serde_json::from_str::<MediaKey>("42").is_err());
+    }
+
+    #[test]
+    fn freshness_is_not_part_of_the_name() {
+        let key = MediaKey::new("a/b").expect("valid");
+        assert!(!key.is_fresh());
+        let fresh = key.clone().fresh();
+        assert!(fresh.is_fresh());
+        assert_eq!(fresh, key);
+        assert_eq!(fresh.cmp(&key), std::cmp::Ordering::Equal);
+        let mut held = std::collections::HashSet::new();
+        held.insert(fresh.clone());
+        assert!(held.contains(&key), "found by its name");
+        let json = serde_json::to_string(&fresh).expect("serializes");
+        assert_eq!(json, "\"a/b\"");
+        let back: MediaKey = serde_json::from_str(&json).expect("deserializes");
+        assert!(!back.is_fresh(), "a promise of one store is not saved");
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 mod error;
 mod file;
+mod folder_sync;
 mod format;
 mod intake;
 mod key;
@@ -75,6 +76,9 @@ pub struct MediaRecord {
     /// media having been replaced already: store again. Stores at one key must not run at the
     /// same time (a batch stores each item once at a time); two such stores are not ordered.
     ///
+    /// A [fresh](MediaKey::fresh) key (one the caller knows is new) is created instead: nothing is
+    /// replaced or looked for, and a taken name fails the store with [`SinkError::KeyTaken`].
+    ///
     /// Not written in sidecars (nor read from them): a record read back from a sidecar has `None`.
     /// [`MemorySink`] keeps one entry per key (see its docs).
     #[serde(skip)]
@@ -99,8 +103,9 @@ pub struct InputRecord {
 pub struct MediaTimings {
     /// Time the provider took to generate the media.
     pub generation_ms: u64,
-    /// Filled by the sink: time spent receiving and writing the bytes, from the call of
-    /// [`MediaSink::store`] to the media being published (writing the sidecar comes after).
+    /// Filled by the sink: time spent receiving and storing the bytes, from the call of
+    /// [`MediaSink::store`] until the sink holds them all ([`FileSink`]: received and, for a large
+    /// media, written, before the final sync and rename; an object sink: uploaded).
     pub store_ms: u64,
 }
 
@@ -175,15 +180,17 @@ pub trait MediaSink: Send + Sync + fmt::Debug {
     ///
     /// Must never leave a partial result visible: on error, or when this future is dropped mid-way
     /// (cancellation), nothing remains. Must fill `record.timings.store_ms` with the time from the
-    /// call of `store` to the media being published, in the returned [`StoredMedia::record`] and in
-    /// the sidecar alike.
+    /// call of `store` until the sink holds every byte (see [`MediaTimings::store_ms`]), in the
+    /// returned [`StoredMedia::record`] and in the sidecar alike.
     ///
     /// When `record.key` is set, the media is stored at that key, replacing what the key held (see
-    /// [`MediaRecord::key`]); the returned record keeps the key.
+    /// [`MediaRecord::key`]), or, for a [fresh](MediaKey::fresh) key, only if nothing is there
+    /// ([`SinkError::KeyTaken`] otherwise); the returned record keeps the key.
     ///
     /// Errors: [`SinkError::Source`] when the stream breaks; [`SinkError::Empty`],
     /// [`SinkError::UnrecognizedMedia`] and [`SinkError::TooLarge`] from [`MediaIntake`];
-    /// [`SinkError::Io`] or [`SinkError::Backend`] when the storage fails. The caller may store the
+    /// [`SinkError::Io`] or [`SinkError::Backend`] when the storage fails; [`SinkError::KeyTaken`]
+    /// for a fresh key that is not new. The caller may store the
     /// media again when [`SinkError::is_retryable`] says so.
     ///
     /// # Sinks with an asynchronous abort

@@ -47,7 +47,8 @@ struct Entries {
 /// entry held under that key, as a file sink replaces the file: the previous
 /// entry is dropped (its id then gives `None`), the new one gets a fresh id,
 /// and [`get_by_key`](Self::get_by_key) finds it. The key is kept in the
-/// entry's record. A store that fails leaves the previous entry.
+/// entry's record. A store that fails leaves the previous entry. A [fresh](MediaKey::fresh) key
+/// already held fails with [`SinkError::KeyTaken`].
 ///
 /// A long-running process hands each media out with [`take`](Self::take)
 /// (which forgets it), so that the sink does not grow without bound:
@@ -164,6 +165,14 @@ impl MediaSink for MemorySink {
             let mut entries = self.lock();
             let id = entries.next_id;
             entries.next_id = id.saturating_add(1);
+            if let Some(key) = record.key.as_ref().filter(|key| key.is_fresh()) {
+                if let Some(held) = entries.keys.get(key) {
+                    return Err(SinkError::KeyTaken {
+                        key: key.as_str().to_owned(),
+                        taken: MediaLocation::Memory { id: *held }.to_string(),
+                    });
+                }
+            }
             // Published when inserted, which the lock makes one step with the measure.
             record.timings.store_ms = millis(started.elapsed());
             if let Some(previous) = record.key.as_ref().and_then(|key| entries.keys.insert(key.clone(), id)) {

@@ -128,7 +128,7 @@ async fn memory_sink_passes() {
     let reformatted = MediaKey::new("conformance/shard-0000/reformatted").unwrap();
     assert_eq!(sink.get_by_key(&reformatted).map(|m| m.format.extension), Some("jpg"));
     let keyed = sink.items().iter().filter(|m| m.record.key.is_some()).count();
-    assert_eq!(keyed, 3, "three keys, one entry each");
+    assert_eq!(keyed, 4, "four keys (one fresh), one entry each");
 }
 
 #[tokio::test]
@@ -248,12 +248,18 @@ impl Bucket {
         }
     }
 
-    async fn complete_multipart(&self, upload: u64, key: &str) -> Result<(), SinkError> {
+    /// Completes `upload` at `key`; with `if_absent`, only if no object is there (else `false`, and the
+    /// upload is gone).
+    async fn complete_multipart(&self, upload: u64, key: &str, if_absent: bool) -> Result<bool, SinkError> {
         tokio::task::yield_now().await;
         let bytes = self.uploads.lock().unwrap().remove(&upload);
         let bytes = bytes.ok_or_else(|| SinkError::backend("NoSuchUpload", false))?;
-        self.objects.lock().unwrap().insert(key.to_owned(), bytes);
-        Ok(())
+        let mut objects = self.objects.lock().unwrap();
+        if if_absent && objects.contains_key(key) {
+            return Ok(false);
+        }
+        objects.insert(key.to_owned(), bytes);
+        Ok(true)
     }
 
     async fn abort_multipart(&self, upload: u64) {
@@ -337,8 +343,9 @@ impl MediaSink for ObjectSink {
             undo: Some(Undo::Abort(upload)),
         };
         let mut intake = MediaIntake::new(self.max_bytes);
-        // A keyed record is stored at `media/{key}.{ext}`, replacing what is there; otherwise at a
-        // fresh name.
+        // A keyed record is stored at `media/{key}.{ext}`, replacing what is there (or, for a fresh
+        // key, only if nothing is there); otherwise at a fresh name.
+        let fresh = record.key.as_ref().is_some_and(MediaKey::is_fresh);
         let stem = match &record.key {
             Some(key) => format!("media/{key}"),
             None => format!("media/{upload}"),
@@ -351,7 +358,13 @@ impl MediaSink for ObjectSink {
                 self.bucket.upload_part(upload, &chunk).await?;
             }
             let format = intake.finish()?;
-            self.bucket.complete_multipart(upload, &key_of(format)).await?;
+            let key = key_of(format);
+            if !self.bucket.complete_multipart(upload, &key, fresh).await? {
+                return Err(SinkError::KeyTaken {
+                    key: record.key.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    taken: format!("s3://bucket/{key}"),
+                });
+            }
             Ok(format)
         };
         let format = match uploaded.await {
@@ -364,8 +377,8 @@ impl MediaSink for ObjectSink {
         let key = key_of(format);
         guard.undo = Some(Undo::Delete(key.clone()));
         record.timings.store_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if record.key.is_some() {
-            // A key holds one media: the other formats go.
+        if record.key.is_some() && !fresh {
+            // A key holds one media: the other formats go (a fresh key has none).
             for other in media_extensions().filter(|e| *e != format.extension) {
                 self.bucket.delete(&format!("{stem}.{other}")).await;
             }

@@ -24,6 +24,11 @@ pub struct RunOptions {
     /// The sink key of the media: generation `i` is stored at `{media_key}-{i}` (see
     /// [`MediaKey`]), replacing what an earlier run stored there. `None`: the sink names them.
     pub media_key: Option<String>,
+    /// Whether `media_key` is new ([fresh](MediaKey::fresh)): the caller knows nothing was stored
+    /// under it (it carries random bits), so the sink creates the media without replacing or
+    /// looking for anything, and a taken name fails the generation. Set by
+    /// [`fresh_media_key`](Self::fresh_media_key).
+    pub media_key_is_fresh: bool,
 }
 
 impl RunOptions {
@@ -39,9 +44,19 @@ impl RunOptions {
         self
     }
 
-    /// Stores generation `i`'s media at `{key}-{i}`.
+    /// Stores generation `i`'s media at `{key}-{i}`, replacing what is there.
     pub fn media_key(mut self, key: impl Into<String>) -> Self {
         self.media_key = Some(key.into());
+        self.media_key_is_fresh = false;
+        self
+    }
+
+    /// Stores generation `i`'s media at `{key}-{i}`, a name the caller knows is new (it carries
+    /// random bits): the sink creates it, without the lookups and deletes a replacing store makes
+    /// (see [`MediaKey::fresh`]).
+    pub fn fresh_media_key(mut self, key: impl Into<String>) -> Self {
+        self.media_key = Some(key.into());
+        self.media_key_is_fresh = true;
         self
     }
 
@@ -57,6 +72,7 @@ impl RunOptions {
             .as_ref()
             .map(|prefix| {
                 MediaKey::new(format!("{prefix}-{task}"))
+                    .map(|key| if self.media_key_is_fresh { key.fresh() } else { key })
                     .map_err(|e| Error::InvalidRequest(format!("media key `{prefix}`: {e}")))
             })
             .transpose()

@@ -610,6 +610,40 @@ async fn each_generation_is_stored_at_its_key() {
 }
 
 #[tokio::test]
+async fn a_fresh_media_key_is_created_and_never_replaces() {
+    let a = Scripted::new("a", vec![Step::Png]);
+    let s = setup(std::slice::from_ref(&a));
+    let events = run(&s.generator, request().n(2), RunOptions::default().fresh_media_key("f")).await;
+    assert_eq!(trace(&events).last().unwrap(), "done 2/0");
+    let fresh: Vec<(String, bool)> = s
+        .sink
+        .items()
+        .iter()
+        .filter_map(|m| m.record.key.as_ref())
+        .map(|key| (key.as_str().to_owned(), key.is_fresh()))
+        .collect();
+    assert_eq!(fresh.len(), 2);
+    assert!(
+        fresh.iter().all(|(name, is_fresh)| name.starts_with("f-") && *is_fresh),
+        "{fresh:?}"
+    );
+
+    // The same fresh key again: the sink refuses it, nothing is replaced.
+    let events = run(&s.generator, request(), RunOptions::default().fresh_media_key("f")).await;
+    assert_eq!(trace(&events).last().unwrap(), "done 0/1", "{:?}", trace(&events));
+    let error = the_error(&events).to_string();
+    assert!(error.contains("already taken") && error.contains("f-0"), "{error}");
+    assert_eq!(s.sink.len(), 2);
+
+    // `media_key` after `fresh_media_key` replaces again.
+    let options = RunOptions::default().fresh_media_key("f").media_key("f");
+    assert!(!options.media_key_is_fresh);
+    let events = run(&s.generator, request(), options).await;
+    assert_eq!(trace(&events).last().unwrap(), "done 1/0");
+    assert_eq!(s.sink.len(), 2);
+}
+
+#[tokio::test]
 async fn a_bad_media_key_is_refused_before_anything_is_sent() {
     let a = Scripted::new("a", vec![Step::Png]);
     let s = setup(std::slice::from_ref(&a));

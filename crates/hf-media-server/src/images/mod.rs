@@ -157,7 +157,8 @@ async fn run(
     }
     let slots = app.slots.take(ask.n)?;
     let base = app.links.base(headers);
-    let options = RunOptions::default().media_key(media_prefix(&ask.prompt)?);
+    // 128 random bits in each name: a new key, which the sink creates without looking for others.
+    let options = RunOptions::default().fresh_media_key(media_prefix(&ask.prompt)?);
     let events = app.generator.generate_with(request, options);
     let started = Instant::now();
     if ask.stream {
