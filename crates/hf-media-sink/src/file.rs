@@ -563,42 +563,45 @@ impl MediaSink for FileSink {
         };
         record.timings.store_ms = millis(started.elapsed());
 
-        // The media's last bytes are written and synced to its temporary file while the sidecar is
-        // written and synced to its own, in two blocking tasks; then one more renames both into place
-        // and syncs the folder. If this future is dropped meanwhile, the tasks still end, and their
-        // unclaimed outputs (temporary paths, the `Placed` guard) are dropped by the runtime, which
-        // removes the files.
-        let media_file = {
-            let (temp_root, temp_dir) = (root.clone(), dir.clone());
-            blocking(&dir, move || {
-                let (file, temp) = match (spilled, temp) {
-                    (Some(file), Some(temp)) => (file, temp),
-                    _ => create_temp(&temp_root, &temp_dir)?,
-                };
-                let write_err = |e| SinkError::io(temp.to_path_buf(), e);
-                let file = write_batch(file, &pending).map_err(write_err)?;
-                file.sync_all().map_err(write_err)?;
-                Ok(temp)
-            })
-        };
-        let sidecar_file = async {
-            if !self.sidecar {
-                return Ok(None);
-            }
+        // One blocking task writes and syncs the sidecar to its own temporary file while another
+        // writes and syncs the media's last bytes, waits for the first, renames both into place and
+        // syncs the folder. If this future is dropped meanwhile, the tasks still end, and their
+        // unclaimed outputs (temporary paths, the `Placed` guard) are dropped, which removes the files.
+        let sidecar_file = if self.sidecar {
             let json = serde_json::to_vec_pretty(&record).map_err(|e| SinkError::io(&dir, io::Error::other(e)))?;
             let (sidecar_root, sidecar_dir) = (root.clone(), dir.clone());
-            blocking(&dir, move || prepare_sidecar(&sidecar_root, &sidecar_dir, &json))
-                .await
-                .map(Some)
+            Some(tokio::task::spawn_blocking(move || {
+                prepare_sidecar(&sidecar_root, &sidecar_dir, &json)
+            }))
+        } else {
+            None
         };
-        let (temp, sidecar_temp) = futures::future::try_join(media_file, sidecar_file).await?;
         let extension = format.extension;
         let key = record.key.clone();
         let prompt = record.prompt.clone();
         let place_dir = dir.clone();
-        let placed = blocking(&dir, move || match &key {
-            Some(key) => place_at_key(&place_dir, temp, sidecar_temp, key, extension),
-            None => place(&place_dir, temp, sidecar_temp, extension, &prompt),
+        let placed = blocking(&dir, move || {
+            let (file, temp) = match (spilled, temp) {
+                (Some(file), Some(temp)) => (file, temp),
+                _ => create_temp(&root, &place_dir)?,
+            };
+            let write_err = |e| SinkError::io(temp.to_path_buf(), e);
+            let file = write_batch(file, &pending).map_err(write_err)?;
+            file.sync_all().map_err(write_err)?;
+            drop(file);
+            // The sidecar's task was queued before this one, and the blocking pool runs its queue in
+            // order: it runs or has run by now, and waiting for it cannot hold up the pool.
+            let sidecar_temp = match sidecar_file {
+                // A join handle is a plain future: waited for here, off the runtime's threads.
+                Some(task) => Some(futures::executor::block_on(task).map_err(|join| {
+                    SinkError::io(&place_dir, io::Error::other(format!("file-system task failed: {join}")))
+                })??),
+                None => None,
+            };
+            match &key {
+                Some(key) => place_at_key(&place_dir, temp, sidecar_temp, key, extension),
+                None => place(&place_dir, temp, sidecar_temp, extension, &prompt),
+            }
         })
         .await?;
         let (path, sidecar) = placed.hand_over();
