@@ -76,10 +76,11 @@ impl Default for Capabilities {
 ///   it deletes what the key holds.
 /// - **Fresh keys** ([`MediaKey::fresh`](hf_media_sink::MediaKey::fresh), the caller knows the key
 ///   is new): the media and the sidecar are created (`PutMode::Create`, or a `HEAD` first where the
-///   store has no conditional put; a taken name is
+///   store has no conditional put, and before a large media's multipart upload, whose completion has no
+///   create-only form: those need read access, and S3 without list permission answers such a `HEAD`
+///   403, an access error; a taken name is
 ///   [`SinkError::KeyTaken`](hf_media_sink::SinkError::KeyTaken) and is left alone), and no other
-///   format is deleted, so neither the delete request nor the delete permission is needed. A large
-///   media's multipart completion has no create-only form in object stores: it writes the key.
+///   format is deleted, so neither the delete request nor the delete permission is needed.
 /// - **Atomic**: a media no larger than one part (default [`DEFAULT_PART_SIZE`]) is stored with a
 ///   single put; a larger one with a multipart upload of equal parts (the last one shorter), which
 ///   becomes visible only when the upload completes. At most the first part is buffered before

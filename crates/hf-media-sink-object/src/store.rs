@@ -380,6 +380,15 @@ impl ObjectSink {
             Some(at) => at.media.clone(),
             None => self.key(&stem, format.extension),
         };
+        // A completion writes its key whatever is there: a fresh key's names are checked first.
+        if let Some(at) = at_key.as_ref().filter(|at| at.fresh) {
+            let names = std::iter::once(&at.media).chain(self.sidecar.then_some(&at.sidecar));
+            for name in names {
+                if self.exists(name, "checking the fresh key").await? {
+                    return Err(self.key_taken(record.key.as_ref(), name));
+                }
+            }
+        }
         self.open_upload(guard, &key, format.mime).await?;
         let part_error = |e: object_store::Error| self.error("uploading a part of", &key, &e);
         loop {

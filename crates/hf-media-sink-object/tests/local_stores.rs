@@ -9,9 +9,9 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use hf_media_sink::conformance;
-use hf_media_sink::{MediaLocation, MediaSink};
-use hf_media_sink_object::object_store::ObjectStore;
+use hf_media_sink::{MediaKey, MediaLocation, MediaRecord, MediaSink, SinkError};
 use hf_media_sink_object::object_store::memory::InMemory;
+use hf_media_sink_object::object_store::{ObjectStore, ObjectStoreExt as _};
 use hf_media_sink_object::{Backend, DEFAULT_PART_SIZE, ObjectSink};
 
 use support::{Stats, Tracked, count_objects};
@@ -132,6 +132,56 @@ async fn memory_keyed_stores_replace_what_the_key_held() {
     let opened = Stats::get(&stats.uploads_opened);
     let settled = Stats::get(&stats.uploads_completed) + Stats::get(&stats.uploads_aborted);
     assert_eq!(opened, settled, "every upload was completed or aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_fresh_keys_of_large_media_never_replace() {
+    let (sink, store, stats) = memory_sink("fresh");
+    let fresh = |prompt: &str, key: &str| MediaRecord {
+        key: Some(MediaKey::new(key).unwrap().fresh()),
+        ..conformance::sample_record(prompt)
+    };
+    // A large media (a multipart upload) at a fresh key: stored, no delete of other formats sent.
+    let first = support::big_png(3 * PART, 1);
+    let stored = sink
+        .store(support::stream_in(&first, 10_000), fresh("first", "f/one"))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.location,
+        MediaLocation::Object("memory:///fresh/f/one.png".to_owned())
+    );
+    // Another large media at the same fresh key: refused before any upload, nothing replaced.
+    let opened = Stats::get(&stats.uploads_opened);
+    let err = sink
+        .store(
+            support::stream_in(&support::big_png(3 * PART, 2), 10_000),
+            fresh("second", "f/one"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SinkError::KeyTaken { key, taken } if key == "f/one" && taken.ends_with("f/one.png")),
+        "{err:?}"
+    );
+    assert_eq!(Stats::get(&stats.uploads_opened), opened, "no upload was opened");
+    assert_eq!(support::read_uri(&sink, store.as_ref(), &stored.location).await, first);
+    // Only the sidecar's name taken: refused too, the sidecar left alone.
+    let sidecar = sink.prefix().clone().join("f").join("two.json");
+    store.put(&sidecar, b"someone else's".to_vec().into()).await.unwrap();
+    let err = sink
+        .store(
+            support::stream_in(&support::big_png(3 * PART, 3), 10_000),
+            fresh("third", "f/two"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SinkError::KeyTaken { taken, .. } if taken.ends_with("f/two.json")),
+        "{err:?}"
+    );
+    let keys = support::list_keys(store.as_ref(), sink.prefix()).await;
+    assert_eq!(keys, ["fresh/f/one.json", "fresh/f/one.png", "fresh/f/two.json"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

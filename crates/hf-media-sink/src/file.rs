@@ -2,6 +2,7 @@
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -204,6 +205,79 @@ struct Placed {
     /// of other formats. Not handed over.
     also: Vec<PathBuf>,
     armed: bool,
+}
+
+/// Where a store's files are put once written: the folder, and the key or the prompt that names them.
+#[derive(Debug)]
+struct Placement {
+    dir: PathBuf,
+    key: Option<MediaKey>,
+    extension: &'static str,
+    prompt: String,
+}
+
+impl Placement {
+    /// Renames the media's temporary file (and the sidecar's) into place and syncs the folder.
+    fn place(&self, temp: TempPath, sidecar: Option<TempPath>) -> Result<Placed, SinkError> {
+        match &self.key {
+            Some(key) => place_at_key(&self.dir, temp, sidecar, key, self.extension),
+            None => place(&self.dir, temp, sidecar, self.extension, &self.prompt),
+        }
+    }
+}
+
+/// The two files of a store with a sidecar, each written and synced by its own blocking task: the task
+/// that ends first leaves its file (or its error) here, the one that ends second places both. So the
+/// two syncs run at once and no task ever waits for another (which could hold up the blocking pool).
+#[derive(Debug)]
+struct Meeting {
+    placement: Placement,
+    written: Mutex<Written>,
+}
+
+/// What the tasks of a [`Meeting`] have written so far.
+#[derive(Debug, Default)]
+struct Written {
+    media: Option<Result<TempPath, SinkError>>,
+    sidecar: Option<Result<TempPath, SinkError>>,
+}
+
+impl Meeting {
+    fn new(placement: Placement) -> Self {
+        Self {
+            placement,
+            written: Mutex::default(),
+        }
+    }
+
+    /// The media's task ended: `None` if the sidecar's has not yet (it will place both).
+    fn media_written(&self, media: Result<TempPath, SinkError>) -> Option<Result<Placed, SinkError>> {
+        let mut written = self.lock();
+        written.media = Some(media);
+        self.place_if_both(written)
+    }
+
+    /// The sidecar's task ended: `None` if the media's has not yet (it will place both).
+    fn sidecar_written(&self, sidecar: Result<TempPath, SinkError>) -> Option<Result<Placed, SinkError>> {
+        let mut written = self.lock();
+        written.sidecar = Some(sidecar);
+        self.place_if_both(written)
+    }
+
+    fn place_if_both(&self, mut written: MutexGuard<'_, Written>) -> Option<Result<Placed, SinkError>> {
+        if written.media.is_none() || written.sidecar.is_none() {
+            return None;
+        }
+        let (media, sidecar) = (written.media.take()?, written.sidecar.take()?);
+        drop(written);
+        // On an error, the other temporary file is dropped here, hence deleted.
+        Some(media.and_then(|media| self.placement.place(media, Some(sidecar?))))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Written> {
+        // Nothing panics while holding the lock, so a poisoned one is still consistent.
+        self.written.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Placed {
@@ -470,6 +544,11 @@ fn place_at_key(
             .map(|other| dir.join(format!("{name}.{other}")))
             .collect()
     };
+    // A fresh key's sidecar name is checked first, so that its media is never published next to
+    // someone else's sidecar (the no-replace renames below still decide).
+    if fresh && sidecar.is_some() && taken(&sidecar_path) {
+        return Err(failed(&sidecar_path, io::Error::from(io::ErrorKind::AlreadyExists)));
+    }
     // On failure the temporary file is dropped, hence deleted, and the key is untouched.
     let renamed = if fresh {
         temp.persist_noclobber(&media)
@@ -563,47 +642,59 @@ impl MediaSink for FileSink {
         };
         record.timings.store_ms = millis(started.elapsed());
 
-        // One blocking task writes and syncs the sidecar to its own temporary file while another
-        // writes and syncs the media's last bytes, waits for the first, renames both into place and
-        // syncs the folder. If this future is dropped meanwhile, the tasks still end, and their
-        // unclaimed outputs (temporary paths, the `Placed` guard) are dropped, which removes the files.
-        let sidecar_file = if self.sidecar {
-            let json = serde_json::to_vec_pretty(&record).map_err(|e| SinkError::io(&dir, io::Error::other(e)))?;
-            let (sidecar_root, sidecar_dir) = (root.clone(), dir.clone());
-            Some(tokio::task::spawn_blocking(move || {
-                prepare_sidecar(&sidecar_root, &sidecar_dir, &json)
-            }))
-        } else {
-            None
+        // The media's last bytes and the sidecar are written and synced to their temporary files by two
+        // blocking tasks at once; the one that ends second renames both into place and syncs the folder
+        // (see `Meeting`: neither task ever waits for the other). If this future is dropped meanwhile,
+        // the tasks still end, and their unclaimed outputs (temporary paths, the `Placed` guard) are
+        // dropped, which removes the files.
+        let placement = Placement {
+            dir: dir.clone(),
+            key: record.key.clone(),
+            extension: format.extension,
+            prompt: record.prompt.clone(),
         };
-        let extension = format.extension;
-        let key = record.key.clone();
-        let prompt = record.prompt.clone();
-        let place_dir = dir.clone();
-        let placed = blocking(&dir, move || {
+        let write_media = move || -> Result<TempPath, SinkError> {
             let (file, temp) = match (spilled, temp) {
                 (Some(file), Some(temp)) => (file, temp),
-                _ => create_temp(&root, &place_dir)?,
+                _ => create_temp(&root, &dir)?,
             };
             let write_err = |e| SinkError::io(temp.to_path_buf(), e);
             let file = write_batch(file, &pending).map_err(write_err)?;
             file.sync_all().map_err(write_err)?;
-            drop(file);
-            // The sidecar's task was queued before this one, and the blocking pool runs its queue in
-            // order: it runs or has run by now, and waiting for it cannot hold up the pool.
-            let sidecar_temp = match sidecar_file {
-                // A join handle is a plain future: waited for here, off the runtime's threads.
-                Some(task) => Some(futures::executor::block_on(task).map_err(|join| {
-                    SinkError::io(&place_dir, io::Error::other(format!("file-system task failed: {join}")))
-                })??),
-                None => None,
-            };
-            match &key {
-                Some(key) => place_at_key(&place_dir, temp, sidecar_temp, key, extension),
-                None => place(&place_dir, temp, sidecar_temp, extension, &prompt),
+            Ok(temp)
+        };
+        let placed = if self.sidecar {
+            let json =
+                serde_json::to_vec_pretty(&record).map_err(|e| SinkError::io(&placement.dir, io::Error::other(e)))?;
+            let (sidecar_root, sidecar_dir) = (self.dir.clone(), placement.dir.clone());
+            let meeting = Arc::new(Meeting::new(placement));
+            let at_sidecar = Arc::clone(&meeting);
+            let sidecar_task = blocking(&meeting.placement.dir, move || {
+                Ok(at_sidecar.sidecar_written(prepare_sidecar(&sidecar_root, &sidecar_dir, &json)))
+            });
+            let at_media = Arc::clone(&meeting);
+            let media_task = blocking(
+                &meeting.placement.dir,
+                move || Ok(at_media.media_written(write_media())),
+            );
+            let (media_end, sidecar_end) = futures::future::join(media_task, sidecar_task).await;
+            let mut placed = None;
+            for end in [media_end, sidecar_end] {
+                match end {
+                    Ok(Some(Ok(done))) => placed = Some(done),
+                    Ok(Some(Err(e))) | Err(e) => return Err(e),
+                    Ok(None) => {}
+                }
             }
-        })
-        .await?;
+            placed.ok_or_else(|| {
+                SinkError::io(
+                    &meeting.placement.dir,
+                    io::Error::other("neither file-system task placed the media"),
+                )
+            })?
+        } else {
+            blocking(&placement.dir.clone(), move || placement.place(write_media()?, None)).await?
+        };
         let (path, sidecar) = placed.hand_over();
 
         Ok(StoredMedia {
@@ -1220,10 +1311,21 @@ mod tests {
         match &err {
             SinkError::KeyTaken { key, taken } => {
                 assert_eq!(key, "k");
-                assert_eq!(taken, &tmp.path().join("k.png").display().to_string());
+                // The sidecar's name is looked at first: the media is never published beside it.
+                assert_eq!(taken, &tmp.path().join("k.json").display().to_string());
             }
             other => panic!("expected KeyTaken, got {other:?}"),
         }
+        // Without sidecars, the media's name decides.
+        let bare = FileSink::new(tmp.path()).with_sidecar(false);
+        let err = bare
+            .store(chunks(vec![PNG.to_vec(), b"bare".to_vec()]), fresh("bare", "k"))
+            .await
+            .expect_err("k.png is taken");
+        assert!(
+            matches!(&err, SinkError::KeyTaken { taken, .. } if taken.ends_with("k.png")),
+            "{err:?}"
+        );
         assert_eq!(std::fs::read(tmp.path().join("k.png")).expect("read"), PNG);
         assert_eq!(listing(tmp.path()), ["k.json", "k.png", "k.webp"]);
         // Another format is a free media name, but the key's sidecar name is taken: refused too.

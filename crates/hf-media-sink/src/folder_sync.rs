@@ -32,7 +32,8 @@ struct Syncs {
 static FOLDERS: LazyLock<Mutex<HashMap<PathBuf, Arc<Folder>>>> = LazyLock::new(Mutex::default);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The counters stay consistent whatever panicked: at worst a sync runs once more.
+    // The counters are only changed together under the lock (and a running sync is ended by
+    // `Running`'s drop, panic or not): a poisoned lock is still consistent.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -52,19 +53,37 @@ pub(crate) fn sync_folder(dir: &Path) {
             }
             syncs.begun += 1;
             syncs.running = true;
-            let this = syncs.begun;
+            let running = Running {
+                folder: &folder,
+                this: syncs.begun,
+            };
             drop(syncs);
             sync_now(dir);
+            drop(running);
             syncs = lock(&folder.state);
-            syncs.ended = this;
-            syncs.running = false;
-            folder.ended.notify_all();
         }
     }
+    // Every reference but the map's is dropped under the map's lock (clones are only made under it
+    // too): the last user sees the map's alone and removes the entry.
     let mut folders = lock(&FOLDERS);
-    // The map's reference and this one: nobody else can take it but under the map's lock.
-    if Arc::strong_count(&folder) == 2 {
+    drop(folder);
+    if folders.get(dir).is_some_and(|folder| Arc::strong_count(folder) == 1) {
         folders.remove(dir);
+    }
+}
+
+/// A sync in progress: ended when dropped (also if the sync panicked), waking the waiters.
+struct Running<'a> {
+    folder: &'a Folder,
+    this: u64,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut syncs = lock(&self.folder.state);
+        syncs.ended = syncs.ended.max(self.this);
+        syncs.running = false;
+        self.folder.ended.notify_all();
     }
 }
 

@@ -97,6 +97,15 @@ impl MediaKey {
         self
     }
 
+    /// The same key, not [fresh](MediaKey#fresh-keys): the store replaces what is there. What a caller
+    /// stores again with after a failed store at a fresh key, whose undo may not have removed
+    /// everything (a remote sink's undo is best effort).
+    #[must_use]
+    pub fn replacing(mut self) -> Self {
+        self.fresh = false;
+        self
+    }
+
     /// Whether the key is [fresh](MediaKey#fresh-keys) (see [`MediaKey::fresh`]).
     pub fn is_fresh(&self) -> bool {
         self.fresh
@@ -385,6 +394,7 @@ mod tests {
         assert!(!key.is_fresh());
         let fresh = key.clone().fresh();
         assert!(fresh.is_fresh());
+        assert!(!fresh.clone().replacing().is_fresh());
         assert_eq!(fresh, key);
         assert_eq!(fresh.cmp(&key), std::cmp::Ordering::Equal);
         let mut held = std::collections::HashSet::new();

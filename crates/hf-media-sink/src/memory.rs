@@ -163,8 +163,7 @@ impl MediaSink for MemorySink {
 
         let id = {
             let mut entries = self.lock();
-            let id = entries.next_id;
-            entries.next_id = id.saturating_add(1);
+            // Checked before an id is given: a refused store uses none.
             if let Some(key) = record.key.as_ref().filter(|key| key.is_fresh()) {
                 if let Some(held) = entries.keys.get(key) {
                     return Err(SinkError::KeyTaken {
@@ -173,6 +172,8 @@ impl MediaSink for MemorySink {
                     });
                 }
             }
+            let id = entries.next_id;
+            entries.next_id = id.saturating_add(1);
             // Published when inserted, which the lock makes one step with the measure.
             record.timings.store_ms = millis(started.elapsed());
             if let Some(previous) = record.key.as_ref().and_then(|key| entries.keys.insert(key.clone(), id)) {
@@ -240,6 +241,28 @@ mod tests {
         assert_eq!(items[0].record.prompt, "first");
         assert_eq!(items[0].record, a.record);
         assert_eq!(items[1].id, 1);
+    }
+
+    #[tokio::test]
+    async fn a_taken_fresh_key_is_refused_without_using_an_id() {
+        let sink = MemorySink::new();
+        let fresh = || MediaRecord {
+            key: Some(MediaKey::new("k").expect("valid").fresh()),
+            ..MediaRecord::default()
+        };
+        let first = sink.store(chunks(vec![GIF]), fresh()).await.expect("stored");
+        assert_eq!(first.location, MediaLocation::Memory { id: 0 });
+        let err = sink.store(chunks(vec![GIF]), fresh()).await.expect_err("taken");
+        assert!(
+            matches!(&err, SinkError::KeyTaken { key, taken } if key == "k" && taken == "memory://0"),
+            "{err:?}"
+        );
+        let next = sink
+            .store(chunks(vec![GIF]), MediaRecord::default())
+            .await
+            .expect("stored");
+        assert_eq!(next.location, MediaLocation::Memory { id: 1 }, "no id was used up");
+        assert_eq!(sink.len(), 2);
     }
 
     #[tokio::test]

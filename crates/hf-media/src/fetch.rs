@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use hf_media_provider::{ByteStream, MediaBody, ProviderError, RetryStage, Retryable, Transience, http};
-use hf_media_sink::SinkError;
+use hf_media_sink::{MediaKey, SinkError};
 use url::Url;
 
 use crate::Error;
@@ -160,7 +160,7 @@ pub(crate) async fn deliver(
         .retry
         .run(
             RetryStage::Download,
-            |_| {
+            |try_number| {
                 let (source, source_url) = (&source, &source_url);
                 async move {
                     let stored = async {
@@ -168,7 +168,12 @@ pub(crate) async fn deliver(
                             .open(&inner.access.http, provider)
                             .await
                             .map_err(DeliveryFailure::Provider)?;
-                        let record = made.record(source_url.as_deref());
+                        let mut record = made.record(source_url.as_deref());
+                        if try_number > 1 {
+                            // A failed store's undo may have left something at a fresh key (a remote
+                            // sink's is best effort): the next try replaces it instead of being refused.
+                            record.key = record.key.map(MediaKey::replacing);
+                        }
                         inner
                             .sink
                             .store(stream, record)

@@ -16,7 +16,8 @@ use hf_media::provider::{GenerationRequest, MediaBody, MediaOutput, ProviderCont
 use hf_media::sink::{ByteStream, MediaRecord, StoredMedia};
 use hf_media::{
     Error, GenerateRequest, GenerationEvent, GenerationParams, MappingSource, MediaGenerator, MediaInput,
-    MediaProvider, MediaSink, MemorySink, ProviderError, ProviderRegistry, RetryPolicy, RetryStage, SinkError, Task,
+    MediaProvider, MediaSink, MemorySink, ProviderError, ProviderRegistry, RetryPolicy, RetryStage, RunOptions,
+    SinkError, Task,
 };
 use serde_json::json;
 
@@ -544,12 +545,14 @@ async fn every_generation_sends_its_own_seed_and_reports_it() {
     assert_eq!(sent.len(), 4, "four different seeds: {sent:?}");
 }
 
-/// A sink that fails with a retryable backend error a number of times, then stores in memory.
+/// A sink that fails with a retryable backend error a number of times, then stores in memory. With
+/// `leaves_behind`, a failed store leaves its media (a remote sink whose undo failed).
 #[derive(Debug)]
 struct FlakySink {
     failures: AtomicUsize,
     retryable: bool,
     inner: MemorySink,
+    leaves_behind: bool,
 }
 
 #[async_trait]
@@ -560,10 +563,44 @@ impl MediaSink for FlakySink {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
+            if self.leaves_behind {
+                let _ = self.inner.store(media, record).await;
+            }
             return Err(SinkError::backend("the object store answered 503", self.retryable));
         }
         self.inner.store(media, record).await
     }
+}
+
+#[tokio::test]
+async fn a_retried_store_at_a_fresh_key_replaces_what_the_failed_one_left() {
+    let a = Scripted::new("a", vec![Step::Png]);
+    let sink = Arc::new(FlakySink {
+        failures: AtomicUsize::new(1),
+        retryable: true,
+        inner: MemorySink::new(),
+        leaves_behind: true,
+    });
+    let s = setup_with(std::slice::from_ref(&a), vec![], |builder| builder.sink(sink.clone()));
+    let events = tokio::time::timeout(
+        Duration::from_secs(10),
+        s.generator
+            .generate_with(request(), RunOptions::default().fresh_media_key("f"))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the generation ends");
+    assert_eq!(
+        trace(&events),
+        ["attempt a", "retry a store -", "media a", "done 1/0"],
+        "the retry is not refused as KeyTaken"
+    );
+    let held = sink.inner.items();
+    assert_eq!(held.len(), 1, "the second store replaced what the first left");
+    let key = held[0].record.key.as_ref().expect("keyed");
+    assert_eq!(key.as_str(), "f-0");
+    assert!(!key.is_fresh(), "the retry stored replacing");
+    assert_eq!(a.calls(), 1, "one job");
 }
 
 #[tokio::test]
@@ -573,6 +610,7 @@ async fn retryable_sink_errors_are_retried_without_a_second_job() {
         failures: AtomicUsize::new(2),
         retryable: true,
         inner: MemorySink::new(),
+        leaves_behind: false,
     });
     let s = setup_with(std::slice::from_ref(&a), vec![], |builder| builder.sink(sink.clone()));
     let events = events_of(&s.generator, request()).await;
@@ -588,6 +626,7 @@ async fn retryable_sink_errors_are_retried_without_a_second_job() {
         failures: AtomicUsize::new(1),
         retryable: false,
         inner: MemorySink::new(),
+        leaves_behind: false,
     });
     let s = setup_with(&[a], vec![], |builder| builder.sink(sink));
     let events = events_of(&s.generator, request()).await;
@@ -705,6 +744,7 @@ async fn a_body_read_once_is_replayed_when_the_sink_fails_for_a_passing_reason()
         failures: AtomicUsize::new(1),
         retryable: true,
         inner: MemorySink::new(),
+        leaves_behind: false,
     });
     let s = setup_with(std::slice::from_ref(&a), vec![], |builder| builder.sink(sink.clone()));
     let events = events_of(&s.generator, request()).await;
