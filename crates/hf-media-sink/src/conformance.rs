@@ -411,6 +411,25 @@ fn file_exists(location: &MediaLocation) -> Option<bool> {
     location.as_path().map(|path| std::fs::symlink_metadata(path).is_ok())
 }
 
+/// That a file location still holds `bytes`, and a file sidecar the record of `prompt`: what a refused,
+/// failed or cancelled store must leave as it was.
+fn check_still_held(stored: &StoredMedia, bytes: &[u8], prompt: &str) {
+    if let MediaLocation::File(path) = &stored.location {
+        let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
+        assert_eq!(on_disk, bytes, "{} must still hold the first media", path.display());
+    }
+    if let Some(MediaLocation::File(path)) = &stored.sidecar {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
+        let back: MediaRecord = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            back.prompt,
+            prompt,
+            "{} must still be the first sidecar",
+            path.display()
+        );
+    }
+}
+
 /// Two stores at one key (in sub-folders), of two different PNGs: both succeed at that key, the
 /// second replacing the first. `count` must not grow with the second, and a file location holds the
 /// second's bytes (and sidecar). Returns both answers.
@@ -545,20 +564,7 @@ pub async fn failed_keyed_store_keeps_the_key_as_it_was(
         before,
         "a failed or cancelled store at the key {KEY} must leave it as it was"
     );
-    if let MediaLocation::File(path) = &stored.location {
-        let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
-        assert_eq!(on_disk, png, "{} must still hold the first PNG", path.display());
-    }
-    if let Some(MediaLocation::File(path)) = &stored.sidecar {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
-        let back: MediaRecord = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(
-            back.prompt,
-            "kept",
-            "{} must still be the first sidecar",
-            path.display()
-        );
-    }
+    check_still_held(&stored, &png, "kept");
     stored
 }
 
@@ -596,20 +602,7 @@ pub async fn fresh_key_is_created_never_replaced(sink: &dyn MediaSink, count: im
         other => panic!("a second store at the fresh key {key} must fail with KeyTaken, got {other:?}"),
     }
     assert_eq!(count(), after, "a refused fresh store adds nothing");
-    if let MediaLocation::File(path) = &stored.location {
-        let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
-        assert_eq!(on_disk, png, "{} must still hold the first PNG", path.display());
-    }
-    if let Some(MediaLocation::File(path)) = &stored.sidecar {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
-        let back: MediaRecord = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(
-            back.prompt,
-            "the only take",
-            "{} must still be the first sidecar",
-            path.display()
-        );
-    }
+    check_still_held(&stored, &png, "the only take");
     stored
 }
 

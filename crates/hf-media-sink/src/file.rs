@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use tempfile::{Builder, TempPath};
 
-use crate::folder_sync::sync_folder;
+use crate::folder_sync::{sync_folder, sync_now};
 use crate::{
     ByteStream, MediaIntake, MediaKey, MediaLocation, MediaRecord, MediaSink, SinkError, StoredMedia, media_extensions,
     media_file_stem, millis,
@@ -338,16 +338,6 @@ fn prepare_sidecar(root: &Path, dir: &Path, json: &[u8]) -> Result<TempPath, Sin
     Ok(tmp.into_temp_path())
 }
 
-/// Syncs the folder `dir` itself now (best effort): makes the entries just made in it durable.
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
 /// Creates `dir` and the folders above it up to `root` where missing, and makes their entries
 /// durable (syncs the folder holding each one created).
 fn create_folder(root: &Path, dir: &Path) -> io::Result<()> {
@@ -357,7 +347,7 @@ fn create_folder(root: &Path, dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut at = dir;
     while let Some(parent) = at.parent() {
-        sync_dir(parent);
+        sync_now(parent);
         if at == root || !parent.starts_with(root) {
             break;
         }

@@ -87,8 +87,9 @@ impl Drop for Running<'_> {
     }
 }
 
-/// Syncs the folder `dir` itself (its entries), now.
-fn sync_now(dir: &Path) {
+/// Syncs the folder `dir` itself (its entries), now, best effort: for a folder just created, whose
+/// entry in its parent is made once (the file sink's new folders).
+pub(crate) fn sync_now(dir: &Path) {
     #[cfg(unix)]
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
