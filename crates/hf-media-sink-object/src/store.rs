@@ -122,6 +122,18 @@ struct AtKey {
     fresh: bool,
 }
 
+impl AtKey {
+    /// How a put at this key treats what is there: a fresh key's objects are created (checked where
+    /// the store cannot refuse), another key's replaced, undoing the store clearing `also` too.
+    fn mode<'a>(&self, also: &'a [Path]) -> Mode<'a> {
+        if self.fresh {
+            Mode::CreateChecked
+        } else {
+            Mode::Replace(also)
+        }
+    }
+}
+
 impl ObjectSink {
     /// A fresh stem for `record`: `{unix_secs}_{slug}_{random}`.
     fn stem(record: &MediaRecord) -> String {
@@ -263,12 +275,7 @@ impl ObjectSink {
         if !self.sidecar {
             return Ok(None);
         }
-        let mode = if at.fresh {
-            Mode::CreateChecked
-        } else {
-            Mode::Replace(&[])
-        };
-        match self.put_sidecar(guard, &at.sidecar, record, mode).await? {
+        match self.put_sidecar(guard, &at.sidecar, record, at.mode(&[])).await? {
             Put::Done => Ok(Some(at.sidecar.clone())),
             Put::Taken => Err(self.key_taken(record.key.as_ref(), &at.sidecar)),
         }
@@ -315,13 +322,8 @@ impl ObjectSink {
     ) -> Result<(Path, Option<Path>), SinkError> {
         if let Some(key) = &record.key {
             let at = self.at_key(key, format.extension);
-            let mode = if at.fresh {
-                Mode::CreateChecked
-            } else {
-                Mode::Replace(&at.cleared)
-            };
             if let Put::Taken = self
-                .put_object(guard, &at.media, payload, format.mime, "storing", mode)
+                .put_object(guard, &at.media, payload, format.mime, "storing", at.mode(&at.cleared))
                 .await?
             {
                 return Err(self.key_taken(Some(key), &at.media));

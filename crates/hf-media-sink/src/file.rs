@@ -539,21 +539,26 @@ fn place_at_key(
     if fresh && sidecar.is_some() && taken(&sidecar_path) {
         return Err(failed(&sidecar_path, io::Error::from(io::ErrorKind::AlreadyExists)));
     }
-    // On failure the temporary file is dropped, hence deleted, and the key is untouched.
-    let renamed = if fresh {
-        temp.persist_noclobber(&media)
-    } else {
-        temp.persist(&media)
+    // A fresh key's names are created (a taken one refused), another key's replaced. On failure the
+    // temporary file is dropped, hence deleted.
+    let rename = |temp: TempPath, path: &Path| {
+        let renamed = if fresh {
+            temp.persist_noclobber(path)
+        } else {
+            temp.persist(path)
+        };
+        renamed.map_err(|e| failed(path, e.error))
     };
-    renamed.map_err(|e| failed(&media, e.error))?;
+    // The key is untouched until this rename.
+    rename(temp, &media)?;
     let mut placed = Placed {
         media,
         sidecar: None,
+        // A fresh key has no other formats, and a sidecar there is not this store's.
         also: others
             .iter()
             .cloned()
-            .chain(sidecar.is_some().then(|| sidecar_path.clone()))
-            .filter(|_| !fresh)
+            .chain((!fresh && sidecar.is_some()).then(|| sidecar_path.clone()))
             .collect(),
         armed: true,
     };
@@ -569,12 +574,7 @@ fn place_at_key(
         }
     }
     if let Some(temp) = sidecar {
-        let renamed = if fresh {
-            temp.persist_noclobber(&sidecar_path)
-        } else {
-            temp.persist(&sidecar_path)
-        };
-        renamed.map_err(|e| failed(&sidecar_path, e.error))?;
+        rename(temp, &sidecar_path)?;
         placed.sidecar = Some(sidecar_path);
     }
     sync_folder(dir);
