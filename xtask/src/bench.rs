@@ -208,13 +208,34 @@ fn wait4(pid: u32) -> std::io::Result<(bool, Duration, u64)> {
     Ok((success, cpu, max_rss))
 }
 
-/// Runs `command` to the end, with its stdout captured and its stderr appended to `log`.
-fn measure(command: &mut Command, log: &Path) -> Result<(Usage, String), String> {
-    let stderr = std::fs::OpenOptions::new()
+/// The bench log, opened for appending: where the children's stderr goes.
+fn log_file(log: &Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
-        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))
+}
+
+/// Builds `xtask/examples/{example}.rs` in release (`what` it is, for the messages); its path.
+fn build_example(root: &Path, cargo: &str, target: &Path, example: &str, what: &str) -> Result<PathBuf, String> {
+    eprintln!("$ cargo build --release -p xtask --example {example}");
+    let built = Command::new(cargo)
+        .args(["build", "--release", "-p", "xtask", "--example", example])
+        .current_dir(root)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        return Err(format!(
+            "the release build of {what} (xtask/examples/{example}.rs) failed"
+        ));
+    }
+    Ok(target.join("release").join("examples").join(example))
+}
+
+/// Runs `command` to the end, with its stdout captured and its stderr appended to `log`.
+fn measure(command: &mut Command, log: &Path) -> Result<(Usage, String), String> {
+    let stderr = log_file(log)?;
     let start = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -731,12 +752,12 @@ pub fn run(root: &Path, cargo: &str, smoke: bool, selection: Selection) -> Resul
     let runs_batch = matches!(selection, Selection::All | Selection::Batch);
     let runs_serve = matches!(selection, Selection::All | Selection::Serve);
     let maker = if runs_batch {
-        Some(batch::build_state_maker(root, cargo, &target)?)
+        Some(build_example(root, cargo, &target, "batch_state", "the state maker")?)
     } else {
         None
     };
     let loadgen = if runs_serve {
-        Some(serve::build_load_generator(root, cargo, &target)?)
+        Some(build_example(root, cargo, &target, "serve_load", "the load generator")?)
     } else {
         None
     };

@@ -15,7 +15,7 @@
 //!    `Image.save` on a `ThreadPoolExecutor(64)`, no state) over the same input.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -178,20 +178,6 @@ fn per_item_ms(cpu: Duration, items: u64) -> f64 {
 
 fn rate(items: u64, wall: Duration) -> f64 {
     items as f64 / wall.as_secs_f64().max(1e-9)
-}
-
-/// Builds `examples/batch_state.rs` in release (the resume scenario's state maker); its path.
-pub(super) fn build_state_maker(root: &Path, cargo: &str, target: &Path) -> Result<PathBuf, String> {
-    eprintln!("$ cargo build --release -p xtask --example batch_state");
-    let built = Command::new(cargo)
-        .args(["build", "--release", "-p", "xtask", "--example", "batch_state"])
-        .current_dir(root)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !built {
-        return Err("the release build of the state maker (xtask/examples/batch_state.rs) failed".into());
-    }
-    Ok(target.join("release").join("examples").join("batch_state"))
 }
 
 /// The batch scenarios; `maker` is the state maker's binary.

@@ -72,20 +72,6 @@ impl ServeSizes {
     };
 }
 
-/// Builds `examples/serve_load.rs` in release (the load generator); its path.
-pub(super) fn build_load_generator(root: &Path, cargo: &str, target: &Path) -> Result<PathBuf, String> {
-    eprintln!("$ cargo build --release -p xtask --example serve_load");
-    let built = Command::new(cargo)
-        .args(["build", "--release", "-p", "xtask", "--example", "serve_load"])
-        .current_dir(root)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !built {
-        return Err("the release build of the load generator (xtask/examples/serve_load.rs) failed".into());
-    }
-    Ok(target.join("release").join("examples").join("serve_load"))
-}
-
 /// A server child (`hf-media serve` or g4f) on a free loopback port, killed when dropped.
 struct ServerProcess {
     child: Child,
@@ -96,11 +82,7 @@ impl ServerProcess {
     /// Starts `command` and waits for its `… listening on http://ADDR` line; its stdout is then drained
     /// by a thread (so that it never blocks on a full pipe) and its stderr goes to `log`.
     fn start(mut command: Command, what: &str, log: &Path) -> Result<ServerProcess, String> {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        let stderr = super::log_file(log)?;
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -260,11 +242,7 @@ impl Runner<'_> {
         for header in target.headers {
             command.args(["--header", header]);
         }
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.ctx.log)
-            .map_err(|e| format!("cannot open {}: {e}", self.ctx.log.display()))?;
+        let stderr = super::log_file(&self.ctx.log)?;
         let cpu_before = target.watch.and_then(|pid| cpu_seconds(pid, self.ticks));
         let mut child = command
             .stdin(Stdio::null())
