@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// GOOGLE_*, AZURE_* variables).
     #[arg(short, long, default_value = "generated_media")]
     pub output: PathBuf,
+    /// Answer once a media is in the folder, without waiting for the disk to have it: still atomic (no
+    /// partial file is ever served), but a power loss or a system crash can lose the last seconds'
+    /// media. For disposable media or a disk whose syncs are slow (no effect on object storage).
+    #[arg(long)]
+    pub no_sync: bool,
     /// A key clients must send as `Authorization: Bearer KEY` (repeat it for several; also
     /// HF_MEDIA_API_KEYS, comma-separated).
     #[arg(

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hf_media::{MediaGeneratorBuilder, Secret};
+use hf_media::{MediaGeneratorBuilder, Secret, SinkConfig};
 use hf_media_server::{Server, ServerConfig};
 
 use crate::cli::ServeArgs;
@@ -60,6 +60,12 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
+/// What the flags say of the media sink: its size limit, and whether stores wait for the disk.
+fn sink_config(args: &ServeArgs, sink: &mut SinkConfig) {
+    sink.max_media_bytes = args.connect.max_media_bytes;
+    sink.sync = !args.no_sync;
+}
+
 /// Runs `hf-media serve`.
 pub async fn run(args: ServeArgs) -> ExitCode {
     let config = match server_config(&args) {
@@ -74,7 +80,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         Err(message) => return usage_error(message),
     };
     let mut generator_config = generator_config;
-    generator_config.sink.max_media_bytes = args.connect.max_media_bytes;
+    sink_config(&args, &mut generator_config.sink);
     let builder = MediaGeneratorBuilder::from_config(generator_config);
     let server = match Server::new(builder, config).await {
         Ok(server) => server,
@@ -115,5 +121,31 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             eprintln!("error: {error}");
             ExitCode::from(crate::EXIT_FAILED)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let argv = ["hf-media", "serve"].iter().chain(flags);
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Serve(args)) => *args,
+            other => panic!("expected serve arguments, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stores_are_synced_unless_no_sync_is_given() {
+        let mut sink = SinkConfig::default();
+        sink_config(&serve_args(&["--max-media-bytes", "1000"]), &mut sink);
+        assert!(sink.sync);
+        assert_eq!(sink.max_media_bytes, 1000);
+        sink_config(&serve_args(&["--no-sync"]), &mut sink);
+        assert!(!sink.sync);
     }
 }

@@ -86,7 +86,7 @@ impl Server {
         config.check()?;
         let store = store::MediaStore::open(&config.output)?;
         store.prepare().await?;
-        let sink = store.sink(builder.config().sink.max_media_bytes);
+        let sink = store.sink(&builder.config().sink);
         let mut builder = builder.sink(sink).allow_local_inputs(false);
         for key in &config.api_keys {
             builder = builder.redact(key.expose());

@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use hf_media::sink::DynMediaSink;
-use hf_media::{FileSink, MediaLocation};
+use hf_media::{FileSink, MediaLocation, SinkConfig};
 use hf_media_batch::runner::{BatchOutput, default_state};
 use hf_media_batch::state::StateLocation;
 use hf_media_sink_object::ObjectSink;
@@ -65,15 +65,20 @@ impl MediaStore {
         Ok(())
     }
 
-    /// The sink the generator stores with: media and their JSON sidecars.
-    pub fn sink(&self, max_media_bytes: u64) -> DynMediaSink {
+    /// The sink the generator stores with: media and their JSON sidecars, within the size limit of
+    /// `config`, a folder's stores synced unless `config` says not to (an object store's puts are
+    /// durable when they end).
+    pub fn sink(&self, config: &SinkConfig) -> DynMediaSink {
         match &self.output {
             BatchOutput::Dir(dir) => Arc::new(
                 FileSink::new(dir.clone())
                     .with_sidecar(true)
-                    .with_max_bytes(max_media_bytes),
+                    .with_max_bytes(config.max_media_bytes)
+                    .with_sync(config.sync),
             ),
-            BatchOutput::Object(sink) => Arc::new(sink.clone().with_sidecar(true).with_max_bytes(max_media_bytes)),
+            BatchOutput::Object(sink) => {
+                Arc::new(sink.clone().with_sidecar(true).with_max_bytes(config.max_media_bytes))
+            }
         }
     }
 
@@ -398,6 +403,24 @@ mod tests {
         assert_eq!(byte_range(&ranged("bytes=9-2"), 100), Err(()));
         assert_eq!(byte_range(&ranged("bytes=x-2"), 100), Err(()));
         assert_eq!(byte_range(&Request::new(Body::empty()), 100), Ok(None));
+    }
+
+    #[test]
+    fn a_folders_sink_syncs_unless_the_config_says_not_to() {
+        let store = MediaStore::open(Path::new("media")).unwrap();
+        for sync in [true, false] {
+            let config = SinkConfig {
+                sync,
+                max_media_bytes: 1234,
+                ..SinkConfig::default()
+            };
+            let sink = format!("{:?}", store.sink(&config));
+            assert!(sink.contains(&format!("sync: {sync}")), "{sink}");
+            assert!(
+                sink.contains("max_bytes: 1234") && sink.contains("sidecar: true"),
+                "{sink}"
+            );
+        }
     }
 
     #[tokio::test]

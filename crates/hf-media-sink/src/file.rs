@@ -2,7 +2,6 @@
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -73,6 +72,7 @@ pub struct FileSink {
     dir: PathBuf,
     sidecar: bool,
     max_bytes: u64,
+    sync: bool,
 }
 
 impl Default for FileSink {
@@ -90,6 +90,7 @@ impl FileSink {
             dir: dir.into(),
             sidecar: true,
             max_bytes: DEFAULT_MAX_BYTES,
+            sync: true,
         }
     }
 
@@ -97,6 +98,20 @@ impl FileSink {
     #[must_use]
     pub fn with_sidecar(mut self, sidecar: bool) -> Self {
         self.sidecar = sidecar;
+        self
+    }
+
+    /// Whether stores are made durable before they return (default: `true`): the media and its sidecar
+    /// synced to the disk before their renames, the folder after them.
+    ///
+    /// `false` leaves the writing back to the operating system: stores are still atomic (a reader
+    /// never sees a partial file, a failed or cancelled store leaves nothing), but a power loss or a
+    /// system crash can lose what was stored in the seconds before it, or leave those files empty.
+    /// For media that are disposable or kept elsewhere too, on a disk whose syncs are slow; a process
+    /// that is killed loses nothing either way.
+    #[must_use]
+    pub fn with_sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
         self
     }
 
@@ -121,6 +136,11 @@ impl FileSink {
     /// The size limit, in bytes.
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// Whether stores are synced to the disk before they return ([`with_sync`](Self::with_sync)).
+    pub fn sync(&self) -> bool {
+        self.sync
     }
 
     /// Removes the temporary files (hidden `.hf-media-*.part` files) that a killed process left
@@ -214,69 +234,24 @@ struct Placement {
     key: Option<MediaKey>,
     extension: &'static str,
     prompt: String,
+    /// Whether the folder is synced after the renames ([`FileSink::with_sync`]).
+    sync: bool,
 }
 
 impl Placement {
-    /// Renames the media's temporary file (and the sidecar's) into place and syncs the folder.
+    /// Renames the media's temporary file (and the sidecar's) into place, then syncs the folder (unless
+    /// the sink does not sync).
     fn place(&self, temp: TempPath, sidecar: Option<TempPath>) -> Result<Placed, SinkError> {
-        match &self.key {
-            Some(key) => place_at_key(&self.dir, temp, sidecar, key, self.extension),
-            None => place(&self.dir, temp, sidecar, self.extension, &self.prompt),
+        let placed = match &self.key {
+            Some(key) => place_at_key(&self.dir, temp, sidecar, key, self.extension)?,
+            None => place(&self.dir, temp, sidecar, self.extension, &self.prompt)?,
+        };
+        if self.sync {
+            sync_folder(&self.dir);
+            #[cfg(test)]
+            tests::note_synced(&self.dir);
         }
-    }
-}
-
-/// The two files of a store with a sidecar, each written and synced by its own blocking task: the task
-/// that ends first leaves its file (or its error) here, the one that ends second places both. So the
-/// two syncs run at once and no task ever waits for another (which could hold up the blocking pool).
-#[derive(Debug)]
-struct Meeting {
-    placement: Placement,
-    written: Mutex<Written>,
-}
-
-/// What the tasks of a [`Meeting`] have written so far.
-#[derive(Debug, Default)]
-struct Written {
-    media: Option<Result<TempPath, SinkError>>,
-    sidecar: Option<Result<TempPath, SinkError>>,
-}
-
-impl Meeting {
-    fn new(placement: Placement) -> Self {
-        Self {
-            placement,
-            written: Mutex::default(),
-        }
-    }
-
-    /// The media's task ended: `None` if the sidecar's has not yet (it will place both).
-    fn media_written(&self, media: Result<TempPath, SinkError>) -> Option<Result<Placed, SinkError>> {
-        let mut written = self.lock();
-        written.media = Some(media);
-        self.place_if_both(written)
-    }
-
-    /// The sidecar's task ended: `None` if the media's has not yet (it will place both).
-    fn sidecar_written(&self, sidecar: Result<TempPath, SinkError>) -> Option<Result<Placed, SinkError>> {
-        let mut written = self.lock();
-        written.sidecar = Some(sidecar);
-        self.place_if_both(written)
-    }
-
-    fn place_if_both(&self, mut written: MutexGuard<'_, Written>) -> Option<Result<Placed, SinkError>> {
-        if written.media.is_none() || written.sidecar.is_none() {
-            return None;
-        }
-        let (media, sidecar) = (written.media.take()?, written.sidecar.take()?);
-        drop(written);
-        // On an error, the other temporary file is dropped here, hence deleted.
-        Some(media.and_then(|media| self.placement.place(media, Some(sidecar?))))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Written> {
-        // Nothing panics while holding the lock, so a poisoned one is still consistent.
-        self.written.lock().unwrap_or_else(PoisonError::into_inner)
+        Ok(placed)
     }
 }
 
@@ -324,27 +299,69 @@ fn temp_builder(suffix: &'static str) -> Builder<'static, 'static> {
 }
 
 /// Writes the sidecar's `json` to a temporary file in `dir` (created if missing, with the folders
-/// above it up to `root`) and syncs it: what the store renames to the sidecar's name once the media
-/// is published.
-fn prepare_sidecar(root: &Path, dir: &Path, json: &[u8]) -> Result<TempPath, SinkError> {
-    create_folder(root, dir).map_err(|e| SinkError::io(dir, e))?;
+/// above it up to `root`): what the store syncs with the media ([`sync_files`]) and renames to the
+/// sidecar's name once the media is published.
+fn write_sidecar(root: &Path, dir: &Path, sync: bool, json: &[u8]) -> Result<(std::fs::File, TempPath), SinkError> {
+    create_folder(root, dir, sync).map_err(|e| SinkError::io(dir, e))?;
     let mut tmp = temp_builder(".json.part")
         .tempfile_in(dir)
         .map_err(|e| SinkError::io(dir, e))?;
     // On failure the temporary file is dropped, hence deleted.
-    tmp.write_all(json)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| SinkError::io(tmp.path(), e))?;
-    Ok(tmp.into_temp_path())
+    tmp.write_all(json).map_err(|e| SinkError::io(tmp.path(), e))?;
+    Ok(tmp.into_parts())
+}
+
+/// Makes the written bytes of `files` (each with its path, for errors) durable: each is `fsync`ed,
+/// one after the other. On Linux the write-back of all of them is started first, so that their data
+/// go to the disk together and the first sync finds the others' on their way: measured on ext4, a
+/// media and its sidecar then cost about one sync, where two syncs in a row, or two at once from two
+/// threads (which wait for each other's metadata writes), cost about two.
+fn sync_files(files: &[(&std::fs::File, &Path)]) -> Result<(), SinkError> {
+    if files.len() > 1 {
+        for (file, _) in files {
+            write_back::start(file);
+        }
+    }
+    for (file, path) in files {
+        file.sync_all().map_err(|e| SinkError::io(*path, e))?;
+        #[cfg(test)]
+        tests::note_synced(path);
+    }
+    Ok(())
+}
+
+/// Starting a file's write-back without waiting for it: a hint, so a failure is ignored (the `fsync`
+/// that follows writes everything anyway).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod write_back {
+    use std::os::fd::AsRawFd as _;
+
+    /// `sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)`: queue the whole file's dirty pages for
+    /// writing and return.
+    pub(super) fn start(file: &std::fs::File) {
+        // SAFETY: the descriptor is borrowed from `file`, open for the whole call; the call takes
+        // integers only and touches no memory of this process.
+        let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+}
+
+/// Elsewhere there is no such hint: the syncs do all the work.
+#[cfg(not(target_os = "linux"))]
+mod write_back {
+    pub(super) fn start(_file: &std::fs::File) {}
 }
 
 /// Creates `dir` and the folders above it up to `root` where missing, and makes their entries
-/// durable (syncs the folder holding each one created).
-fn create_folder(root: &Path, dir: &Path) -> io::Result<()> {
+/// durable if `sync` (syncs the folder holding each one created).
+fn create_folder(root: &Path, dir: &Path, sync: bool) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
+    if !sync {
+        return Ok(());
+    }
     let mut at = dir;
     while let Some(parent) = at.parent() {
         sync_now(parent);
@@ -357,9 +374,9 @@ fn create_folder(root: &Path, dir: &Path) -> io::Result<()> {
 }
 
 /// Creates the temporary file the media is written to, in the target folder `dir` (created if
-/// missing, with the folders above it up to `root`).
-fn create_temp(root: &Path, dir: &Path) -> Result<(std::fs::File, TempPath), SinkError> {
-    create_folder(root, dir).map_err(|e| SinkError::io(dir, e))?;
+/// missing, with the folders above it up to `root`; their entries synced if `sync`).
+fn create_temp(root: &Path, dir: &Path, sync: bool) -> Result<(std::fs::File, TempPath), SinkError> {
+    create_folder(root, dir, sync).map_err(|e| SinkError::io(dir, e))?;
     temp_builder(".part")
         .tempfile_in(dir)
         .map(tempfile::NamedTempFile::into_parts)
@@ -419,7 +436,7 @@ fn place(
             continue;
         }
         let with_sidecar = sidecar.take().map(|temp| (temp, sidecar_path));
-        match publish(dir, temp, media, with_sidecar)? {
+        match publish(temp, media, with_sidecar)? {
             Published::Placed(placed) => return Ok(placed),
             Published::Taken {
                 temp: back,
@@ -459,14 +476,9 @@ enum Published {
 }
 
 /// Renames `temp` to `media` (never replacing a file), which publishes the media; then renames the
-/// prepared sidecar to its name (never replacing either) and makes both durable. If the sidecar
-/// cannot be renamed, the media is removed again: on error nothing remains.
-fn publish(
-    dir: &Path,
-    temp: TempPath,
-    media: PathBuf,
-    sidecar: Option<(TempPath, PathBuf)>,
-) -> Result<Published, SinkError> {
+/// prepared sidecar to its name (never replacing either). If the sidecar cannot be renamed, the
+/// media is removed again: on error nothing remains.
+fn publish(temp: TempPath, media: PathBuf, sidecar: Option<(TempPath, PathBuf)>) -> Result<Published, SinkError> {
     if let Err(e) = temp.persist_noclobber(&media) {
         if e.error.kind() == io::ErrorKind::AlreadyExists {
             return Ok(Published::Taken {
@@ -490,12 +502,11 @@ fn publish(
             .map_err(|e| SinkError::io(&path, e.error))?;
         placed.sidecar = Some(path);
     }
-    sync_folder(dir);
     Ok(Published::Placed(placed))
 }
 
 /// A keyed store: publishes `temp` at `{dir}/{name}.{extension}` and the prepared `sidecar` at
-/// `{dir}/{name}.json`, `name` being the key's name, and makes them durable.
+/// `{dir}/{name}.json`, `name` being the key's name.
 ///
 /// A key that is not [fresh](MediaKey::fresh) is replaced: the media renamed over what is there
 /// (readers see the old file or the new one), the key's media of other formats removed (`{name}.png`
@@ -577,7 +588,6 @@ fn place_at_key(
         rename(temp, &sidecar_path)?;
         placed.sidecar = Some(sidecar_path);
     }
-    sync_folder(dir);
     Ok(placed)
 }
 
@@ -614,8 +624,8 @@ impl MediaSink for FileSink {
             let file = match in_flight.take() {
                 Some(write) => finish_write(&dir, temp.as_ref(), write).await?,
                 None => {
-                    let (temp_root, temp_dir) = (root.clone(), dir.clone());
-                    let (file, path) = blocking(&dir, move || create_temp(&temp_root, &temp_dir)).await?;
+                    let (temp_root, temp_dir, sync) = (root.clone(), dir.clone(), self.sync);
+                    let (file, path) = blocking(&dir, move || create_temp(&temp_root, &temp_dir, sync)).await?;
                     temp = Some(path);
                     file
                 }
@@ -632,59 +642,44 @@ impl MediaSink for FileSink {
         };
         record.timings.store_ms = millis(started.elapsed());
 
-        // The media's last bytes and the sidecar are written and synced to their temporary files by two
-        // blocking tasks at once; the one that ends second renames both into place and syncs the folder
-        // (see `Meeting`: neither task ever waits for the other). If this future is dropped meanwhile,
-        // the tasks still end, and their unclaimed outputs (temporary paths, the `Placed` guard) are
-        // dropped, which removes the files.
+        // The media's last bytes and the sidecar are written to their temporary files, synced together
+        // (`sync_files`), renamed into place and the folder synced (both unless the sink does not
+        // sync), all in one blocking task: one
+        // hand-off to the blocking pool per store. If this future is dropped meanwhile, the task still
+        // ends, and its unclaimed output (temporary paths, the `Placed` guard) is dropped, which
+        // removes the files.
+        let sidecar_json = if self.sidecar {
+            Some(serde_json::to_vec_pretty(&record).map_err(|e| SinkError::io(&dir, io::Error::other(e)))?)
+        } else {
+            None
+        };
         let placement = Placement {
             dir: dir.clone(),
             key: record.key.clone(),
             extension: format.extension,
             prompt: record.prompt.clone(),
+            sync: self.sync,
         };
-        let write_media = move || -> Result<TempPath, SinkError> {
+        let sync = self.sync;
+        let placed = blocking(&dir.clone(), move || {
             let (file, temp) = match (spilled, temp) {
                 (Some(file), Some(temp)) => (file, temp),
-                _ => create_temp(&root, &dir)?,
+                _ => create_temp(&root, &dir, sync)?,
             };
-            let write_err = |e| SinkError::io(temp.to_path_buf(), e);
-            let file = write_batch(file, &pending).map_err(write_err)?;
-            file.sync_all().map_err(write_err)?;
-            Ok(temp)
-        };
-        let placed = if self.sidecar {
-            let json =
-                serde_json::to_vec_pretty(&record).map_err(|e| SinkError::io(&placement.dir, io::Error::other(e)))?;
-            let (sidecar_root, sidecar_dir) = (self.dir.clone(), placement.dir.clone());
-            let meeting = Arc::new(Meeting::new(placement));
-            let at_sidecar = Arc::clone(&meeting);
-            let sidecar_task = blocking(&meeting.placement.dir, move || {
-                Ok(at_sidecar.sidecar_written(prepare_sidecar(&sidecar_root, &sidecar_dir, &json)))
-            });
-            let at_media = Arc::clone(&meeting);
-            let media_task = blocking(
-                &meeting.placement.dir,
-                move || Ok(at_media.media_written(write_media())),
-            );
-            let (media_end, sidecar_end) = futures::future::join(media_task, sidecar_task).await;
-            let mut placed = None;
-            for end in [media_end, sidecar_end] {
-                match end {
-                    Ok(Some(Ok(done))) => placed = Some(done),
-                    Ok(Some(Err(e))) | Err(e) => return Err(e),
-                    Ok(None) => {}
-                }
+            let file = write_batch(file, &pending).map_err(|e| SinkError::io(temp.to_path_buf(), e))?;
+            let sidecar = match sidecar_json {
+                Some(json) => Some(write_sidecar(&root, &dir, sync, &json)?),
+                None => None,
+            };
+            let mut files = vec![(&file, &*temp)];
+            files.extend(sidecar.as_ref().map(|(file, temp)| (file, &**temp)));
+            if sync {
+                sync_files(&files)?;
             }
-            placed.ok_or_else(|| {
-                SinkError::io(
-                    &meeting.placement.dir,
-                    io::Error::other("neither file-system task placed the media"),
-                )
-            })?
-        } else {
-            blocking(&placement.dir.clone(), move || placement.place(write_media()?, None)).await?
-        };
+            drop(files);
+            placement.place(temp, sidecar.map(|(_, temp)| temp))
+        })
+        .await?;
         let (path, sidecar) = placed.hand_over();
 
         Ok(StoredMedia {
@@ -705,6 +700,60 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::Arc;
     use std::time::Duration;
+
+    /// The files and folders synced by this process's stores, for the checks of `with_sync`.
+    static SYNCED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+    pub(super) fn note_synced(path: &Path) {
+        SYNCED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(path.to_path_buf());
+    }
+
+    /// What was synced under `root`.
+    fn synced_under(root: &Path) -> Vec<PathBuf> {
+        let synced = SYNCED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        synced.iter().filter(|path| path.starts_with(root)).cloned().collect()
+    }
+
+    #[tokio::test]
+    async fn a_store_syncs_its_files_and_then_the_folder_unless_told_not_to() {
+        for sync in [true, false] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path().join("out");
+            let sink = FileSink::new(&dir).with_sync(sync);
+            assert_eq!(sink.sync(), sync);
+            let stored = sink
+                .store(chunks(vec![PNG.to_vec()]), record("synced or not"))
+                .await
+                .expect("stored");
+            let synced = synced_under(tmp.path());
+            if sync {
+                // The two temporary files (the media's, the sidecar's), then the folder, after the renames.
+                assert_eq!(synced.len(), 3, "{synced:?}");
+                assert!(
+                    synced[..2].iter().all(|p| p.parent() == Some(dir.as_path())),
+                    "{synced:?}"
+                );
+                assert!(
+                    synced[..2].iter().all(|p| is_temporary(p.file_name().expect("name"))),
+                    "{synced:?}"
+                );
+                assert_eq!(synced[2], dir);
+            } else {
+                assert!(synced.is_empty(), "{synced:?}");
+            }
+            // Atomic either way: the media and its sidecar in place, no temporary file.
+            let MediaLocation::File(path) = &stored.location else {
+                panic!("expected a file, got {:?}", stored.location);
+            };
+            assert_eq!(std::fs::read(path).expect("read"), PNG);
+            let names = listing(&dir);
+            assert_eq!(names.len(), 2, "{names:?}");
+            assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        }
+    }
 
     const PNG: &[u8] = &[
         0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
@@ -834,9 +883,11 @@ mod tests {
             .tempfile_in(tmp.path())
             .expect("temp")
             .into_temp_path();
-        let sidecar_temp = prepare_sidecar(tmp.path(), tmp.path(), b"{}").expect("sidecar temp");
+        let sidecar_temp = write_sidecar(tmp.path(), tmp.path(), true, b"{}")
+            .expect("sidecar temp")
+            .1;
         let sidecar = tmp.path().join("taken.json");
-        match publish(tmp.path(), temp, taken.clone(), Some((sidecar_temp, sidecar.clone()))) {
+        match publish(temp, taken.clone(), Some((sidecar_temp, sidecar.clone()))) {
             Ok(Published::Taken {
                 temp,
                 sidecar: Some(sidecar_temp),
@@ -867,9 +918,10 @@ mod tests {
         let mut temp = temp_builder(".part").tempfile_in(tmp.path()).expect("temp");
         temp.write_all(PNG).expect("write");
         let media = tmp.path().join("m.png");
-        let sidecar_temp = prepare_sidecar(tmp.path(), tmp.path(), b"{}").expect("sidecar temp");
+        let sidecar_temp = write_sidecar(tmp.path(), tmp.path(), true, b"{}")
+            .expect("sidecar temp")
+            .1;
         let err = publish(
-            tmp.path(),
             temp.into_temp_path(),
             media.clone(),
             Some((sidecar_temp, sidecar.clone())),
@@ -894,6 +946,7 @@ mod tests {
         assert_eq!(sink.dir(), Path::new("generated_media"));
         assert!(sink.sidecar());
         assert_eq!(sink.max_bytes(), 2 * 1024 * 1024 * 1024);
+        assert!(sink.sync());
         let sink = FileSink::new("/x").with_sidecar(false).with_max_bytes(3);
         assert_eq!(sink.dir(), Path::new("/x"));
         assert!(!sink.sidecar());
@@ -1115,7 +1168,9 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let taken = tmp.path().join("taken.json");
         std::fs::write(&taken, b"original").expect("write");
-        let sidecar_temp = prepare_sidecar(tmp.path(), tmp.path(), b"{}").expect("sidecar temp");
+        let sidecar_temp = write_sidecar(tmp.path(), tmp.path(), true, b"{}")
+            .expect("sidecar temp")
+            .1;
         let err = sidecar_temp.persist_noclobber(&taken).expect_err("must not overwrite");
         assert_eq!(err.error.kind(), io::ErrorKind::AlreadyExists);
         drop(err);
@@ -1458,7 +1513,9 @@ mod tests {
             .tempfile_in(tmp.path())
             .expect("temp")
             .into_temp_path();
-        let sidecar = prepare_sidecar(tmp.path(), tmp.path(), b"{}").expect("sidecar temp");
+        let sidecar = write_sidecar(tmp.path(), tmp.path(), true, b"{}")
+            .expect("sidecar temp")
+            .1;
         let placed = place(tmp.path(), temp, Some(sidecar), "png", "p").expect("placed");
         assert!(placed.media.exists());
         assert!(placed.sidecar.as_ref().is_some_and(|s| s.exists()));

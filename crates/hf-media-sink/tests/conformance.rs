@@ -59,6 +59,15 @@ async fn file_sink_passes() {
     let dir = tmp.path().join("media");
     let sink = FileSink::new(&dir);
     conformance::run_all(&sink, || entries(&dir)).await;
+    // Without syncs, every behaviour is the same (only the disk writes are left to the system).
+    let unsynced_dir = tmp.path().join("unsynced");
+    let unsynced = FileSink::new(&unsynced_dir).with_sync(false);
+    conformance::run_all(&unsynced, || entries(&unsynced_dir)).await;
+    assert!(
+        hidden_entries(&unsynced_dir).is_empty(),
+        "{:?}",
+        hidden_entries(&unsynced_dir)
+    );
     let limited = FileSink::new(&dir).with_max_bytes(100);
     conformance::rejects_oversized(&limited, 100, || entries(&dir)).await;
     assert!(hidden_entries(&dir).is_empty(), "{:?}", hidden_entries(&dir));

@@ -370,7 +370,8 @@ impl MediaGeneratorBuilder {
             Arc::new(
                 FileSink::new(config.sink.dir.clone())
                     .with_max_bytes(config.sink.max_media_bytes)
-                    .with_sidecar(config.sink.sidecar),
+                    .with_sidecar(config.sink.sidecar)
+                    .with_sync(config.sink.sync),
             )
         });
         let access = Access {

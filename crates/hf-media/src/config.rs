@@ -96,6 +96,10 @@ pub struct SinkConfig {
     pub max_media_bytes: u64,
     /// Whether a JSON record is written next to each media (default `true`).
     pub sidecar: bool,
+    /// Whether each store is synced to the disk before it counts as done (default `true`); `false`
+    /// keeps stores atomic but lets a power loss take the last seconds' media
+    /// ([`FileSink::with_sync`](hf_media_sink::FileSink::with_sync)).
+    pub sync: bool,
 }
 
 impl Default for SinkConfig {
@@ -104,6 +108,7 @@ impl Default for SinkConfig {
             dir: PathBuf::from(hf_media_sink::DEFAULT_DIR),
             max_media_bytes: hf_media_sink::DEFAULT_MAX_BYTES,
             sidecar: true,
+            sync: true,
         }
     }
 }
