@@ -208,6 +208,7 @@ impl Load {
 }
 
 /// What to load.
+#[derive(Clone)]
 struct Target<'a> {
     url: String,
     body: String,
@@ -308,8 +309,8 @@ impl Runner<'_> {
     }
 }
 
-/// `hf-media serve` against the emulator, its provider router at `router`.
-fn start_serve(ctx: &Context, hub: &str, router: &str, out: &Path) -> Result<ServerProcess, String> {
+/// `hf-media serve` against the emulator, its provider router at `router` (with `--no-sync` if not `sync`).
+fn start_serve(ctx: &Context, hub: &str, router: &str, out: &Path, sync: bool) -> Result<ServerProcess, String> {
     fresh_dir(out)?;
     let mut command = Command::new(&ctx.bin);
     for var in ENDPOINT_VARS
@@ -326,6 +327,9 @@ fn start_serve(ctx: &Context, hub: &str, router: &str, out: &Path) -> Result<Ser
         .args(["--hf-endpoint", hub, "--router-url", router])
         .arg("-o")
         .arg(out);
+    if !sync {
+        command.arg("--no-sync");
+    }
     ServerProcess::start(command, "hf-media serve", &ctx.log)
 }
 
@@ -383,15 +387,21 @@ struct Series {
     loads: Vec<Load>,
 }
 
-/// The runs at one provider latency: direct, ours, and g4f's (or why it was not measured).
+/// The runs at one provider latency: direct, ours (synced, as by default, and with `--no-sync`), and
+/// g4f's (or why it was not measured).
 struct Latency {
     label: String,
     /// The provider's latency.
     slow: Duration,
     direct: Vec<Load>,
     ours: Series,
+    unsynced: Series,
     g4f: Result<Series, String>,
 }
+
+/// How our two servers are named in the rows.
+const OURS: &str = "hf-media serve";
+const OURS_UNSYNCED: &str = "hf-media serve --no-sync (no disk syncs, like g4f)";
 
 fn ms(value: f64) -> String {
     if value.abs() >= 100.0 {
@@ -458,7 +468,14 @@ pub(super) fn scenarios(ctx: &Context, sizes: ServeSizes, loadgen: &Path) -> Res
     let mut latencies = Vec::new();
     for (index, (label, provider_latency, router, times)) in cases.into_iter().enumerate() {
         let direct_url = format!("{router}/hf-inference/models/{MODEL}");
-        let ours_server = start_serve(ctx, &emulator.url, &router, &dir.join(format!("serve-{index}")))?;
+        let ours_server = start_serve(ctx, &emulator.url, &router, &dir.join(format!("serve-{index}")), true)?;
+        let unsynced_server = start_serve(
+            ctx,
+            &emulator.url,
+            &router,
+            &dir.join(format!("serve-unsynced-{index}")),
+            false,
+        )?;
         let g4f_server = python
             .as_ref()
             .map_err(Clone::clone)
@@ -469,6 +486,11 @@ pub(super) fn scenarios(ctx: &Context, sizes: ServeSizes, loadgen: &Path) -> Res
             headers: &[],
             expect: Some("\"url\""),
             watch: Some(ours_server.pid()),
+        };
+        let unsynced = Target {
+            url: format!("{}/v1/images/generations", unsynced_server.url),
+            watch: Some(unsynced_server.pid()),
+            ..ours.clone()
         };
         let g4f = g4f_server.as_ref().map(|server| Target {
             url: format!("{}/v1/images/generations", server.url),
@@ -496,8 +518,13 @@ pub(super) fn scenarios(ctx: &Context, sizes: ServeSizes, loadgen: &Path) -> Res
         );
         eprintln!("  serve: provider latency {label}: warming up");
         runner.load(&ours, 1, warm)?;
+        runner.load(&unsynced, 1, warm)?;
         let mut ours_series = Series {
             idle_rss: rss(ours_server.pid()).unwrap_or(0),
+            loads: Vec::new(),
+        };
+        let mut unsynced_series = Series {
+            idle_rss: rss(unsynced_server.pid()).unwrap_or(0),
             loads: Vec::new(),
         };
         let mut g4f_series = match &g4f {
@@ -512,9 +539,12 @@ pub(super) fn scenarios(ctx: &Context, sizes: ServeSizes, loadgen: &Path) -> Res
         };
         let mut direct_loads = Vec::new();
         for &concurrency in sizes.concurrencies {
-            eprintln!("  serve: provider latency {label}, concurrency {concurrency}: direct, hf-media serve, g4f");
+            eprintln!(
+                "  serve: provider latency {label}, concurrency {concurrency}: direct, hf-media serve (synced, unsynced), g4f"
+            );
             direct_loads.push(runner.load(&direct, concurrency, times)?);
             ours_series.loads.push(runner.load(&ours, concurrency, times)?);
+            unsynced_series.loads.push(runner.load(&unsynced, concurrency, times)?);
             if let (Ok(target), Ok(series)) = (&g4f, &mut g4f_series) {
                 match runner.load(target, concurrency, times) {
                     Ok(load) => series.loads.push(load),
@@ -523,12 +553,14 @@ pub(super) fn scenarios(ctx: &Context, sizes: ServeSizes, loadgen: &Path) -> Res
             }
         }
         drop(ours_server);
+        drop(unsynced_server);
         drop(g4f_server);
         latencies.push(Latency {
             label,
             slow: provider_latency,
             direct: direct_loads,
             ours: ours_series,
+            unsynced: unsynced_series,
             g4f: g4f_series,
         });
     }
@@ -540,7 +572,8 @@ pub(super) fn scenarios(ctx: &Context, sizes: ServeSizes, loadgen: &Path) -> Res
         "the disk under the media: 4 KiB file created + written + fsync + rename + folder fsync (p50 of 200)",
         format!("before the runs: {}; after: {}", ms(disk_before), ms(disk_after)),
         "—".into(),
-        "`hf-media serve` does this for the media and its sidecar at once, one folder fsync shared by concurrent stores"
+        "`hf-media serve` does this for the media and its sidecar together (their write-back started at once), one \
+         folder fsync shared by concurrent stores; with --no-sync, none of the fsyncs"
             .into(),
     ));
     Ok(rows)
@@ -557,87 +590,92 @@ fn rows(latencies: &[Latency], sizes: ServeSizes) -> Vec<Row> {
     };
     for latency in latencies {
         for (i, &concurrency) in sizes.concurrencies.iter().enumerate() {
-            let (direct, ours) = (&latency.direct[i], &latency.ours.loads[i]);
-            let reference = match &latency.g4f {
-                Ok(series) => {
-                    let theirs = &series.loads[i];
+            let direct = &latency.direct[i];
+            let theirs = latency.g4f.as_ref().ok().map(|series| &series.loads[i]);
+            let reference = match (&latency.g4f, theirs) {
+                (Ok(_), Some(theirs)) => format!(
+                    "g4f: {:.1}/s, p50 {} ({}), p99 {}",
+                    theirs.rps,
+                    ms(theirs.p50),
+                    signed_ms(theirs.p50 - direct.p50),
+                    ms(theirs.p99)
+                ),
+                (Err(reason), _) => format!("g4f not measured: {reason}"),
+                (Ok(_), None) => "g4f not measured".into(),
+            };
+            for (name, series) in [(OURS, &latency.ours), (OURS_UNSYNCED, &latency.unsynced)] {
+                let ours = &series.loads[i];
+                // With a slow provider, a closed loop of `concurrency` clients cannot make more than
+                // concurrency / latency requests a second, whatever the server: the 10× target is held
+                // where the server's own speed decides the throughput (latency 0).
+                let ratio = match theirs {
+                    Some(theirs) if latency.slow.is_zero() => {
+                        let ratio = ours.rps / theirs.rps;
+                        format!("{ratio:.1}× (target ≥ 10×: {})", verdict(ratio >= 10.0))
+                    }
+                    Some(theirs) => format!(
+                        "{:.1}× (any server: ≤ {:.0}/s)",
+                        ours.rps / theirs.rps,
+                        concurrency as f64 / latency.slow.as_secs_f64()
+                    ),
+                    None => "n/a".into(),
+                };
+                rows.push(Row::new(
                     format!(
-                        "g4f: {:.1}/s, p50 {} ({}), p99 {}",
-                        theirs.rps,
-                        ms(theirs.p50),
-                        signed_ms(theirs.p50 - direct.p50),
-                        ms(theirs.p99)
-                    )
-                }
-                Err(reason) => format!("g4f not measured: {reason}"),
-            };
-            // With a slow provider, a closed loop of `concurrency` clients cannot make more than
-            // concurrency / latency requests a second, whatever the server: the 10× target is held
-            // where the server's own speed decides the throughput (latency 0).
-            let ratio = match &latency.g4f {
-                Ok(series) if latency.slow.is_zero() => {
-                    let ratio = ours.rps / series.loads[i].rps;
-                    format!("{ratio:.1}× (target ≥ 10×: {})", verdict(ratio >= 10.0))
-                }
-                Ok(series) => format!(
-                    "{:.1}× (any server: ≤ {:.0}/s)",
-                    ours.rps / series.loads[i].rps,
-                    concurrency as f64 / latency.slow.as_secs_f64()
-                ),
-                Err(_) => "n/a".into(),
-            };
-            rows.push(Row::new(
-                format!(
-                    "{what}, provider latency {}, concurrency {concurrency}: requests/s, latency (added over the provider's own)",
-                    latency.label
-                ),
-                format!(
-                    "{:.0}/s, p50 {} ({}), p99 {}; direct: {:.0}/s, p50 {}",
-                    ours.rps,
-                    ms(ours.p50),
-                    signed_ms(ours.p50 - direct.p50),
-                    ms(ours.p99),
-                    direct.rps,
-                    ms(direct.p50)
-                ),
-                reference,
-                ratio,
-            ));
+                        "{name}: {what}, provider latency {}, concurrency {concurrency}: requests/s, latency (added over the provider's own)",
+                        latency.label
+                    ),
+                    format!(
+                        "{:.0}/s, p50 {} ({}), p99 {}; direct: {:.0}/s, p50 {}",
+                        ours.rps,
+                        ms(ours.p50),
+                        signed_ms(ours.p50 - direct.p50),
+                        ms(ours.p99),
+                        direct.rps,
+                        ms(direct.p50)
+                    ),
+                    reference.clone(),
+                    ratio,
+                ));
+            }
         }
     }
     // The targets: p50 overhead at concurrency 64, memory per in-flight request.
     if let Some(i) = sizes.concurrencies.iter().position(|&c| c == target_concurrency) {
         for latency in latencies {
-            let (direct, ours) = (&latency.direct[i], &latency.ours.loads[i]);
-            let added = ours.p50 - direct.p50;
-            let reference = match &latency.g4f {
-                Ok(series) => format!("g4f: {}", signed_ms(series.loads[i].p50 - direct.p50)),
-                Err(_) => "g4f not measured".into(),
-            };
-            rows.push(Row::new(
-                format!(
-                    "{what}, provider latency {}, concurrency {target_concurrency}: p50 added latency (server p50 − direct p50)",
-                    latency.label
-                ),
-                signed_ms(added),
-                reference,
-                format!("target < 2 ms: {}", verdict(added < 2.0)),
-            ));
-            rows.push(Row::new(
-                format!(
-                    "{what}, provider latency {}, concurrency {target_concurrency}: server CPU per request (user + system)",
-                    latency.label
-                ),
-                ours.cpu_label(),
-                match &latency.g4f {
-                    Ok(series) => format!("g4f: {}", series.loads[i].cpu_label()),
-                    Err(_) => "g4f not measured".into(),
-                },
-                match &latency.g4f {
-                    Ok(series) => format!("{:.1}× less", series.loads[i].cpu_ms() / ours.cpu_ms()),
-                    Err(_) => "n/a".into(),
-                },
-            ));
+            let direct = &latency.direct[i];
+            let theirs = latency.g4f.as_ref().ok().map(|series| &series.loads[i]);
+            for (name, series) in [(OURS, &latency.ours), (OURS_UNSYNCED, &latency.unsynced)] {
+                let ours = &series.loads[i];
+                let added = ours.p50 - direct.p50;
+                rows.push(Row::new(
+                    format!(
+                        "{name}: {what}, provider latency {}, concurrency {target_concurrency}: p50 added latency (server p50 − direct p50)",
+                        latency.label
+                    ),
+                    signed_ms(added),
+                    theirs.map_or_else(
+                        || "g4f not measured".into(),
+                        |theirs| format!("g4f: {}", signed_ms(theirs.p50 - direct.p50)),
+                    ),
+                    format!("target < 2 ms: {}", verdict(added < 2.0)),
+                ));
+                rows.push(Row::new(
+                    format!(
+                        "{name}: {what}, provider latency {}, concurrency {target_concurrency}: server CPU per request (user + system)",
+                        latency.label
+                    ),
+                    ours.cpu_label(),
+                    theirs.map_or_else(
+                        || "g4f not measured".into(),
+                        |theirs| format!("g4f: {}", theirs.cpu_label()),
+                    ),
+                    theirs.map_or_else(
+                        || "n/a".into(),
+                        |theirs| format!("{:.1}× less", theirs.cpu_ms() / ours.cpu_ms()),
+                    ),
+                ));
+            }
         }
     }
     if let Some(slow) = latencies.last() {
