@@ -54,15 +54,17 @@ const SPILL_BYTES: usize = 1024 * 1024;
 ///   for, and a taken media or sidecar name is [`SinkError::KeyTaken`].
 /// - **Sidecar** (on by default): `{same stem}.json`, the pretty-printed
 ///   [`MediaRecord`] with the measured `timings.store_ms`, also written
-///   atomically: to its own temporary file, synced while the media's is, and
+///   atomically: to its own temporary file, synced with the media's, and
 ///   renamed into place right after the media (so a folder watcher may see the
 ///   media a moment before its sidecar); [`StoredMedia::sidecar`] is its
 ///   [`MediaLocation::File`]. If it cannot be put in place, the media is
 ///   removed again and the store fails.
-/// - **Durable**: the media and the sidecar are synced before their renames,
+/// - **Durable**: the media and the sidecar are synced before their renames
+///   (their write-back started together, so that the two cost about one sync),
 ///   the folder after them. Concurrent stores into one folder share the folder's
 ///   syncs (one sync covers every rename made before it began), so that under
-///   load a store costs two file syncs and a fraction of a folder sync.
+///   load a store costs its file syncs and a fraction of a folder sync. Or not:
+///   [`with_sync(false)`](Self::with_sync) leaves the writing to the system.
 /// - **Timing**: `timings.store_ms` is the time from the call of `store` to
 ///   the last byte received (a large media being written meanwhile); the syncs
 ///   and renames that follow are not in it. The same in the returned record and
