@@ -37,7 +37,8 @@ const SPILL_BYTES: usize = 1024 * 1024;
 ///
 /// Guarantees:
 /// - **Atomic**: bytes go to a hidden `.hf-media-*.part` file in the target
-///   folder and are renamed into place only once complete and synced. On any
+///   folder and are renamed into place only once complete (and synced, unless
+///   [`with_sync(false)`](Self::with_sync)). On any
 ///   error, or when the `store` future is dropped, the temporary file is
 ///   deleted: no partial file is ever left.
 /// - **Signature-based extension**: `.png`, `.jpg`, `.mp4`... are decided from
@@ -60,7 +61,8 @@ const SPILL_BYTES: usize = 1024 * 1024;
 ///   [`MediaLocation::File`]. If it cannot be put in place, the media is
 ///   removed again and the store fails.
 /// - **Durable**: the media and the sidecar are synced before their renames
-///   (their write-back started together, so that the two cost about one sync),
+///   (on Linux their write-back started together, so that the two cost about
+///   one sync),
 ///   the folder after them. Concurrent stores into one folder share the folder's
 ///   syncs (one sync covers every rename made before it began), so that under
 ///   load a store costs its file syncs and a fraction of a folder sync. Or not:
@@ -300,11 +302,10 @@ fn temp_builder(suffix: &'static str) -> Builder<'static, 'static> {
     builder
 }
 
-/// Writes the sidecar's `json` to a temporary file in `dir` (created if missing, with the folders
-/// above it up to `root`): what the store syncs with the media ([`sync_files`]) and renames to the
-/// sidecar's name once the media is published.
-fn write_sidecar(root: &Path, dir: &Path, sync: bool, json: &[u8]) -> Result<(std::fs::File, TempPath), SinkError> {
-    create_folder(root, dir, sync).map_err(|e| SinkError::io(dir, e))?;
+/// Writes the sidecar's `json` to a temporary file in `dir`, the folder the media's temporary file was
+/// made in: what the store syncs with the media ([`sync_files`]) and renames to the sidecar's name
+/// once the media is published.
+fn write_sidecar(dir: &Path, json: &[u8]) -> Result<(std::fs::File, TempPath), SinkError> {
     let mut tmp = temp_builder(".json.part")
         .tempfile_in(dir)
         .map_err(|e| SinkError::io(dir, e))?;
@@ -367,6 +368,8 @@ fn create_folder(root: &Path, dir: &Path, sync: bool) -> io::Result<()> {
     let mut at = dir;
     while let Some(parent) = at.parent() {
         sync_now(parent);
+        #[cfg(test)]
+        tests::note_synced(parent);
         if at == root || !parent.starts_with(root) {
             break;
         }
@@ -645,11 +648,10 @@ impl MediaSink for FileSink {
         record.timings.store_ms = millis(started.elapsed());
 
         // The media's last bytes and the sidecar are written to their temporary files, synced together
-        // (`sync_files`), renamed into place and the folder synced (both unless the sink does not
-        // sync), all in one blocking task: one
-        // hand-off to the blocking pool per store. If this future is dropped meanwhile, the task still
-        // ends, and its unclaimed output (temporary paths, the `Placed` guard) is dropped, which
-        // removes the files.
+        // (`sync_files`), renamed into place and the folder synced (the syncs unless the sink does not
+        // sync), all in one blocking task: one hand-off to the blocking pool per store. If this future
+        // is dropped meanwhile, the task still ends, and its unclaimed output (temporary paths, the
+        // `Placed` guard) is dropped, which removes the files.
         let sidecar_json = if self.sidecar {
             Some(serde_json::to_vec_pretty(&record).map_err(|e| SinkError::io(&dir, io::Error::other(e)))?)
         } else {
@@ -662,20 +664,19 @@ impl MediaSink for FileSink {
             prompt: record.prompt.clone(),
             sync: self.sync,
         };
-        let sync = self.sync;
         let placed = blocking(&dir.clone(), move || {
             let (file, temp) = match (spilled, temp) {
                 (Some(file), Some(temp)) => (file, temp),
-                _ => create_temp(&root, &dir, sync)?,
+                _ => create_temp(&root, &dir, placement.sync)?,
             };
             let file = write_batch(file, &pending).map_err(|e| SinkError::io(temp.to_path_buf(), e))?;
             let sidecar = match sidecar_json {
-                Some(json) => Some(write_sidecar(&root, &dir, sync, &json)?),
+                Some(json) => Some(write_sidecar(&dir, &json)?),
                 None => None,
             };
             let mut files = vec![(&file, &*temp)];
             files.extend(sidecar.as_ref().map(|(file, temp)| (file, &**temp)));
-            if sync {
+            if placement.sync {
                 sync_files(&files)?;
             }
             drop(files);
@@ -721,39 +722,69 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_syncs_its_files_and_then_the_folder_unless_told_not_to() {
-        for sync in [true, false] {
-            let tmp = tempfile::tempdir().expect("tempdir");
-            let dir = tmp.path().join("out");
-            let sink = FileSink::new(&dir).with_sync(sync);
-            assert_eq!(sink.sync(), sync);
-            let stored = sink
-                .store(chunks(vec![PNG.to_vec()]), record("synced or not"))
-                .await
-                .expect("stored");
-            let synced = synced_under(tmp.path());
-            if sync {
-                // The two temporary files (the media's, the sidecar's), then the folder, after the renames.
-                assert_eq!(synced.len(), 3, "{synced:?}");
-                assert!(
-                    synced[..2].iter().all(|p| p.parent() == Some(dir.as_path())),
-                    "{synced:?}"
-                );
-                assert!(
-                    synced[..2].iter().all(|p| is_temporary(p.file_name().expect("name"))),
-                    "{synced:?}"
-                );
-                assert_eq!(synced[2], dir);
-            } else {
-                assert!(synced.is_empty(), "{synced:?}");
+        let (big, big_chunks) = big_png(SPILL_BYTES + 1000);
+        // A small media, one whose key makes new sub-folders, and one large enough to spill to disk.
+        let cases = [
+            (
+                "small",
+                record("synced or not"),
+                vec![PNG.to_vec()],
+                PNG.to_vec(),
+                "out",
+            ),
+            (
+                "keyed",
+                keyed("keyed", "a/b/c"),
+                vec![PNG.to_vec()],
+                PNG.to_vec(),
+                "out/a/b",
+            ),
+            ("spilled", record("spilled"), big_chunks, big, "out"),
+        ];
+        for (what, record, chunks_of_media, bytes, folder) in cases {
+            for sync in [true, false] {
+                let tmp = tempfile::tempdir().expect("tempdir");
+                let sink = FileSink::new(tmp.path().join("out")).with_sync(sync);
+                assert_eq!(sink.sync(), sync);
+                let stored = sink
+                    .store(chunks(chunks_of_media.clone()), record.clone())
+                    .await
+                    .expect("stored");
+                let dir = tmp.path().join(folder);
+                let synced = synced_under(tmp.path());
+                if sync {
+                    // The entries of the folders just made (each in its parent), the two temporary files
+                    // (the media's, the sidecar's), then the folder, after the renames.
+                    let (files, last) = (&synced[synced.len() - 3..synced.len() - 1], &synced[synced.len() - 1]);
+                    assert!(
+                        files
+                            .iter()
+                            .all(|p| p.parent() == Some(dir.as_path()) && is_temporary(p.file_name().expect("name"))),
+                        "{what}: {synced:?}"
+                    );
+                    assert_eq!(last, &dir, "{what}: {synced:?}");
+                    let folders = &synced[..synced.len() - 3];
+                    let expected: Vec<PathBuf> = match what {
+                        "keyed" => vec![
+                            tmp.path().join("out/a"),
+                            tmp.path().join("out"),
+                            tmp.path().to_path_buf(),
+                        ],
+                        _ => vec![tmp.path().to_path_buf()],
+                    };
+                    assert_eq!(folders, expected.as_slice(), "{what}: the new folders' entries");
+                } else {
+                    assert!(synced.is_empty(), "{what}: {synced:?}");
+                }
+                // Atomic either way: the media and its sidecar in place, no temporary file.
+                let MediaLocation::File(path) = &stored.location else {
+                    panic!("expected a file, got {:?}", stored.location);
+                };
+                assert_eq!(std::fs::read(path).expect("read"), bytes, "{what}");
+                let names = listing(&dir);
+                assert_eq!(names.len(), 2, "{what}: {names:?}");
+                assert!(names.iter().all(|n| !n.starts_with('.')), "{what}: {names:?}");
             }
-            // Atomic either way: the media and its sidecar in place, no temporary file.
-            let MediaLocation::File(path) = &stored.location else {
-                panic!("expected a file, got {:?}", stored.location);
-            };
-            assert_eq!(std::fs::read(path).expect("read"), PNG);
-            let names = listing(&dir);
-            assert_eq!(names.len(), 2, "{names:?}");
-            assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
         }
     }
 
@@ -885,9 +916,7 @@ mod tests {
             .tempfile_in(tmp.path())
             .expect("temp")
             .into_temp_path();
-        let sidecar_temp = write_sidecar(tmp.path(), tmp.path(), true, b"{}")
-            .expect("sidecar temp")
-            .1;
+        let sidecar_temp = write_sidecar(tmp.path(), b"{}").expect("sidecar temp").1;
         let sidecar = tmp.path().join("taken.json");
         match publish(temp, taken.clone(), Some((sidecar_temp, sidecar.clone()))) {
             Ok(Published::Taken {
@@ -920,9 +949,7 @@ mod tests {
         let mut temp = temp_builder(".part").tempfile_in(tmp.path()).expect("temp");
         temp.write_all(PNG).expect("write");
         let media = tmp.path().join("m.png");
-        let sidecar_temp = write_sidecar(tmp.path(), tmp.path(), true, b"{}")
-            .expect("sidecar temp")
-            .1;
+        let sidecar_temp = write_sidecar(tmp.path(), b"{}").expect("sidecar temp").1;
         let err = publish(
             temp.into_temp_path(),
             media.clone(),
@@ -1170,9 +1197,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let taken = tmp.path().join("taken.json");
         std::fs::write(&taken, b"original").expect("write");
-        let sidecar_temp = write_sidecar(tmp.path(), tmp.path(), true, b"{}")
-            .expect("sidecar temp")
-            .1;
+        let sidecar_temp = write_sidecar(tmp.path(), b"{}").expect("sidecar temp").1;
         let err = sidecar_temp.persist_noclobber(&taken).expect_err("must not overwrite");
         assert_eq!(err.error.kind(), io::ErrorKind::AlreadyExists);
         drop(err);
@@ -1515,9 +1540,7 @@ mod tests {
             .tempfile_in(tmp.path())
             .expect("temp")
             .into_temp_path();
-        let sidecar = write_sidecar(tmp.path(), tmp.path(), true, b"{}")
-            .expect("sidecar temp")
-            .1;
+        let sidecar = write_sidecar(tmp.path(), b"{}").expect("sidecar temp").1;
         let placed = place(tmp.path(), temp, Some(sidecar), "png", "p").expect("placed");
         assert!(placed.media.exists());
         assert!(placed.sidecar.as_ref().is_some_and(|s| s.exists()));

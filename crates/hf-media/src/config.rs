@@ -96,9 +96,10 @@ pub struct SinkConfig {
     pub max_media_bytes: u64,
     /// Whether a JSON record is written next to each media (default `true`).
     pub sidecar: bool,
-    /// Whether each store is synced to the disk before it counts as done (default `true`); `false`
-    /// keeps stores atomic but lets a power loss take the last seconds' media
-    /// ([`FileSink::with_sync`](hf_media_sink::FileSink::with_sync)).
+    /// Whether the default sink syncs each store to the disk before it counts as done (default
+    /// `true`); `false` keeps stores atomic but lets a power loss take the last seconds' media
+    /// ([`FileSink::with_sync`](hf_media_sink::FileSink::with_sync)). A sink given to the builder, or
+    /// a batch's own, is not affected.
     pub sync: bool,
 }
 

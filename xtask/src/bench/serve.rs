@@ -333,6 +333,18 @@ fn start_serve(ctx: &Context, hub: &str, router: &str, out: &Path, sync: bool) -
     ServerProcess::start(command, "hf-media serve", &ctx.log)
 }
 
+/// Writes out what the file system holding `dir` has in memory (`sync -f`, coreutils' `syncfs`). Best
+/// effort: without it the next runs only share the disk with that write-back.
+fn flush_file_system(dir: &Path) {
+    let flushed = Command::new("sync").arg("-f").arg(dir).status();
+    if !flushed.is_ok_and(|status| status.success()) {
+        eprintln!(
+            "  serve: `sync -f {}` failed; the next runs may share the disk with a write-back",
+            dir.display()
+        );
+    }
+}
+
 /// The venv's Python with g4f and its API server's packages, made if needed.
 fn g4f_venv(ctx: &Context) -> Result<PathBuf, String> {
     let check = format!("import importlib.metadata as m, fastapi, uvicorn; assert m.version('g4f') == '{G4F_VERSION}'");
@@ -545,6 +557,9 @@ pub(super) fn scenarios(ctx: &Context, sizes: ServeSizes, loadgen: &Path) -> Res
             direct_loads.push(runner.load(&direct, concurrency, times)?);
             ours_series.loads.push(runner.load(&ours, concurrency, times)?);
             unsynced_series.loads.push(runner.load(&unsynced, concurrency, times)?);
+            // What the unsynced server left for the system to write is written now, outside every
+            // window, so that it does not compete with the next runs' syncs.
+            flush_file_system(&dir);
             if let (Ok(target), Ok(series)) = (&g4f, &mut g4f_series) {
                 match runner.load(target, concurrency, times) {
                     Ok(load) => series.loads.push(load),
@@ -696,7 +711,7 @@ fn rows(latencies: &[Latency], sizes: ServeSizes) -> Vec<Row> {
         let (kib, figure) = describe(&slow.ours);
         rows.push(Row::new(
             format!(
-                "memory per in-flight request: (peak RSS with {concurrency} in flight, provider latency {}) − idle RSS, / {concurrency}",
+                "{OURS}: memory per in-flight request: (peak RSS with {concurrency} in flight, provider latency {}) − idle RSS, / {concurrency}",
                 slow.label
             ),
             figure,
