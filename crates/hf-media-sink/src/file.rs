@@ -664,14 +664,14 @@ impl MediaSink for FileSink {
             prompt: record.prompt.clone(),
             sync: self.sync,
         };
-        let placed = blocking(&dir.clone(), move || {
+        let placed = blocking(&dir, move || {
             let (file, temp) = match (spilled, temp) {
                 (Some(file), Some(temp)) => (file, temp),
-                _ => create_temp(&root, &dir, placement.sync)?,
+                _ => create_temp(&root, &placement.dir, placement.sync)?,
             };
             let file = write_batch(file, &pending).map_err(|e| SinkError::io(temp.to_path_buf(), e))?;
             let sidecar = match sidecar_json {
-                Some(json) => Some(write_sidecar(&dir, &json)?),
+                Some(json) => Some(write_sidecar(&placement.dir, &json)?),
                 None => None,
             };
             let mut files = vec![(&file, &*temp)];

@@ -208,7 +208,6 @@ impl Load {
 }
 
 /// What to load.
-#[derive(Clone)]
 struct Target<'a> {
     url: String,
     body: String,
@@ -399,6 +398,27 @@ struct Series {
     loads: Vec<Load>,
 }
 
+impl Series {
+    /// The series of the server `target` watches, its idle RSS read now (after its warm-up).
+    fn idle(target: &Target<'_>) -> Series {
+        Series {
+            idle_rss: target.watch.and_then(rss).unwrap_or(0),
+            loads: Vec::new(),
+        }
+    }
+}
+
+/// `POST /v1/images/generations` of `server` with `body`, its answers holding a URL, the server watched.
+fn images_target<'a>(server: &ServerProcess, body: &str) -> Target<'a> {
+    Target {
+        url: format!("{}/v1/images/generations", server.url),
+        body: body.to_owned(),
+        headers: &[],
+        expect: Some("\"url\""),
+        watch: Some(server.pid()),
+    }
+}
+
 /// The runs at one provider latency: direct, ours (synced, as by default, and with `--no-sync`), and
 /// g4f's (or why it was not measured).
 struct Latency {
@@ -409,6 +429,13 @@ struct Latency {
     ours: Series,
     unsynced: Series,
     g4f: Result<Series, String>,
+}
+
+impl Latency {
+    /// Our two servers' series, each with its name in the rows.
+    fn ours(&self) -> [(&'static str, &Series); 2] {
+        [(OURS, &self.ours), (OURS_UNSYNCED, &self.unsynced)]
+    }
 }
 
 /// How our two servers are named in the rows.
@@ -492,25 +519,9 @@ pub(super) fn scenarios(ctx: &Context, sizes: ServeSizes, loadgen: &Path) -> Res
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|python| start_g4f(ctx, python, &emulator.url, &router, &dir.join(format!("g4f-{index}"))));
-        let ours = Target {
-            url: format!("{}/v1/images/generations", ours_server.url),
-            body: ours_body.clone(),
-            headers: &[],
-            expect: Some("\"url\""),
-            watch: Some(ours_server.pid()),
-        };
-        let unsynced = Target {
-            url: format!("{}/v1/images/generations", unsynced_server.url),
-            watch: Some(unsynced_server.pid()),
-            ..ours.clone()
-        };
-        let g4f = g4f_server.as_ref().map(|server| Target {
-            url: format!("{}/v1/images/generations", server.url),
-            body: g4f_body.clone(),
-            headers: &[],
-            expect: Some("\"url\""),
-            watch: Some(server.pid()),
-        });
+        let ours = images_target(&ours_server, &ours_body);
+        let unsynced = images_target(&unsynced_server, &ours_body);
+        let g4f = g4f_server.as_ref().map(|server| images_target(server, &g4f_body));
         let direct = Target {
             url: direct_url,
             body: direct_body.clone(),
@@ -531,21 +542,12 @@ pub(super) fn scenarios(ctx: &Context, sizes: ServeSizes, loadgen: &Path) -> Res
         eprintln!("  serve: provider latency {label}: warming up");
         runner.load(&ours, 1, warm)?;
         runner.load(&unsynced, 1, warm)?;
-        let mut ours_series = Series {
-            idle_rss: rss(ours_server.pid()).unwrap_or(0),
-            loads: Vec::new(),
-        };
-        let mut unsynced_series = Series {
-            idle_rss: rss(unsynced_server.pid()).unwrap_or(0),
-            loads: Vec::new(),
-        };
+        let mut ours_series = Series::idle(&ours);
+        let mut unsynced_series = Series::idle(&unsynced);
         let mut g4f_series = match &g4f {
             Ok(target) => runner
                 .load(target, 1, warm)
-                .map(|_| Series {
-                    idle_rss: target.watch.and_then(rss).unwrap_or(0),
-                    loads: Vec::new(),
-                })
+                .map(|_| Series::idle(target))
                 .map_err(|e| format!("g4f failed: {e}")),
             Err(e) => Err(e.to_string()),
         };
@@ -618,7 +620,7 @@ fn rows(latencies: &[Latency], sizes: ServeSizes) -> Vec<Row> {
                 (Err(reason), _) => format!("g4f not measured: {reason}"),
                 (Ok(_), None) => "g4f not measured".into(),
             };
-            for (name, series) in [(OURS, &latency.ours), (OURS_UNSYNCED, &latency.unsynced)] {
+            for (name, series) in latency.ours() {
                 let ours = &series.loads[i];
                 // With a slow provider, a closed loop of `concurrency` clients cannot make more than
                 // concurrency / latency requests a second, whatever the server: the 10× target is held
@@ -660,7 +662,7 @@ fn rows(latencies: &[Latency], sizes: ServeSizes) -> Vec<Row> {
         for latency in latencies {
             let direct = &latency.direct[i];
             let theirs = latency.g4f.as_ref().ok().map(|series| &series.loads[i]);
-            for (name, series) in [(OURS, &latency.ours), (OURS_UNSYNCED, &latency.unsynced)] {
+            for (name, series) in latency.ours() {
                 let ours = &series.loads[i];
                 let added = ours.p50 - direct.p50;
                 rows.push(Row::new(
